@@ -1,0 +1,1 @@
+"""Typed models of the Inferops API: the single source of truth for the CRD schemas."""

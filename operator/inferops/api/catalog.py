@@ -1,0 +1,178 @@
+"""Operator configuration: resource pools, flavors, quotas, router mode, images, batch limits."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import Field, model_validator
+
+from inferops.api.base import ApiModel
+from inferops.api.names import LABEL_POOL
+from inferops.api.paths import FLAVOR_NAME_PATTERN, POOL_NAME_PATTERN
+
+PUBLIC_POOL = "public"
+
+
+class Toleration(ApiModel):
+    """A Kubernetes toleration placed on pods of a dedicated pool."""
+
+    key: str | None = Field(None, description="Taint key.")
+    operator: Literal["Exists", "Equal"] | None = Field(None, description="Exists or Equal.")
+    value: str | None = Field(None, description="Taint value.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        None, description="Taint effect."
+    )
+    toleration_seconds: int | None = Field(None, description="For NoExecute taints.")
+
+
+class Pool(ApiModel):
+    """A resource pool: the shared public one, or a dedicated set of nodes."""
+
+    name: str = Field(description="Pool name.", pattern=POOL_NAME_PATTERN, max_length=63)
+    type: Literal["public", "dedicated"] = Field(description="public or dedicated.")
+    node_selector: dict[str, str] = Field(
+        default_factory=dict, description="Labels pinning pods to the pool's nodes."
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=list, description="Tolerations for the pool's taints."
+    )
+
+
+class Flavor(ApiModel):
+    """A specification: the resources of one instance."""
+
+    name: str = Field(description="Flavor name.", pattern=FLAVOR_NAME_PATTERN, max_length=63)
+    cpu: str | int = Field(description='CPU request and limit, e.g. "2" or 500m.')
+    memory: str = Field(description="Memory request and limit, e.g. 4Gi.")
+    gpu: int = Field(0, ge=0, description="GPUs per instance.")
+    gpu_resource: str = Field("nvidia.com/gpu", description="Extended resource name of GPUs.")
+    free: bool = Field(False, description="A free flavor serves a single version only.")
+    pools: list[str] = Field(description="Pools offering this flavor.", min_length=1)
+
+
+class Quotas(ApiModel):
+    """Per-namespace limits; a Namespace annotation may override each."""
+
+    real_time_services_per_namespace: int = Field(20, ge=0, description="Real-time services.")
+    batch_services_per_namespace: int = Field(1000, ge=0, description="Batch services.")
+    public_pool_instances_per_namespace: int | None = Field(
+        None, ge=0, description="computeNodes of public-pool real-time services; null: no limit."
+    )
+
+
+class GatewayRef(ApiModel):
+    """The Gateway that HTTPRoutes attach to in gateway-api mode."""
+
+    name: str = Field(description="Gateway name.")
+    namespace: str | None = Field(None, description="Gateway namespace; default: the service's.")
+
+
+class RouterConfig(ApiModel):
+    """How traffic is split between versions."""
+
+    mode: Literal["nginx", "gateway-api"] = Field("nginx", description="nginx or gateway-api.")
+    gateway: GatewayRef | None = Field(None, description="Required in gateway-api mode.")
+
+    @model_validator(mode="after")
+    def _gateway_mode_needs_gateway(self) -> RouterConfig:
+        if self.mode == "gateway-api" and self.gateway is None:
+            raise ValueError("router.gateway is required when router.mode is gateway-api")
+        return self
+
+
+class Images(ApiModel):
+    """Images the operator puts into child workloads."""
+
+    inferops: str = Field(
+        "ghcr.io/inferops/inferops:0.1.0",
+        description="Image with the inferops command (batch worker, agent, fetch-model).",
+    )
+    router: str = Field(
+        "nginxinc/nginx-unprivileged:1.27-alpine", description="Unprivileged nginx image."
+    )
+
+
+class BatchLimits(ApiModel):
+    """Limits of batch inputs (the seed's 10 MB images and 12 MB CSV files by default)."""
+
+    max_image_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest image input.")
+    max_csv_bytes: int = Field(12 * 1024 * 1024, ge=1, description="Largest CSV input.")
+    manifest_max_lines: int = Field(
+        10000, ge=1, description="Output manifest lines before continuing in _1, _2, ..."
+    )
+
+
+class Catalog(ApiModel):
+    """The whole operator configuration."""
+
+    pools: list[Pool] = Field(description="Resource pools.", min_length=1)
+    flavors: list[Flavor] = Field(description="Flavors.", min_length=1)
+    quotas: Quotas = Field(default_factory=Quotas, description="Per-namespace quotas.")
+    router: RouterConfig = Field(default_factory=RouterConfig, description="Router mode.")
+    images: Images = Field(default_factory=Images, description="Child images.")
+    batch: BatchLimits = Field(default_factory=BatchLimits, description="Batch limits.")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Catalog:
+        names = [p.name for p in self.pools]
+        if len(set(names)) != len(names):
+            raise ValueError("pool names must be unique")
+        if sum(1 for p in self.pools if p.type == "public") > 1:
+            raise ValueError("at most one pool may be public")
+        flavors = [f.name for f in self.flavors]
+        if len(set(flavors)) != len(flavors):
+            raise ValueError("flavor names must be unique")
+        for flavor in self.flavors:
+            unknown = sorted(set(flavor.pools) - set(names))
+            if unknown:
+                raise ValueError(f"flavor {flavor.name} names unknown pools {unknown}")
+        return self
+
+    def pool(self, name: str) -> Pool | None:
+        return next((p for p in self.pools if p.name == name), None)
+
+    def flavor(self, name: str) -> Flavor | None:
+        return next((f for f in self.flavors if f.name == name), None)
+
+    def public_pool(self) -> Pool | None:
+        return next((p for p in self.pools if p.type == "public"), None)
+
+
+def _dedicated(name: str) -> Pool:
+    return Pool(name=name, type="dedicated", node_selector={LABEL_POOL: name})
+
+
+def default_catalog() -> Catalog:
+    """The built-in catalog (DESIGN.md); the Helm chart ships the same values."""
+    every_pool = [PUBLIC_POOL, "pool-a", "pool-b"]
+    return Catalog(
+        pools=[Pool(name=PUBLIC_POOL, type="public"), _dedicated("pool-a"), _dedicated("pool-b")],
+        flavors=[
+            Flavor(name="cpu.2u4g", cpu="2", memory="4Gi", pools=every_pool),
+            Flavor(name="cpu.4u8g", cpu="4", memory="8Gi", pools=every_pool),
+            Flavor(name="free.1u2g", cpu="1", memory="2Gi", free=True, pools=[PUBLIC_POOL]),
+            Flavor(name="gpu.1x", cpu="8", memory="32Gi", gpu=1, pools=["pool-a", "pool-b"]),
+        ],
+    )
+
+
+class CatalogError(Exception):
+    """The catalog file cannot be read or is not a valid catalog."""
+
+
+def load_catalog(path: str | Path | None) -> Catalog:
+    """Reads a catalog YAML file; None gives the built-in default."""
+    if path is None:
+        return default_catalog()
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise CatalogError(f"catalog {path}: expected a mapping at the top level")
+    try:
+        return Catalog.model_validate(data)
+    except ValueError as exc:
+        raise CatalogError(f"catalog {path}: {exc}") from exc

@@ -1,0 +1,227 @@
+"""RealTimeService: an always-on endpoint splitting traffic between application versions."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import ConfigDict, Field, StringConstraints
+
+from inferops.api.application import VERSION_PATTERN
+from inferops.api.base import (
+    MAX_ENV,
+    ApiModel,
+    Condition,
+    EnvVar,
+    StorageSpec,
+    cel,
+    rules,
+)
+from inferops.api.names import DNS1123_LABEL
+from inferops.api.paths import FLAVOR_NAME_PATTERN, POOL_NAME_PATTERN, STORAGE_PATH_PATTERN
+
+MAX_SERVICE_VERSIONS = 20
+MAX_COMPUTE_NODES = 1000
+TIMEOUT_MIN, TIMEOUT_MAX, TIMEOUT_DEFAULT = 3, 120, 20
+
+MSG_RATIO_SUM = "traffic ratios must sum to exactly 100, got {total}"
+MSG_UNIQUE_PAIRS = "each (application, version) pair may appear only once"
+MSG_MULTIPOOL_POOLS = "multiPoolLoadBalancing.pools must name exactly two distinct dedicated pools"
+MSG_MULTIPOOL_NODES = (
+    "with multiPoolLoadBalancing enabled, every version's computeNodes must be an even "
+    "number of at least 2"
+)
+MSG_WEBSOCKET_LIMIT = "trafficLimit cannot be set on a websocket service"
+MSG_WEBSOCKET_COLLECTION = "dataCollection cannot be enabled on a websocket service"
+MSG_WEBSOCKET_IMMUTABLE = "websocket cannot be changed after creation"
+MSG_COLLECTION_OUTPUT = "dataCollection.outputPath is required when data collection is enabled"
+
+RealTimePhase = Literal["Deploying", "Running", "Abnormal", "Stopped", "Failed"]
+
+
+PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN, max_length=63)]
+
+
+def timeout_field() -> Any:
+    """timeoutMinutes, shared by real-time and batch versions."""
+    return Field(
+        TIMEOUT_DEFAULT,
+        ge=TIMEOUT_MIN,
+        le=TIMEOUT_MAX,
+        description="Minutes allowed for deployment plus model start-up (3 to 120).",
+    )
+
+
+class ServiceVersion(ApiModel):
+    """An AI application version deployed by the service, with its share of the traffic."""
+
+    application: str = Field(
+        description="Name of the AIApplication in the same namespace.",
+        pattern=DNS1123_LABEL,
+        max_length=63,
+    )
+    version: str = Field(
+        description="Version of the application (must be Normal).",
+        pattern=VERSION_PATTERN,
+        max_length=63,
+    )
+    traffic_ratio: int = Field(
+        description="Percent of requests sent to this version; all versions sum to 100.",
+        ge=0,
+        le=100,
+    )
+    specification: str = Field(
+        description="Flavor name from the operator's catalog, e.g. cpu.2u4g.",
+        pattern=FLAVOR_NAME_PATTERN,
+        max_length=63,
+    )
+    compute_nodes: int = Field(
+        1, ge=1, le=MAX_COMPUTE_NODES, description="Number of instances of this version."
+    )
+    env: list[EnvVar] | None = Field(
+        None,
+        description="Environment variables; pass credentials with valueFrom.secretKeyRef.",
+        max_length=MAX_ENV,
+    )
+    timeout_minutes: int = timeout_field()
+
+
+class MultiPoolLoadBalancing(ApiModel):
+    """Spread every version evenly over two dedicated pools."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                "!self.enabled || (has(self.pools) && self.pools.size() == 2 "
+                "&& self.pools[0] != self.pools[1])",
+                MSG_MULTIPOOL_POOLS,
+                field_path=".pools",
+            )
+        )
+    )
+
+    enabled: bool = Field(False, description="Turns multi-pool load balancing on.")
+    pools: list[PoolName] | None = Field(
+        None,
+        description="The two dedicated pools; each gets half of every version's nodes.",
+        max_length=8,
+    )
+
+
+class TrafficLimit(ApiModel):
+    """Request rate limit enforced by the router (requests beyond it get 429)."""
+
+    requests_per_second: int = Field(ge=1, le=1_000_000, description="Sustained rate.")
+    burst: int = Field(0, ge=0, le=1_000_000, description="Requests allowed above the rate.")
+
+
+class DataCollection(ApiModel):
+    """Writes sampled request/response pairs as JSON lines to object storage."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                "!self.enabled || has(self.outputPath)",
+                MSG_COLLECTION_OUTPUT,
+                field_path=".outputPath",
+            )
+        )
+    )
+
+    enabled: bool = Field(False, description="Turns data collection on.")
+    sample_ratio: float = Field(1.0, ge=0, le=1, description="Fraction of requests kept.")
+    output_path: str | None = Field(
+        None,
+        description="Folder receiving the JSON lines (obs://, s3:// or local).",
+        pattern=STORAGE_PATH_PATTERN,
+        max_length=2048,
+    )
+
+
+class RealTimeServiceSpec(ApiModel):
+    """Desired state of a RealTimeService."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                "self.versions.map(v, v.trafficRatio).sum() == 100",
+                message_expression="'traffic ratios must sum to exactly 100, got ' + "
+                "string(self.versions.map(v, v.trafficRatio).sum())",
+                field_path=".versions",
+            ),
+            cel(
+                "self.versions.all(a, self.versions.exists_one(b, "
+                "b.application == a.application && b.version == a.version))",
+                MSG_UNIQUE_PAIRS,
+                field_path=".versions",
+                reason="FieldValueDuplicate",
+            ),
+            cel(
+                "!has(self.multiPoolLoadBalancing) || !self.multiPoolLoadBalancing.enabled || "
+                "self.versions.all(v, v.computeNodes >= 2 && v.computeNodes % 2 == 0)",
+                MSG_MULTIPOOL_NODES,
+                field_path=".versions",
+            ),
+            cel(
+                "!self.websocket || !has(self.trafficLimit)",
+                MSG_WEBSOCKET_LIMIT,
+                field_path=".trafficLimit",
+            ),
+            cel(
+                "!self.websocket || !has(self.dataCollection) || !self.dataCollection.enabled",
+                MSG_WEBSOCKET_COLLECTION,
+                field_path=".dataCollection",
+            ),
+        )
+    )
+
+    description: str = Field("", description="What the service is for.", max_length=1024)
+    resource_pool: str = Field(
+        "public",
+        description="public, or a dedicated pool from the catalog. Ignored when "
+        "multiPoolLoadBalancing is enabled.",
+        pattern=POOL_NAME_PATTERN,
+        max_length=63,
+    )
+    multi_pool_load_balancing: MultiPoolLoadBalancing | None = Field(
+        None, description="Deploy into two dedicated pools and balance between them."
+    )
+    versions: list[ServiceVersion] = Field(
+        description="AI application versions and configuration.",
+        min_length=1,
+        max_length=MAX_SERVICE_VERSIONS,
+    )
+    websocket: bool = Field(
+        False,
+        description="Serve WebSocket. Every version's app must speak it; excludes "
+        "trafficLimit and dataCollection; cannot change after creation.",
+        json_schema_extra=rules(cel("self == oldSelf", MSG_WEBSOCKET_IMMUTABLE)),
+    )
+    traffic_limit: TrafficLimit | None = Field(None, description="Request rate limit.")
+    data_collection: DataCollection | None = Field(None, description="Request/response capture.")
+    storage: StorageSpec | None = Field(None, description="Object-storage access.")
+    stopped: bool = Field(
+        False, description="Scale to zero and report Stopped (still counts against quota)."
+    )
+
+
+class ServiceVersionStatus(ApiModel):
+    """Observed state of one version."""
+
+    application: str = Field(description="Application name.")
+    version: str = Field(description="Application version.")
+    traffic_ratio: int = Field(description="Percent of traffic routed to it.")
+    ready_nodes: int = Field(0, description="Instances ready to serve.")
+    desired_nodes: int = Field(0, description="Instances asked for.")
+
+
+class RealTimeServiceStatus(ApiModel):
+    """Observed state of a RealTimeService."""
+
+    phase: RealTimePhase | None = Field(None, description="Lifecycle phase.")
+    url: str | None = Field(None, description="In-cluster URL of the service.")
+    traffic: str = Field("", description="Traffic split, e.g. iris:1.0.0=70,iris:2.0.0=30.")
+    ready: str = Field("", description="Ready instances out of desired, e.g. 3/3.")
+    versions: list[ServiceVersionStatus] = Field(default_factory=list, description="Per version.")
+    conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing.")
+    observed_generation: int | None = Field(None, description="Generation last reconciled.")
+    message: str = Field("", description="Why the service is in its phase.")

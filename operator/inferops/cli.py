@@ -1,0 +1,101 @@
+"""The `inferops` command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from inferops.api.catalog import CatalogError, load_catalog
+from inferops.api.crd import all_crds, render_yaml, write_crds
+from inferops.api.names import KIND_APPLICATION
+from inferops.manifests import ManifestError, check_kinds, read_documents
+from inferops.validation import ValidationContext, known_application, validate_object
+from inferops.validation.references import KnownApplication, namespace_of
+from inferops.worker.mapping import generate_mapping, request_schema, select_api
+
+EXIT_INVALID = 1
+EXIT_UNREADABLE = 2
+
+
+def _fail(message: str, code: int = EXIT_UNREADABLE) -> int:
+    print(f"inferops: {message}", file=sys.stderr)
+    return code
+
+
+def cmd_crds(args: argparse.Namespace) -> int:
+    if args.output_dir:
+        for path in write_crds(Path(args.output_dir)):
+            print(path)
+        return 0
+    sys.stdout.write("---\n".join(render_yaml(crd) for crd in all_crds().values()))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        catalog = load_catalog(args.catalog)
+        documents = read_documents(args.files)
+        check_kinds(documents)
+    except (CatalogError, ManifestError) as exc:
+        return _fail(str(exc))
+    apps: dict[tuple[str, str], KnownApplication] = {}
+    for doc in documents:
+        if doc.obj.get("kind") == KIND_APPLICATION:
+            app = known_application(doc.obj)
+            if app is not None:
+                apps[(namespace_of(doc.obj), app.name)] = app
+    ctx = ValidationContext(catalog=catalog, applications=apps)
+    problems = [p for doc in documents for p in validate_object(doc.obj, ctx)]
+    for problem in problems:
+        print(problem)
+    return EXIT_INVALID if problems else 0
+
+
+def cmd_mapping(args: argparse.Namespace) -> int:
+    try:
+        config = json.loads(Path(args.config).read_text(encoding="utf-8"))
+    except OSError as exc:
+        return _fail(f"{args.config}: cannot read: {exc.strerror}")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        return _fail(f"{args.config}: invalid JSON: {exc}")
+    try:
+        api = select_api(config, args.api)
+    except LookupError as exc:
+        return _fail(f"{args.config}: {exc}", EXIT_INVALID)
+    print(json.dumps(generate_mapping(request_schema(api)), indent=4))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="inferops", description="Machine-learning models as Kubernetes custom resources."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    crds = sub.add_parser("crds", help="write or print the generated CRDs")
+    crds.add_argument("--output-dir", help="write one file per CRD here instead of printing")
+    crds.set_defaults(func=cmd_crds)
+
+    validate = sub.add_parser("validate", help="validate manifests offline")
+    validate.add_argument("--catalog", help="catalog YAML (default: the built-in catalog)")
+    validate.add_argument("files", nargs="+", metavar="FILE", help="YAML files, - for stdin")
+    validate.set_defaults(func=cmd_validate)
+
+    mapping = sub.add_parser("mapping", help="print the CSV mapping of an app's request schema")
+    mapping.add_argument("config", metavar="CONFIG.json", help="the app's config.json")
+    mapping.add_argument("--api", metavar="URL", help="the API url (default: the first API)")
+    mapping.set_defaults(func=cmd_mapping)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

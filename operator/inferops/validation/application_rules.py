@@ -1,0 +1,45 @@
+"""Whether an application version is usable (Normal) or not (Invalid), and its input type."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from inferops.api.application import AppVersion
+from inferops.worker.mapping import InputType, input_type, request_schema, schema_problems
+
+
+@dataclass(frozen=True)
+class VersionVerdict:
+    """The operator's verdict on one version: Normal with an input type, or Invalid."""
+
+    version: str
+    normal: bool
+    input_type: InputType | None
+    message: str
+    path: str = ""
+
+    @property
+    def phase(self) -> str:
+        return "Normal" if self.normal else "Invalid"
+
+
+def check_version(version: AppVersion, path: str) -> VersionVerdict:
+    """Checks the APIs of one version; `path` is where the version sits in the object."""
+
+    def invalid(where: str, message: str) -> VersionVerdict:
+        return VersionVerdict(version.version, False, None, f"{where}: {message}", where)
+
+    if not version.apis:
+        return invalid(f"{path}.apis", "at least one API is required (the config.json apis)")
+    keys = Counter((api.method.lower(), api.url) for api in version.apis)
+    for i, api in enumerate(version.apis):
+        if keys[(api.method.lower(), api.url)] > 1:
+            return invalid(f"{path}.apis[{i}]", f"{api.method} {api.url} is declared twice")
+        if api.request is not None:
+            problems = schema_problems(api.request.data, f"{path}.apis[{i}].request.data")
+            if problems:
+                return invalid(*problems[0])
+    first = version.apis[0]
+    schema = request_schema(first.model_dump(by_alias=True))
+    return VersionVerdict(version.version, True, input_type(schema), "")

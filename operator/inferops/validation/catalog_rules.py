@@ -1,0 +1,83 @@
+"""Rules that need the operator's catalog: flavors, pools, free flavors, the public pool."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from inferops.api.batch import BatchServiceSpec
+from inferops.api.catalog import Catalog, Flavor
+from inferops.api.realtime import RealTimeServiceSpec
+
+Finding = tuple[str, str]
+
+
+def _flavor(catalog: Catalog, name: str, path: str) -> tuple[Flavor | None, Finding | None]:
+    flavor = catalog.flavor(name)
+    if flavor is None:
+        known = ", ".join(f.name for f in catalog.flavors)
+        return None, (path, f"unknown flavor {name!r}; the catalog offers: {known}")
+    return flavor, None
+
+
+def realtime_catalog_rules(spec: RealTimeServiceSpec, catalog: Catalog) -> Iterator[Finding]:
+    multi = spec.multi_pool_load_balancing
+    multi_pools = (multi.pools or []) if multi is not None and multi.enabled else None
+    if multi_pools is None:
+        pool = catalog.pool(spec.resource_pool)
+        pools = [spec.resource_pool] if pool is not None else []
+        if pool is None:
+            known = ", ".join(p.name for p in catalog.pools)
+            yield "spec.resourcePool", f"unknown pool {spec.resource_pool!r}; known pools: {known}"
+    else:
+        pools = []
+        for j, name in enumerate(multi_pools):
+            pool = catalog.pool(name)
+            path = f"spec.multiPoolLoadBalancing.pools[{j}]"
+            if pool is None:
+                yield path, f"unknown pool {name!r}"
+            elif pool.type != "dedicated":
+                yield (
+                    path,
+                    f"pool {name!r} is {pool.type}; multi-pool load balancing needs "
+                    "dedicated pools",
+                )
+            else:
+                pools.append(name)
+    for i, version in enumerate(spec.versions):
+        path = f"spec.versions[{i}].specification"
+        flavor, problem = _flavor(catalog, version.specification, path)
+        if problem is not None:
+            yield problem
+            continue
+        assert flavor is not None
+        for name in pools:
+            if name not in flavor.pools:
+                yield (
+                    path,
+                    f"flavor {flavor.name!r} is not offered in pool {name!r} "
+                    f"(offered in: {', '.join(flavor.pools)})",
+                )
+        if flavor.free and len(spec.versions) > 1:
+            yield (
+                path,
+                f"free flavor {flavor.name!r} allows a single version; this service "
+                f"has {len(spec.versions)}",
+            )
+
+
+def batch_catalog_rules(spec: BatchServiceSpec, catalog: Catalog) -> Iterator[Finding]:
+    path = "spec.specification"
+    flavor, problem = _flavor(catalog, spec.specification, path)
+    if problem is not None:
+        yield problem
+        return
+    assert flavor is not None
+    public = catalog.public_pool()
+    if public is None:
+        yield path, "batch services run in the public pool, and the catalog has none"
+    elif public.name not in flavor.pools:
+        yield (
+            path,
+            f"batch services run in the public pool only; flavor {flavor.name!r} "
+            f"is not offered there (offered in: {', '.join(flavor.pools)})",
+        )

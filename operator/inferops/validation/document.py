@@ -1,0 +1,139 @@
+"""Validation of one object of any Inferops kind: the entry point for CLI, webhook, handlers."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from inferops.api.application import AIApplicationSpec
+from inferops.api.batch import BatchServiceSpec
+from inferops.api.catalog import Catalog, default_catalog
+from inferops.api.kinds import ALL_KINDS, KindInfo
+from inferops.api.names import API_VERSION, DNS1035_LABEL, DNS1123_LABEL
+from inferops.api.realtime import RealTimeServiceSpec
+from inferops.validation.application_rules import check_version
+from inferops.validation.catalog_rules import batch_catalog_rules, realtime_catalog_rules
+from inferops.validation.problems import Problem, from_validation_error
+from inferops.validation.references import (
+    ApplicationIndex,
+    batch_reference_rules,
+    namespace_of,
+    realtime_reference_rules,
+)
+from inferops.validation.spec_rules import (
+    application_rules,
+    batch_rules,
+    realtime_rules,
+    realtime_transition_rules,
+)
+
+Finding = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class ValidationContext:
+    """What validation may consult besides the object itself.
+
+    applications None skips the reference rules (the app is not known here); `old` is the
+    stored object on update, for transition rules.
+    """
+
+    catalog: Catalog = field(default_factory=default_catalog)
+    applications: ApplicationIndex | None = None
+    old: Mapping[str, Any] | None = None
+
+
+def identify(obj: Any) -> tuple[str, str]:
+    """(kind, name) for messages, with placeholders when missing."""
+    if not isinstance(obj, Mapping):
+        return "?", "?"
+    kind = obj.get("kind")
+    metadata = obj.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    return (
+        kind if isinstance(kind, str) and kind else "?",
+        name if isinstance(name, str) and name else "?",
+    )
+
+
+def _name_findings(info: KindInfo, obj: Mapping[str, Any]) -> Iterable[Finding]:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping):
+        yield "metadata", "required field is missing"
+        return
+    name = metadata.get("name")
+    if not isinstance(name, str) or not name:
+        yield "metadata.name", "required field is missing"
+        return
+    pattern = DNS1035_LABEL if info.dns1035_name else DNS1123_LABEL
+    label = "DNS-1035 label" if info.dns1035_name else "DNS-1123 label"
+    if len(name) > info.max_name_length or not re.match(pattern, name):
+        yield (
+            "metadata.name",
+            (f"metadata.name must be a {label} of at most {info.max_name_length} characters"),
+        )
+
+
+def _parse(model: type[BaseModel], value: Any) -> tuple[Any, ValidationError | None]:
+    try:
+        return model.model_validate(value), None
+    except ValidationError as exc:
+        return None, exc
+
+
+def _spec_findings(
+    info: KindInfo, obj: Mapping[str, Any], spec: Any, ctx: ValidationContext
+) -> Iterable[Finding]:
+    namespace = namespace_of(obj)
+    if isinstance(spec, RealTimeServiceSpec):
+        yield from realtime_rules(spec)
+        old_spec = _old_spec(info, ctx)
+        if isinstance(old_spec, RealTimeServiceSpec):
+            yield from realtime_transition_rules(spec, old_spec)
+        yield from realtime_catalog_rules(spec, ctx.catalog)
+        if ctx.applications is not None:
+            yield from realtime_reference_rules(spec, namespace, ctx.applications)
+    elif isinstance(spec, BatchServiceSpec):
+        yield from batch_rules(spec)
+        yield from batch_catalog_rules(spec, ctx.catalog)
+        if ctx.applications is not None:
+            yield from batch_reference_rules(spec, namespace, ctx.applications)
+    elif isinstance(spec, AIApplicationSpec):
+        yield from application_rules(spec)
+        for i, version in enumerate(spec.versions):
+            verdict = check_version(version, f"spec.versions[{i}]")
+            if not verdict.normal:
+                yield verdict.path, verdict.message.split(": ", 1)[-1]
+
+
+def _old_spec(info: KindInfo, ctx: ValidationContext) -> Any:
+    if ctx.old is None:
+        return None
+    spec, error = _parse(info.spec, ctx.old.get("spec"))
+    return None if error else spec
+
+
+def validate_object(obj: Any, ctx: ValidationContext | None = None) -> list[Problem]:
+    """Every problem with one object. Never raises: anything malformed is a problem."""
+    ctx = ctx or ValidationContext()
+    kind, name = identify(obj)
+    if not isinstance(obj, Mapping):
+        return [Problem(kind, name, "(document)", "expected a mapping with apiVersion and kind")]
+    info = ALL_KINDS.get(kind)
+    if info is None:
+        return [Problem(kind, name, "kind", f"unknown kind; expected one of {sorted(ALL_KINDS)}")]
+    problems = []
+    if obj.get("apiVersion") != API_VERSION:
+        problems.append(Problem(kind, name, "apiVersion", f"must be {API_VERSION}"))
+    problems += [Problem(kind, name, p, m) for p, m in _name_findings(info, obj)]
+    if "spec" not in obj:
+        return [*problems, Problem(kind, name, "spec", "required field is missing")]
+    spec, error = _parse(info.spec, obj["spec"])
+    if error is not None:
+        return [*problems, *from_validation_error(kind, name, ["spec"], error)]
+    problems += [Problem(kind, name, p, m) for p, m in _spec_findings(info, obj, spec, ctx)]
+    return problems

@@ -1,0 +1,129 @@
+"""Rules across objects: the application and version a service names, and what they offer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from inferops.api.application import AIApplicationSpec, AppVersion
+from inferops.api.batch import BatchServiceSpec
+from inferops.api.realtime import RealTimeServiceSpec
+from inferops.validation.application_rules import VersionVerdict, check_version
+from inferops.worker.mapping import mapped_columns, request_schema, schema_problems
+
+Finding = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class KnownVersion:
+    spec: AppVersion
+    verdict: VersionVerdict
+
+
+@dataclass(frozen=True)
+class KnownApplication:
+    """An AIApplication as services see it: its versions and whether each is Normal."""
+
+    name: str
+    versions: Mapping[str, KnownVersion]
+
+
+ApplicationIndex = Mapping[tuple[str, str], KnownApplication]
+DEFAULT_NAMESPACE = "default"
+
+
+def known_application(obj: Mapping[str, Any]) -> KnownApplication | None:
+    """Reads an AIApplication object; None when its spec cannot be parsed at all."""
+    metadata = obj.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, dict) else None
+    if not isinstance(name, str):
+        return None
+    try:
+        spec = AIApplicationSpec.model_validate(obj.get("spec"))
+    except ValidationError:
+        return None
+    versions = {
+        v.version: KnownVersion(v, check_version(v, f"spec.versions[{i}]"))
+        for i, v in enumerate(spec.versions)
+    }
+    return KnownApplication(name, versions)
+
+
+def namespace_of(obj: Mapping[str, Any]) -> str:
+    metadata = obj.get("metadata")
+    namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
+    return namespace if isinstance(namespace, str) and namespace else DEFAULT_NAMESPACE
+
+
+def _resolve(
+    apps: ApplicationIndex, namespace: str, application: str, version: str, path: str
+) -> tuple[KnownVersion | None, Finding | None]:
+    app = apps.get((namespace, application))
+    if app is None:
+        return None, (
+            f"{path}.application",
+            f"application {application!r} not found in namespace {namespace!r}",
+        )
+    known = app.versions.get(version)
+    if known is None:
+        names = ", ".join(app.versions) or "none"
+        return None, (
+            f"{path}.version",
+            f"application {application!r} has no version {version!r} (has: {names})",
+        )
+    if not known.verdict.normal:
+        return None, (
+            f"{path}.version",
+            f"version {version!r} of application {application!r} "
+            f"is Invalid ({known.verdict.message})",
+        )
+    return known, None
+
+
+def realtime_reference_rules(
+    spec: RealTimeServiceSpec, namespace: str, apps: ApplicationIndex
+) -> Iterator[Finding]:
+    for i, entry in enumerate(spec.versions):
+        known, problem = _resolve(
+            apps, namespace, entry.application, entry.version, f"spec.versions[{i}]"
+        )
+        if problem is not None:
+            yield problem
+        elif known is not None and spec.websocket and not known.spec.websocket:
+            yield (
+                "spec.websocket",
+                (
+                    f"version {entry.version!r} of application "
+                    f"{entry.application!r} does not speak WebSocket"
+                ),
+            )
+
+
+def batch_reference_rules(
+    spec: BatchServiceSpec, namespace: str, apps: ApplicationIndex
+) -> Iterator[Finding]:
+    known, problem = _resolve(apps, namespace, spec.application, spec.version, "spec")
+    if problem is not None:
+        yield problem
+        return
+    assert known is not None
+    urls = [api.url for api in known.spec.apis]
+    if spec.request_path is not None and spec.request_path not in urls:
+        yield (
+            "spec.requestPath",
+            (f"{spec.request_path!r} is not one of the app's API urls: {', '.join(urls)}"),
+        )
+    if spec.mapping is not None and known.verdict.input_type == "json":
+        findings = schema_problems(spec.mapping, "spec.mapping")
+        yield from findings
+        if not findings and not mapped_columns(spec.mapping):
+            yield "spec.mapping", "no leaf has a valid index, so every request would be empty"
+
+
+def request_api_schema(known: KnownVersion, request_path: str | None) -> dict[str, Any]:
+    """The request schema of the API a batch service calls."""
+    api = next((a for a in known.spec.apis if a.url == request_path), known.spec.apis[0])
+    return request_schema(api.model_dump(by_alias=True))

@@ -1,0 +1,1 @@
+"""The batch worker: sources, mapping, requests and manifests (never imports the operator)."""

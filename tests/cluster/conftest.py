@@ -1,0 +1,184 @@
+"""Fixtures for tests that need a real Kubernetes API (marker ``cluster``).
+
+By default a local control plane (etcd, kube-apiserver, kube-controller-manager, and
+kube-scheduler + kwok when built) is built/reused by ``tests/cluster/build.sh`` and
+started on loopback in a temp dir for the whole session. Set ``INFEROPS_E2E_KUBECONFIG``
+to the kubeconfig of an existing cluster (kind, ...) to run the same tests against it.
+
+Every ``crds/*.yaml`` at the repo root is applied (server-side) and waited for
+(Established) before the first test. When a test failed, the control plane's logs are
+kept and their path is printed at the end of the session.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+CRDS_DIR = REPO / "crds"
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import controlplane as cpmod  # noqa: E402
+from k8s_helpers import Kubectl, kubectl_path, wait_for  # noqa: E402
+
+E2E_KUBECONFIG_ENV = "INFEROPS_E2E_KUBECONFIG"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "cluster: needs the real control plane started by tests/cluster/conftest.py"
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.cluster)
+
+
+def _external_kubeconfig() -> Path | None:
+    value = os.environ.get(E2E_KUBECONFIG_ENV, "").strip()
+    if not value:
+        return None
+    path = Path(value).expanduser()
+    if not path.is_file():
+        raise pytest.UsageError(f"{E2E_KUBECONFIG_ENV}={value} is not a file")
+    return path
+
+
+def _say(config: pytest.Config, msg: str) -> None:
+    tr = config.pluginmanager.get_plugin("terminalreporter")
+    if tr is not None:
+        tr.write_line(msg)
+    else:
+        print(msg, file=sys.stderr)
+
+
+def _install_crds(kubectl: Kubectl) -> list[Path]:
+    if not CRDS_DIR.is_dir():
+        return []
+    files = sorted([*CRDS_DIR.glob("*.yaml"), *CRDS_DIR.glob("*.yml")])
+    for f in files:
+        kubectl(
+            "apply",
+            "--server-side",
+            "--force-conflicts",
+            "--field-manager=inferops-tests",
+            "-f",
+            str(f),
+        )
+    for f in files:
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(f))
+    return files
+
+
+@pytest.fixture(scope="session")
+def control_plane(request: pytest.FixtureRequest) -> Iterator[cpmod.ControlPlane | None]:
+    """The local ControlPlane, or None when the tests run against $INFEROPS_E2E_KUBECONFIG."""
+    if _external_kubeconfig() is not None:
+        yield None
+        return
+    t0 = time.monotonic()
+    bin_dir = cpmod.build(quiet=True)
+    t_build = time.monotonic() - t0
+    workdir = Path(tempfile.mkdtemp(prefix="inferops-cp-"))
+    cp = cpmod.ControlPlane(workdir, bin_dir)
+    cp.start()
+    _say(
+        request.config,
+        f"\n[cluster] control plane at {cp.server} (binaries {t_build:.1f}s, "
+        f"ready in {cp.timings['ready']:.1f}s, kwok={'on' if cp.kwok_enabled else 'off'}); "
+        f"logs: {cp.logs_dir}",
+    )
+    failed = True
+    try:
+        yield cp
+        failed = bool(request.session.testsfailed)
+    finally:
+        cp.stop()
+        if failed or os.environ.get("INFEROPS_KEEP_CLUSTER_LOGS"):
+            cp.cleanup(keep_logs=True)
+            _say(request.config, f"[cluster] control plane logs kept in {cp.logs_dir}")
+        else:
+            cp.cleanup(keep_logs=False)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: cpmod.ControlPlane | None) -> Path:
+    """Path of an admin kubeconfig for the test cluster, with the project's CRDs installed."""
+    path = _external_kubeconfig() if control_plane is None else control_plane.kubeconfig
+    assert path is not None
+    _install_crds(Kubectl(kubectl_path(), path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: Path) -> Kubectl:
+    return Kubectl(kubectl_path(), kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def api_client(kubeconfig: Path) -> Iterator[Any]:
+    """A ``kubernetes.client.ApiClient`` for the test cluster (admin)."""
+    api = config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def kwok_nodes(api_client: Any) -> list[str]:
+    """Names of the Ready nodes that kwok simulates (skips the test when there are none)."""
+    nodes = client.CoreV1Api(api_client).list_node().items
+    names = [
+        n.metadata.name
+        for n in nodes
+        if (n.metadata.annotations or {}).get(cpmod.KWOK_ANNOTATION) == "fake"
+        and any(c.type == "Ready" and c.status == "True" for c in (n.status.conditions or []))
+    ]
+    if not names:
+        pytest.skip("no kwok nodes in this cluster (build kwok: tests/cluster/build.sh)")
+    return names
+
+
+@pytest.fixture
+def namespace(api_client: Any) -> Iterator[str]:
+    """A fresh namespace (with its default ServiceAccount), deleted after the test."""
+    core = client.CoreV1Api(api_client)
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"inferops-test": "1"}))
+    )
+
+    def sa_exists() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+            return True
+        except ApiException as e:
+            if e.status == 404:
+                return False
+            raise
+
+    wait_for(sa_exists, timeout=30, what=f"ServiceAccount {name}/default")
+    try:
+        yield name
+    finally:
+        try:
+            core.delete_namespace(name)
+        except ApiException as e:
+            if e.status != 404:
+                raise

@@ -1,0 +1,66 @@
+"""Helpers for the cluster tests (importable from test modules: ``from k8s_helpers import ...``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import controlplane as cpmod
+
+
+def kubectl_path() -> str:
+    """The kubectl to use: $INFEROPS_KUBECTL, else the one build.sh made (building it if
+    needed and no kubectl is on PATH)."""
+    env = os.environ.get("INFEROPS_KUBECTL")
+    if env:
+        return env
+    built = cpmod.default_bin_dir() / "kubectl"
+    if os.access(built, os.X_OK):
+        return str(built)
+    on_path = shutil.which("kubectl")
+    if on_path:
+        return on_path
+    cpmod.build(["kubectl"])
+    return str(built)
+
+
+class Kubectl:
+    """``kubectl(*args)`` runs kubectl against the test cluster and returns stdout."""
+
+    def __init__(self, binary: str, kubeconfig: Path):
+        self.binary = binary
+        self.kubeconfig = kubeconfig
+
+    def __call__(
+        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+    ) -> str:
+        cmd = [self.binary, f"--kubeconfig={self.kubeconfig}", *args]
+        p = subprocess.run(
+            cmd, input=input, capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if check and p.returncode != 0:
+            raise AssertionError(
+                f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
+            )
+        return p.stdout
+
+
+def wait_for(
+    predicate: Callable[[], Any], timeout: float = 60, interval: float = 0.25, what: str = ""
+) -> Any:
+    """Poll until predicate() is truthy; return its value or fail after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(
+        f"timed out after {timeout}s waiting for {what or predicate} (last: {last!r})"
+    )

@@ -1,0 +1,237 @@
+"""The control plane itself behaves like a real cluster (no project CRDs needed)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from k8s_helpers import Kubectl, wait_for
+from kubernetes import client, config
+from kubernetes.client.rest import ApiException
+from kubernetes.dynamic import DynamicClient
+
+pytestmark = pytest.mark.cluster
+
+PAUSE = "registry.k8s.io/pause:3.10"
+
+
+def _deployment(
+    name: str, replicas: int, node_selector: dict[str, str] | None = None
+) -> dict[str, Any]:
+    labels = {"app": name}
+    pod_spec: dict[str, Any] = {
+        "containers": [{"name": "main", "image": PAUSE, "resources": {"requests": {"cpu": "10m"}}}],
+        "terminationGracePeriodSeconds": 0,
+    }
+    if node_selector:
+        pod_spec["nodeSelector"] = node_selector
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": labels},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": labels},
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def test_readyz_and_version(kubectl: Kubectl) -> None:
+    assert kubectl("get", "--raw", "/readyz").strip() == "ok"
+    version = json.loads(kubectl("version", "-o", "json"))
+    assert version["serverVersion"]["gitVersion"].startswith("v1.")
+
+
+def test_server_side_apply_is_idempotent(api_client: Any, namespace: str) -> None:
+    dyn = DynamicClient(api_client)
+    deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
+    body = _deployment("ssa", 1)
+
+    first = deployments.server_side_apply(body=body, namespace=namespace, field_manager="inferops")
+    second = deployments.server_side_apply(body=body, namespace=namespace, field_manager="inferops")
+    assert second.metadata.resourceVersion == first.metadata.resourceVersion
+    assert second.metadata.generation == first.metadata.generation == 1
+    managers = {(m.manager, m.operation) for m in second.metadata.managedFields}
+    assert ("inferops", "Apply") in managers
+
+    # a real change is applied and bumps the generation
+    body["spec"]["replicas"] = 0
+    third = deployments.server_side_apply(body=body, namespace=namespace, field_manager="inferops")
+    assert third.metadata.generation == 2
+    assert third.spec.replicas == 0
+
+
+def test_owner_deletion_garbage_collects_children(api_client: Any, namespace: str) -> None:
+    core = client.CoreV1Api(api_client)
+    owner = core.create_namespaced_config_map(
+        namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"), data={"a": "1"})
+    )
+    ref = client.V1OwnerReference(
+        api_version="v1",
+        kind="ConfigMap",
+        name="owner",
+        uid=owner.metadata.uid,
+        block_owner_deletion=True,
+    )
+    core.create_namespaced_config_map(
+        namespace,
+        client.V1ConfigMap(metadata=client.V1ObjectMeta(name="child", owner_references=[ref])),
+    )
+    core.delete_namespaced_config_map("owner", namespace)
+
+    def child_gone() -> bool:
+        try:
+            core.read_namespaced_config_map("child", namespace)
+            return False
+        except ApiException as e:
+            if e.status == 404:
+                return True
+            raise
+
+    wait_for(child_gone, timeout=60, what="the garbage collector to delete the child ConfigMap")
+
+
+def test_rbac_is_enforced_for_service_account_tokens(
+    api_client: Any, namespace: str, kubeconfig: Any
+) -> None:
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="sa"))
+    )
+    token = core.create_namespaced_service_account_token(
+        "sa",
+        namespace,
+        client.AuthenticationV1TokenRequest(spec=client.V1TokenRequestSpec(audiences=[])),
+    ).status.token
+
+    cfg = client.Configuration()
+    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    cfg.cert_file = cfg.key_file = None
+    cfg.api_key = {"authorization": f"Bearer {token}"}
+    with client.ApiClient(cfg) as as_sa:
+        sa_core = client.CoreV1Api(as_sa)
+        with pytest.raises(ApiException) as denied:
+            sa_core.list_namespaced_config_map(namespace)
+        assert denied.value.status == 403
+
+        rbac = client.RbacAuthorizationV1Api(api_client)
+        rbac.create_namespaced_role(
+            namespace,
+            {
+                "metadata": {"name": "cm-reader"},
+                "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["list"]}],
+            },
+        )
+        rbac.create_namespaced_role_binding(
+            namespace,
+            {
+                "metadata": {"name": "cm-reader"},
+                "roleRef": {
+                    "apiGroup": "rbac.authorization.k8s.io",
+                    "kind": "Role",
+                    "name": "cm-reader",
+                },
+                "subjects": [{"kind": "ServiceAccount", "name": "sa", "namespace": namespace}],
+            },
+        )
+
+        def allowed() -> bool:
+            try:
+                sa_core.list_namespaced_config_map(namespace)
+                return True
+            except ApiException as e:
+                if e.status == 403:
+                    return False
+                raise
+
+        wait_for(allowed, timeout=30, what="the RoleBinding to take effect")
+
+
+def test_deployment_pods_become_ready_on_kwok_nodes(
+    api_client: Any, namespace: str, kwok_nodes: list[str]
+) -> None:
+    apps = client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(namespace, _deployment("web", 2))
+
+    def ready() -> bool:
+        d = apps.read_namespaced_deployment("web", namespace)
+        return (d.status.ready_replicas or 0) == 2
+
+    wait_for(ready, timeout=90, what="2 ready replicas")
+    pods = (
+        client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector="app=web").items
+    )
+    assert len(pods) == 2
+    assert {p.spec.node_name for p in pods} <= set(kwok_nodes)
+    assert all(p.status.phase == "Running" for p in pods)
+
+
+@pytest.mark.parametrize("pool", ["pool-a", "pool-b"])
+def test_pool_node_selector_pins_pods(
+    api_client: Any, namespace: str, kwok_nodes: list[str], pool: str
+) -> None:
+    core = client.CoreV1Api(api_client)
+    pool_nodes = {
+        n.metadata.name
+        for n in core.list_node(label_selector=f"serving.inferops.dev/pool={pool}").items
+    }
+    if not pool_nodes:
+        pytest.skip(f"no node labelled serving.inferops.dev/pool={pool}")
+    apps = client.AppsV1Api(api_client)
+    apps.create_namespaced_deployment(
+        namespace, _deployment("pinned", 2, {"serving.inferops.dev/pool": pool})
+    )
+    wait_for(
+        lambda: (
+            (apps.read_namespaced_deployment("pinned", namespace).status.ready_replicas or 0) == 2
+        ),
+        timeout=90,
+        what="2 ready pinned replicas",
+    )
+    pods = core.list_namespaced_pod(namespace, label_selector="app=pinned").items
+    assert {p.spec.node_name for p in pods} <= pool_nodes
+
+
+def test_indexed_job_completes_on_kwok_nodes(
+    api_client: Any, namespace: str, kwok_nodes: list[str]
+) -> None:
+    batch = client.BatchV1Api(api_client)
+    batch.create_namespaced_job(
+        namespace,
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "work"},
+            "spec": {
+                "completionMode": "Indexed",
+                "completions": 3,
+                "parallelism": 3,
+                "backoffLimit": 0,
+                "template": {
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [
+                            {
+                                "name": "main",
+                                "image": "busybox:1.36",
+                                "command": ["sh", "-c", "true"],
+                            }
+                        ],
+                    }
+                },
+            },
+        },
+    )
+
+    def complete() -> bool:
+        job = batch.read_namespaced_job("work", namespace)
+        conds = {c.type: c.status for c in (job.status.conditions or [])}
+        assert conds.get("Failed") != "True", job.status
+        return conds.get("Complete") == "True"
+
+    wait_for(complete, timeout=90, what="the Indexed Job to complete")
+    job = batch.read_namespaced_job("work", namespace)
+    assert job.status.succeeded == 3
+    assert job.status.completed_indexes == "0-2"
