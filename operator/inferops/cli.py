@@ -47,7 +47,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
             app = known_application(doc.obj)
             if app is not None:
                 apps[(namespace_of(doc.obj), app.name)] = app
-    ctx = ValidationContext(catalog=catalog, applications=apps)
+    # With no AIApplication among the files there is nothing to cross-check against.
+    ctx = ValidationContext(catalog=catalog, applications=apps or None)
     problems = [p for doc in documents for p in validate_object(doc.obj, ctx)]
     for problem in problems:
         print(problem)

@@ -36,7 +36,7 @@ def _schema_problems(node: Any, path: str, depth: int) -> Iterator[tuple[str, st
         yield path, "must be a JSON schema object"
         return
     kind = node.get("type")
-    if kind is not None and kind not in KNOWN_TYPES:
+    if kind is not None and (not isinstance(kind, str) or kind not in KNOWN_TYPES):
         yield f"{path}.type", f"unknown type {kind!r}; use one of {sorted(KNOWN_TYPES)}"
     properties = node.get("properties")
     if properties is not None:
@@ -80,6 +80,11 @@ def generate_mapping(schema: JsonObject) -> JsonObject:
     return mapping
 
 
+def _type(node: JsonObject) -> str | None:
+    kind = node.get("type")
+    return kind if isinstance(kind, str) else None
+
+
 def _children(node: JsonObject) -> Iterator[JsonObject]:
     properties = node.get("properties")
     if isinstance(properties, dict):
@@ -94,7 +99,7 @@ def _children(node: JsonObject) -> Iterator[JsonObject]:
 def _leaves(node: JsonObject, depth: int = 0) -> Iterator[JsonObject]:
     if depth > MAX_SCHEMA_DEPTH:
         return
-    if node.get("type") in LEAF_TYPES:
+    if _type(node) in LEAF_TYPES:
         yield node
         return
     for child in _children(node):
@@ -127,7 +132,7 @@ _ABSENT = object()
 def _build(node: JsonObject, row: Sequence[str], depth: int) -> Any:
     if depth > MAX_SCHEMA_DEPTH:
         return _ABSENT
-    kind = node.get("type")
+    kind = _type(node)
     if kind in LEAF_TYPES:
         index = node.get("index")
         if not isinstance(index, int) or not _valid_index(index) or index >= len(row):

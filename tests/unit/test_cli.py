@@ -1,0 +1,133 @@
+"""The `inferops` command: validate, mapping and crds as a user runs them."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from inferops.cli import main
+from tests.unit.rules_table import APPS, ROWS, rts
+
+REPO = Path(__file__).resolve().parents[2]
+EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.yaml"))
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def write(tmp_path: Path, name: str, *docs: object) -> str:
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump_all(docs))
+    return str(path)
+
+
+def test_examples_are_valid(capsys: pytest.CaptureFixture[str]) -> None:
+    assert len(EXAMPLES) >= 5
+    assert run(capsys, "validate", *EXAMPLES) == (0, "", "")
+
+
+def test_invalid_rows_print_one_line_per_problem(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    invalid = [r for r in ROWS if r.expected and r.old is None]
+    # Application rows go in a run of their own: they reuse the names of the APPS.
+    services = [r for r in invalid if r.obj["kind"] != "AIApplication"]
+    files = [write(tmp_path, f"{i}.yaml", r.obj) for i, r in enumerate(services)]
+    code, out, err = run(capsys, "validate", write(tmp_path, "apps.yaml", *APPS), *files)
+    assert code == 1 and err == ""
+    apps = [write(tmp_path, f"app{i}.yaml", r.obj) for i, r in enumerate(invalid)
+            if r.obj["kind"] == "AIApplication"]
+    code, app_out, err = run(capsys, "validate", *apps)
+    assert code == 1 and err == ""
+    lines = out.splitlines() + app_out.splitlines()
+    for row in invalid:
+        kind, name = row.obj["kind"], row.obj["metadata"]["name"]
+        for path, fragment in row.expected:
+            assert any(line.startswith(f"{kind}/{name}: {path}: ") and fragment in line
+                       for line in lines), (row.id, path)
+    assert all(line.count(": ") >= 2 for line in lines)
+
+
+def test_reference_rules_need_the_application_among_the_files(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    service = write(tmp_path, "svc.yaml", rts())
+    # Without the app: nothing to cross-check, so only self-contained rules apply.
+    assert run(capsys, "validate", service)[0] == 0
+    code, out, _ = run(capsys, "validate", write(tmp_path, "app.yaml", APPS[1]), service)
+    assert code == 1 and "application 'iris' not found in namespace 'default'" in out
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("a: [", "invalid YAML"),
+    ("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "unknown kind 'Pod'"),
+    ("- 1\n- 2\n", "is not a Kubernetes object"),
+])
+def test_unreadable_input_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    code, out, err = run(capsys, "validate", str(path))
+    assert code == 2 and out == ""
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "validate", "/nonexistent/x.yaml")
+    assert code == 2 and "cannot read" in err
+
+
+def test_custom_catalog(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog.yaml"
+    catalog.write_text(yaml.safe_dump({
+        "pools": [{"name": "public", "type": "public"}],
+        "flavors": [{"name": "tiny", "cpu": "1", "memory": "1Gi", "pools": ["public"]}],
+    }))
+    service = write(tmp_path, "svc.yaml", rts())
+    code, out, _ = run(capsys, "validate", "--catalog", str(catalog), service)
+    assert code == 1 and "unknown flavor 'cpu.2u4g'; the catalog offers: tiny" in out
+    catalog.write_text("pools: []\nflavors: []\n")
+    code, _, err = run(capsys, "validate", "--catalog", str(catalog), service)
+    assert code == 2 and "catalog" in err
+
+
+def test_mapping_command_prints_the_seed_mapping(capsys: pytest.CaptureFixture[str]) -> None:
+    data = Path(__file__).parent / "data"
+    code, out, _ = run(capsys, "mapping", str(data / "seed_config.json"))
+    assert code == 0
+    assert json.loads(out) == json.loads((data / "seed_mapping.json").read_text())
+
+
+def test_mapping_command_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"apis": [{"method": "post", "url": "/a"}]}))
+    assert run(capsys, "mapping", str(config), "--api", "/b")[0] == 1
+    config.write_text("{")
+    assert run(capsys, "mapping", str(config))[0] == 2
+    assert run(capsys, "mapping", str(tmp_path / "missing.json"))[0] == 2
+
+
+def test_crds_command_prints_and_writes(capsys: pytest.CaptureFixture[str],
+                                        tmp_path: Path) -> None:
+    code, out, _ = run(capsys, "crds")
+    assert code == 0 and len(list(yaml.safe_load_all(out))) == 3
+    code, out, _ = run(capsys, "crds", "--output-dir", str(tmp_path))
+    assert code == 0 and len(out.splitlines()) == 3
+    assert {p.name for p in tmp_path.iterdir()} == {p.name for p in (REPO / "crds").iterdir()}
+
+
+def test_console_script_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "inferops.cli", "validate", *EXAMPLES],
+        capture_output=True, text=True, check=False,
+    )
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
