@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -70,6 +71,31 @@ def cmd_mapping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_model_server(args: argparse.Namespace) -> int:
+    from inferops.runtime.model_server import serve
+    from inferops.runtime.models import ModelError
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        serve(Path(args.model), args.host, args.port, args.max_body_bytes)
+    except ModelError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_fetch_model(args: argparse.Namespace) -> int:
+    from inferops.runtime.fetch_model import fetch_model
+    from inferops.storage import StorageError
+
+    try:
+        written = fetch_model(args.source, Path(args.dest), args.endpoint, args.region)
+    except StorageError as exc:
+        return _fail(str(exc), EXIT_INVALID)
+    for path in written:
+        print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="inferops", description="Machine-learning models as Kubernetes custom resources."
@@ -89,6 +115,22 @@ def build_parser() -> argparse.ArgumentParser:
     mapping.add_argument("config", metavar="CONFIG.json", help="the app's config.json")
     mapping.add_argument("--api", metavar="URL", help="the API url (default: the first API)")
     mapping.set_defaults(func=cmd_mapping)
+
+    server = sub.add_parser("model-server", help="serve a model directory (reference runtime)")
+    server.add_argument("--model", required=True, metavar="DIR",
+                        help="directory with config.json and model.json")
+    server.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    server.add_argument("--host", default="0.0.0.0", help="address (default 0.0.0.0)")
+    server.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024,
+                        help="largest request body (default 16 MiB)")
+    server.set_defaults(func=cmd_model_server)
+
+    fetch = sub.add_parser("fetch-model", help="copy model files into /mnt/models")
+    fetch.add_argument("source", help="obs://, s3://, https:// or file:// file or folder")
+    fetch.add_argument("--dest", default="/mnt/models", help="target folder")
+    fetch.add_argument("--endpoint", help="S3 API endpoint (default: $INFEROPS_S3_ENDPOINT)")
+    fetch.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
+    fetch.set_defaults(func=cmd_fetch_model)
     return parser
 
 

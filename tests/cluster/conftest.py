@@ -117,22 +117,34 @@ def control_plane(request: pytest.FixtureRequest) -> Iterator[cpmod.ControlPlane
 
 
 @pytest.fixture(scope="session")
-def kubeconfig(control_plane: cpmod.ControlPlane | None) -> Path:
-    """Path of an admin kubeconfig for the test cluster, with the project's CRDs installed."""
+def cluster_kubeconfig(control_plane: cpmod.ControlPlane | None) -> Path:
+    """Admin kubeconfig of the test cluster, without installing the project's CRDs."""
     path = _external_kubeconfig() if control_plane is None else control_plane.kubeconfig
     assert path is not None
-    _install_crds(Kubectl(kubectl_path(), path))
     return path
 
 
 @pytest.fixture(scope="session")
+def crds(cluster_kubeconfig: Path) -> list[Path]:
+    """Applies every crds/*.yaml (server-side) and waits until each is Established."""
+    return _install_crds(Kubectl(kubectl_path(), cluster_kubeconfig))
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(cluster_kubeconfig: Path, crds: list[Path]) -> Path:
+    """Path of an admin kubeconfig for the test cluster, with the project's CRDs installed."""
+    return cluster_kubeconfig
+
+
+@pytest.fixture(scope="session")
 def kubectl(kubeconfig: Path) -> Kubectl:
+    """``kubectl(*args)`` against the test cluster (CRDs installed); returns stdout."""
     return Kubectl(kubectl_path(), kubeconfig)
 
 
 @pytest.fixture(scope="session")
 def api_client(kubeconfig: Path) -> Iterator[Any]:
-    """A ``kubernetes.client.ApiClient`` for the test cluster (admin)."""
+    """A ``kubernetes.client.ApiClient`` (admin) for the test cluster, CRDs installed."""
     api = config.new_client_from_config(config_file=str(kubeconfig))
     try:
         yield api
@@ -141,9 +153,25 @@ def api_client(kubeconfig: Path) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="session")
-def kwok_nodes(api_client: Any) -> list[str]:
+def cluster_kubectl(cluster_kubeconfig: Path) -> Kubectl:
+    """Like ``kubectl`` but without requiring the project's CRDs."""
+    return Kubectl(kubectl_path(), cluster_kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def cluster_api_client(cluster_kubeconfig: Path) -> Iterator[Any]:
+    """Like ``api_client`` but without requiring the project's CRDs."""
+    api = config.new_client_from_config(config_file=str(cluster_kubeconfig))
+    try:
+        yield api
+    finally:
+        api.close()
+
+
+@pytest.fixture(scope="session")
+def kwok_nodes(cluster_api_client: Any) -> list[str]:
     """Names of the Ready nodes that kwok simulates (skips the test when there are none)."""
-    nodes = client.CoreV1Api(api_client).list_node().items
+    nodes = client.CoreV1Api(cluster_api_client).list_node().items
     names = [
         n.metadata.name
         for n in nodes
@@ -156,9 +184,9 @@ def kwok_nodes(api_client: Any) -> list[str]:
 
 
 @pytest.fixture
-def namespace(api_client: Any) -> Iterator[str]:
+def namespace(cluster_api_client: Any) -> Iterator[str]:
     """A fresh namespace (with its default ServiceAccount), deleted after the test."""
-    core = client.CoreV1Api(api_client)
+    core = client.CoreV1Api(cluster_api_client)
     name = f"t-{uuid.uuid4().hex[:8]}"
     core.create_namespace(
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"inferops-test": "1"}))

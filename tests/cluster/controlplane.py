@@ -101,7 +101,7 @@ def default_cluster_dir() -> Path:
 
 def _pinned_k8s_version() -> str:
     text = (HERE / "build" / "kubernetes" / "go.mod").read_text()
-    m = re.search(r"^require k8s\.io/kubernetes (v\S+)", text, re.M)
+    m = re.search(r"^\s*(?:require\s+)?k8s\.io/kubernetes (v\S+)", text, re.M)
     if not m:
         raise RuntimeError("k8s.io/kubernetes version not found in build/kubernetes/go.mod")
     return m.group(1)
@@ -517,19 +517,9 @@ class ControlPlane:
         self.timings["kube-apiserver"] = time.monotonic() - t0
         self._write_admin_kubeconfig(pki, adm_crt, adm_key)
 
-        controllers = ",".join(
-            [
-                "*",
-                # no cloud, no pod network, no real kubelets
-                "-nodelifecycle",
-                "-nodeipam",
-                "-cloud-node-lifecycle",
-                "-service-lb",
-                "-node-route",
-                "-persistentvolume-attach-detach",
-                "-ttl",
-            ]
-        )
+        # all default controllers but node-lifecycle: kwok's nodes have no real kubelet, and
+        # a slow heartbeat on a busy 2-core machine must not taint them and evict pods
+        controllers = "*,-node-lifecycle-controller"
         self._spawn(
             "kube-controller-manager",
             [

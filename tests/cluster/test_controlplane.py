@@ -38,14 +38,14 @@ def _deployment(
     }
 
 
-def test_readyz_and_version(kubectl: Kubectl) -> None:
-    assert kubectl("get", "--raw", "/readyz").strip() == "ok"
-    version = json.loads(kubectl("version", "-o", "json"))
+def test_readyz_and_version(cluster_kubectl: Kubectl) -> None:
+    assert cluster_kubectl("get", "--raw", "/readyz").strip() == "ok"
+    version = json.loads(cluster_kubectl("version", "-o", "json"))
     assert version["serverVersion"]["gitVersion"].startswith("v1.")
 
 
-def test_server_side_apply_is_idempotent(api_client: Any, namespace: str) -> None:
-    dyn = DynamicClient(api_client)
+def test_server_side_apply_is_idempotent(cluster_api_client: Any, namespace: str) -> None:
+    dyn = DynamicClient(cluster_api_client)
     deployments = dyn.resources.get(api_version="apps/v1", kind="Deployment")
     body = _deployment("ssa", 1)
 
@@ -63,8 +63,8 @@ def test_server_side_apply_is_idempotent(api_client: Any, namespace: str) -> Non
     assert third.spec.replicas == 0
 
 
-def test_owner_deletion_garbage_collects_children(api_client: Any, namespace: str) -> None:
-    core = client.CoreV1Api(api_client)
+def test_owner_deletion_garbage_collects_children(cluster_api_client: Any, namespace: str) -> None:
+    core = client.CoreV1Api(cluster_api_client)
     owner = core.create_namespaced_config_map(
         namespace, client.V1ConfigMap(metadata=client.V1ObjectMeta(name="owner"), data={"a": "1"})
     )
@@ -94,9 +94,9 @@ def test_owner_deletion_garbage_collects_children(api_client: Any, namespace: st
 
 
 def test_rbac_is_enforced_for_service_account_tokens(
-    api_client: Any, namespace: str, kubeconfig: Any
+    cluster_api_client: Any, namespace: str, cluster_kubeconfig: Any
 ) -> None:
-    core = client.CoreV1Api(api_client)
+    core = client.CoreV1Api(cluster_api_client)
     core.create_namespaced_service_account(
         namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="sa"))
     )
@@ -107,7 +107,7 @@ def test_rbac_is_enforced_for_service_account_tokens(
     ).status.token
 
     cfg = client.Configuration()
-    config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    config.load_kube_config(config_file=str(cluster_kubeconfig), client_configuration=cfg)
     cfg.cert_file = cfg.key_file = None
     cfg.api_key = {"authorization": f"Bearer {token}"}
     with client.ApiClient(cfg) as as_sa:
@@ -116,7 +116,7 @@ def test_rbac_is_enforced_for_service_account_tokens(
             sa_core.list_namespaced_config_map(namespace)
         assert denied.value.status == 403
 
-        rbac = client.RbacAuthorizationV1Api(api_client)
+        rbac = client.RbacAuthorizationV1Api(cluster_api_client)
         rbac.create_namespaced_role(
             namespace,
             {
@@ -150,9 +150,9 @@ def test_rbac_is_enforced_for_service_account_tokens(
 
 
 def test_deployment_pods_become_ready_on_kwok_nodes(
-    api_client: Any, namespace: str, kwok_nodes: list[str]
+    cluster_api_client: Any, namespace: str, kwok_nodes: list[str]
 ) -> None:
-    apps = client.AppsV1Api(api_client)
+    apps = client.AppsV1Api(cluster_api_client)
     apps.create_namespaced_deployment(namespace, _deployment("web", 2))
 
     def ready() -> bool:
@@ -161,7 +161,9 @@ def test_deployment_pods_become_ready_on_kwok_nodes(
 
     wait_for(ready, timeout=90, what="2 ready replicas")
     pods = (
-        client.CoreV1Api(api_client).list_namespaced_pod(namespace, label_selector="app=web").items
+        client.CoreV1Api(cluster_api_client)
+        .list_namespaced_pod(namespace, label_selector="app=web")
+        .items
     )
     assert len(pods) == 2
     assert {p.spec.node_name for p in pods} <= set(kwok_nodes)
@@ -170,16 +172,16 @@ def test_deployment_pods_become_ready_on_kwok_nodes(
 
 @pytest.mark.parametrize("pool", ["pool-a", "pool-b"])
 def test_pool_node_selector_pins_pods(
-    api_client: Any, namespace: str, kwok_nodes: list[str], pool: str
+    cluster_api_client: Any, namespace: str, kwok_nodes: list[str], pool: str
 ) -> None:
-    core = client.CoreV1Api(api_client)
+    core = client.CoreV1Api(cluster_api_client)
     pool_nodes = {
         n.metadata.name
         for n in core.list_node(label_selector=f"serving.inferops.dev/pool={pool}").items
     }
     if not pool_nodes:
         pytest.skip(f"no node labelled serving.inferops.dev/pool={pool}")
-    apps = client.AppsV1Api(api_client)
+    apps = client.AppsV1Api(cluster_api_client)
     apps.create_namespaced_deployment(
         namespace, _deployment("pinned", 2, {"serving.inferops.dev/pool": pool})
     )
@@ -195,9 +197,9 @@ def test_pool_node_selector_pins_pods(
 
 
 def test_indexed_job_completes_on_kwok_nodes(
-    api_client: Any, namespace: str, kwok_nodes: list[str]
+    cluster_api_client: Any, namespace: str, kwok_nodes: list[str]
 ) -> None:
-    batch = client.BatchV1Api(api_client)
+    batch = client.BatchV1Api(cluster_api_client)
     batch.create_namespaced_job(
         namespace,
         {
