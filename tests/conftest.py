@@ -18,10 +18,10 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
     """A boto3 client on an empty server; the process env points inferops at it too."""
     for name, value in CREDENTIALS.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("INFEROPS_S3_ENDPOINT", s3_endpoint)
     reset(s3_endpoint)
-    yield client(s3_endpoint)
+    return client(s3_endpoint)
