@@ -71,6 +71,17 @@ def cmd_mapping(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_operator(args: argparse.Namespace) -> int:
+    from inferops.handlers.run import run_operator
+
+    try:
+        catalog = load_catalog(args.catalog)
+    except CatalogError as exc:
+        return _fail(str(exc))
+    run_operator(catalog, args.namespace, args.peering, args.liveness, args.verbose)
+    return 0
+
+
 def cmd_model_server(args: argparse.Namespace) -> int:
     from inferops.runtime.model_server import serve
     from inferops.runtime.models import ModelError
@@ -102,6 +113,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
+    operator = sub.add_parser("operator", help="run the Kopf operator")
+    operator.add_argument("--catalog", help="catalog YAML (default: the built-in catalog)")
+    operator.add_argument("--namespace", action="append", default=[], metavar="NS",
+                          help="watch only this namespace (repeatable; default: all)")
+    operator.add_argument("--peering", metavar="NAME",
+                          help="Kopf peering object for HA (default: standalone)")
+    operator.add_argument("--liveness", default="http://0.0.0.0:8081/healthz",
+                          help="liveness endpoint URL (default http://0.0.0.0:8081/healthz)")
+    operator.add_argument("--verbose", action="store_true", help="debug logging")
+    operator.set_defaults(func=cmd_operator)
+
     crds = sub.add_parser("crds", help="write or print the generated CRDs")
     crds.add_argument("--output-dir", help="write one file per CRD here instead of printing")
     crds.set_defaults(func=cmd_crds)
@@ -117,12 +139,17 @@ def build_parser() -> argparse.ArgumentParser:
     mapping.set_defaults(func=cmd_mapping)
 
     server = sub.add_parser("model-server", help="serve a model directory (reference runtime)")
-    server.add_argument("--model", required=True, metavar="DIR",
-                        help="directory with config.json and model.json")
+    server.add_argument(
+        "--model", required=True, metavar="DIR", help="directory with config.json and model.json"
+    )
     server.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     server.add_argument("--host", default="0.0.0.0", help="address (default 0.0.0.0)")
-    server.add_argument("--max-body-bytes", type=int, default=16 * 1024 * 1024,
-                        help="largest request body (default 16 MiB)")
+    server.add_argument(
+        "--max-body-bytes",
+        type=int,
+        default=16 * 1024 * 1024,
+        help="largest request body (default 16 MiB)",
+    )
     server.set_defaults(func=cmd_model_server)
 
     fetch = sub.add_parser("fetch-model", help="copy model files into /mnt/models")

@@ -1,0 +1,27 @@
+"""Operator-wide Kopf settings, all in one startup handler."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import kopf
+
+from inferops.api.names import FIELD_MANAGER, GROUP
+
+
+@kopf.on.startup()
+def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+    # Progress and the last-handled spec live in annotations under our own prefix, so
+    # status stays ours and GitOps tools see no foreign fields in spec or status.
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=GROUP, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{GROUP}/finalizer"
+    settings.posting.level = logging.INFO
+    settings.posting.reporting_component = FIELD_MANAGER
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
+    settings.networking.request_timeout = 60

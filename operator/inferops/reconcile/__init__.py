@@ -1,0 +1,1 @@
+"""Desired versus actual state: status computation, server-side apply, pruning."""
