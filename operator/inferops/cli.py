@@ -115,12 +115,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     operator = sub.add_parser("operator", help="run the Kopf operator")
     operator.add_argument("--catalog", help="catalog YAML (default: the built-in catalog)")
-    operator.add_argument("--namespace", action="append", default=[], metavar="NS",
-                          help="watch only this namespace (repeatable; default: all)")
-    operator.add_argument("--peering", metavar="NAME",
-                          help="Kopf peering object for HA (default: standalone)")
-    operator.add_argument("--liveness", default="http://0.0.0.0:8081/healthz",
-                          help="liveness endpoint URL (default http://0.0.0.0:8081/healthz)")
+    operator.add_argument(
+        "--namespace",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="watch only this namespace (repeatable; default: all)",
+    )
+    operator.add_argument(
+        "--peering", metavar="NAME", help="Kopf peering object for HA (default: standalone)"
+    )
+    operator.add_argument(
+        "--liveness",
+        default="http://0.0.0.0:8081/healthz",
+        help="liveness endpoint URL (default http://0.0.0.0:8081/healthz)",
+    )
     operator.add_argument("--verbose", action="store_true", help="debug logging")
     operator.set_defaults(func=cmd_operator)
 

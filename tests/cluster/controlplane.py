@@ -517,9 +517,9 @@ class ControlPlane:
         self.timings["kube-apiserver"] = time.monotonic() - t0
         self._write_admin_kubeconfig(pki, adm_crt, adm_key)
 
-        # all default controllers but node-lifecycle: kwok's nodes have no real kubelet, and
-        # a slow heartbeat on a busy 2-core machine must not taint them and evict pods
-        controllers = "*,-node-lifecycle-controller"
+        # all default controllers; node-lifecycle removes the not-ready taint that admission
+        # puts on new nodes once kwok reports them Ready (kwok renews their leases)
+        controllers = "*"
         self._spawn(
             "kube-controller-manager",
             [
@@ -575,7 +575,7 @@ class ControlPlane:
             "the default ServiceAccount (kube-controller-manager)",
         )
         if self.kwok_enabled:
-            self._wait(self._nodes_ready, deadline, "kwok nodes Ready")
+            self._wait(self._nodes_schedulable, deadline, "kwok nodes Ready and untainted")
         self.timings["ready"] = time.monotonic() - t0
         self._save_state()
 
@@ -708,6 +708,18 @@ class ControlPlane:
             )
         }
         return set(self.nodes) <= ready
+
+    def _nodes_schedulable(self) -> bool:
+        """Every fake node Ready and without the not-ready/unreachable taints."""
+        if not self._nodes_ready():
+            return False
+        _, body = self.request("GET", "/api/v1/nodes", timeout=3)
+        for n in body.get("items", []):
+            if n["metadata"]["name"] in self.nodes:
+                for t in n.get("spec", {}).get("taints") or []:
+                    if t.get("key", "").startswith("node.kubernetes.io/"):
+                        return False
+        return True
 
     def _create_node(self, name: str, labels: dict[str, str], resources: dict[str, str]) -> None:
         node = {

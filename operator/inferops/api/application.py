@@ -127,7 +127,6 @@ class AIApplicationSpec(ApiModel):
                 "self.versions.all(a, self.versions.exists_one(b, b.version == a.version))",
                 MSG_UNIQUE_VERSIONS,
                 field_path=".versions",
-                reason="FieldValueDuplicate",
             )
         )
     )
