@@ -1,0 +1,48 @@
+"""Runs `inferops operator` for real (Kopf, watch streams, HTTP) against the test cluster."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.s3server import free_port
+
+
+@contextmanager
+def running_operator(kubeconfig: Path, namespaces: Sequence[str],
+                     extra: Sequence[str] = ()) -> Iterator[Path]:
+    """Starts the operator, waits for its liveness endpoint, yields its log file."""
+    port = free_port()
+    log = Path(tempfile.mkstemp(prefix="inferops-operator-", suffix=".log")[1])
+    args = [sys.executable, "-m", "inferops.cli", "operator",
+            "--liveness", f"http://127.0.0.1:{port}/healthz", *extra]
+    for namespace in namespaces:
+        args += ["--namespace", namespace]
+    with open(log, "wb") as out:
+        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
+                break
+            except OSError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"operator did not start:\n{log.read_text()}") from None
+                time.sleep(0.2)
+        yield log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
