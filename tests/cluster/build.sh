@@ -136,7 +136,7 @@ if ((${#todo_k8s[@]})); then
   done
   pkgs=()
   for c in "${todo_k8s[@]}"; do pkgs+=("k8s.io/kubernetes/cmd/$c"); done
-  log "building ${todo_k8s[*]} from k8s.io/kubernetes@$K8S_VERSION (cold: ~20-30 min on 2 cores)"
+  log "building ${todo_k8s[*]} from k8s.io/kubernetes@$K8S_VERSION (cold: ~10 min on 2 cores)"
   build "$mods/kubernetes" "-s -w$vflags" "$tmp" "${pkgs[@]}"
   for c in "${todo_k8s[@]}"; do mv -f "$tmp/$c" "$bin_dir/$c"; stamp "$c"; done
 fi
