@@ -1,0 +1,1 @@
+"""Pure builders: spec in, Kubernetes objects (plain dicts) out. No I/O, no Kopf, no client."""

@@ -1,0 +1,264 @@
+"""RealTimeService -> per-version Deployments and Services, and the router in front."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from inferops.api.application import AppVersion
+from inferops.api.catalog import Catalog
+from inferops.api.names import KIND_REALTIME
+from inferops.api.realtime import RealTimeServiceSpec, ServiceVersion
+from inferops.resources.labels import (
+    LABEL_COMPONENT,
+    metadata,
+    owner_labels,
+    version_labels,
+)
+from inferops.resources.naming import child_name
+from inferops.resources.nginx import HEALTH_PATH, ROUTER_PORT, Backend, RateLimit, nginx_config
+from inferops.resources.security import container_security_context, pod_security_context
+from inferops.resources.workload import merge_env, model_container, model_fetch, placement
+
+SERVICE_PORT = 80
+VERSION_PORT = 8080
+ROUTER_REPLICAS = 2
+ROUTER_UID = 101  # the nginx user of the unprivileged image
+CONFIG_HASH = "serving.inferops.dev/config-hash"
+
+VersionKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """Everything the builder reads: the object, its parsed spec, the app versions, catalog."""
+
+    obj: Mapping[str, Any]
+    spec: RealTimeServiceSpec
+    versions: Mapping[VersionKey, AppVersion]
+    catalog: Catalog
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj["metadata"]["namespace"])
+
+
+def version_service_name(service: str, entry: ServiceVersion) -> str:
+    return child_name(service, entry.application, entry.version)
+
+
+def router_name(service: str) -> str:
+    return f"{service}-router"
+
+
+def placements(inputs: Inputs, entry: ServiceVersion) -> list[tuple[str | None, int]]:
+    """(pool pinned by name or None, replicas) per Deployment of one version."""
+    nodes = 0 if inputs.spec.stopped else entry.compute_nodes
+    multi = inputs.spec.multi_pool_load_balancing
+    if multi is not None and multi.enabled and multi.pools:
+        return [(pool, nodes // 2) for pool in multi.pools]
+    return [(None, nodes)]
+
+
+def model_deployment(
+    inputs: Inputs, entry: ServiceVersion, pool_name: str | None, replicas: int
+) -> dict[str, Any]:
+    version = inputs.versions[(entry.application, entry.version)]
+    flavor = inputs.catalog.flavor(entry.specification)
+    if flavor is None:
+        raise ValueError(f"unknown flavor {entry.specification!r}")
+    pool = inputs.catalog.pool(pool_name or inputs.spec.resource_pool)
+    base = version_service_name(inputs.name, entry)
+    name = child_name(base, pool_name) if pool_name else base
+    labels = version_labels(KIND_REALTIME, inputs.name, entry.application, entry.version, pool_name)
+    selector = {k: v for k, v in labels.items() if k != LABEL_COMPONENT}
+    env = merge_env(version.env, entry.env)
+    init, volumes = model_fetch(version, inputs.catalog, inputs.spec.storage)
+    pod_spec: dict[str, Any] = {
+        "securityContext": pod_security_context(),
+        "containers": [model_container(version, env, flavor, entry.timeout_minutes)],
+        "enableServiceLinks": False,
+        **placement(pool),
+    }
+    if init:
+        pod_spec["initContainers"] = init
+        pod_spec["volumes"] = volumes
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, inputs.namespace, labels, inputs.obj),
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": selector},
+            "progressDeadlineSeconds": entry.timeout_minutes * 60,
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+        },
+    }
+
+
+def version_service(inputs: Inputs, entry: ServiceVersion) -> dict[str, Any]:
+    labels = version_labels(KIND_REALTIME, inputs.name, entry.application, entry.version)
+    selector = {k: v for k, v in labels.items() if k != LABEL_COMPONENT}
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(
+            version_service_name(inputs.name, entry), inputs.namespace, labels, inputs.obj
+        ),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": VERSION_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+
+
+def backends(inputs: Inputs) -> list[Backend]:
+    suffix = f".{inputs.namespace}.svc.cluster.local:{VERSION_PORT}"
+    return [
+        Backend(
+            version_service_name(inputs.name, e),
+            version_service_name(inputs.name, e) + suffix,
+            e.traffic_ratio,
+        )
+        for e in inputs.spec.versions
+    ]
+
+
+def router_config(inputs: Inputs) -> str:
+    limit = inputs.spec.traffic_limit
+    return nginx_config(
+        backends(inputs),
+        websocket=inputs.spec.websocket,
+        limit=RateLimit(limit.requests_per_second, limit.burst) if limit else None,
+        replicas=ROUTER_REPLICAS,
+        worker_processes="2",
+    )
+
+
+def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
+    name = router_name(inputs.name)
+    labels = {**owner_labels(KIND_REALTIME, inputs.name), LABEL_COMPONENT: "router"}
+    config = router_config(inputs)
+    digest = hashlib.sha256(config.encode()).hexdigest()[:16]
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(name, inputs.namespace, labels, inputs.obj),
+        "data": {"nginx.conf": config},
+    }
+    container = {
+        "name": "nginx",
+        "image": inputs.catalog.images.router,
+        "args": ["nginx", "-g", "daemon off;", "-c", "/etc/inferops/nginx.conf"],
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 5},
+        "livenessProbe": {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 10},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "64Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi"},
+        },
+        "securityContext": container_security_context(read_only_root=True),
+        "volumeMounts": [
+            {"name": "config", "mountPath": "/etc/inferops", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(name, inputs.namespace, labels, inputs.obj),
+        "spec": {
+            "replicas": 0 if inputs.spec.stopped else ROUTER_REPLICAS,
+            "selector": {"matchLabels": labels},
+            "template": {
+                # A new config rolls the router pods (only them): nginx reads it at start.
+                "metadata": {"labels": labels, "annotations": {CONFIG_HASH: digest}},
+                "spec": {
+                    "securityContext": pod_security_context(ROUTER_UID),
+                    "containers": [container],
+                    "enableServiceLinks": False,
+                    "volumes": [
+                        {"name": "config", "configMap": {"name": name}},
+                        {"name": "tmp", "emptyDir": {}},
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(inputs.name, inputs.namespace, labels, inputs.obj),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": labels,
+            "ports": [
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+            ],
+        },
+    }
+    return [config_map, deployment, service]
+
+
+def http_route(inputs: Inputs) -> dict[str, Any]:
+    """Gateway API mode: weighted backendRefs instead of the nginx router."""
+    gateway = inputs.catalog.router.gateway
+    if gateway is None:
+        raise ValueError("router.gateway is required in gateway-api mode")
+    parent: dict[str, Any] = {"name": gateway.name}
+    if gateway.namespace:
+        parent["namespace"] = gateway.namespace
+    return {
+        "apiVersion": "gateway.networking.k8s.io/v1",
+        "kind": "HTTPRoute",
+        "metadata": metadata(
+            inputs.name, inputs.namespace, owner_labels(KIND_REALTIME, inputs.name), inputs.obj
+        ),
+        "spec": {
+            "parentRefs": [parent],
+            "rules": [
+                {
+                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "backendRefs": [
+                        {
+                            "name": version_service_name(inputs.name, e),
+                            "port": VERSION_PORT,
+                            "weight": e.traffic_ratio,
+                        }
+                        for e in inputs.spec.versions
+                    ],
+                }
+            ],
+        },
+    }
+
+
+def realtime_children(inputs: Inputs) -> list[dict[str, Any]]:
+    """Every child of a RealTimeService, in apply order (backends before the router)."""
+    children: list[dict[str, Any]] = []
+    for entry in inputs.spec.versions:
+        for pool, replicas in placements(inputs, entry):
+            children.append(model_deployment(inputs, entry, pool, replicas))
+        children.append(version_service(inputs, entry))
+    if inputs.catalog.router.mode == "gateway-api":
+        children.append(http_route(inputs))
+    else:
+        children += router_objects(inputs)
+    return children
+
+
+def service_url(inputs: Inputs) -> str:
+    return f"http://{inputs.name}.{inputs.namespace}.svc.cluster.local"
