@@ -1,0 +1,188 @@
+"""RealTimeService builders: a table over every spec feature, outputs checked against
+Kubernetes' own schemas (kubernetes-validate, offline)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import kubernetes_validate
+import pytest
+
+from inferops.api.application import AIApplicationSpec
+from inferops.api.catalog import GatewayRef, RouterConfig, default_catalog
+from inferops.api.realtime import RealTimeServiceSpec
+from inferops.resources.realtime import CONFIG_HASH, Inputs, realtime_children
+from tests.unit.rules_table import app, echo_rts, multipool, rts, version
+
+K8S = "1.37.0"
+APPS = {name: AIApplicationSpec.model_validate(app(name, websocket=name == "echo")["spec"])
+        for name in ("iris", "echo")}
+
+
+def inputs(obj: dict[str, Any], catalog: Any = None) -> Inputs:
+    obj = copy.deepcopy(obj)
+    obj["metadata"].update(namespace="ns", uid="1234")
+    spec = RealTimeServiceSpec.model_validate(obj["spec"])
+    versions = {(a, v.version): v for a, s in APPS.items() for v in s.versions}
+    return Inputs(obj, spec, versions, catalog or default_catalog())
+
+
+def of_kind(children: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [c for c in children if c["kind"] == kind]
+
+
+def model_deployments(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [d for d in of_kind(children, "Deployment")
+            if d["metadata"]["labels"]["app.kubernetes.io/component"] == "model"]
+
+
+CASES = {
+    "two-versions": rts(),
+    "single": rts(version("1.0.0", 100, computeNodes=3)),
+    "zero-ratio": rts(version("1.0.0", 100), version("2.0.0", 0)),
+    "multipool": multipool(4, 2),
+    "dedicated": rts(resourcePool="pool-a"),
+    "websocket": echo_rts(True),
+    "limit": rts(trafficLimit={"requestsPerSecond": 50, "burst": 10}),
+    "stopped": rts(stopped=True),
+    "gpu": rts(version("1.0.0", 100, specification="gpu.1x"), resourcePool="pool-b"),
+    "env": rts(version("1.0.0", 100, env=[
+        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])),
+}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_children_pass_kubernetes_schemas(case: str) -> None:
+    for child in realtime_children(inputs(CASES[case])):
+        kubernetes_validate.validate(child, K8S, strict=True)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_every_child_is_labelled_owned_and_restricted(case: str) -> None:
+    for child in realtime_children(inputs(CASES[case])):
+        meta = child["metadata"]
+        assert meta["namespace"] == "ns"
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == "inferops"
+        assert meta["labels"]["serving.inferops.dev/owner-kind"] == "RealTimeService"
+        assert meta["labels"]["serving.inferops.dev/owner-name"] == "svc"
+        assert meta["ownerReferences"][0]["uid"] == "1234"
+        assert meta["ownerReferences"][0]["controller"] is True
+        assert len(meta["name"]) <= 63
+        if child["kind"] == "Deployment":
+            pod = child["spec"]["template"]["spec"]
+            assert pod["securityContext"]["runAsNonRoot"] is True
+            assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+            for container in pod["containers"] + pod.get("initContainers", []):
+                ctx = container["securityContext"]
+                assert ctx["allowPrivilegeEscalation"] is False
+                assert ctx["capabilities"] == {"drop": ["ALL"]}
+
+
+@pytest.mark.parametrize(("case", "replicas", "router"), [
+    ("two-versions", [1, 1], 2),
+    ("single", [3], 2),
+    ("multipool", [2, 2, 1, 1], 2),
+    ("stopped", [0, 0], 0),
+])
+def test_replicas(case: str, replicas: list[int], router: int) -> None:
+    children = realtime_children(inputs(CASES[case]))
+    assert [d["spec"]["replicas"] for d in model_deployments(children)] == replicas
+    routers = [d for d in of_kind(children, "Deployment") if d not in model_deployments(children)]
+    assert [d["spec"]["replicas"] for d in routers] == [router]
+
+
+def test_multipool_pins_each_half_to_its_pool() -> None:
+    deployments = model_deployments(realtime_children(inputs(CASES["multipool"])))
+    pools = [d["spec"]["template"]["spec"]["nodeSelector"] for d in deployments]
+    assert pools == [{"serving.inferops.dev/pool": p} for p in ("pool-a", "pool-b") * 2]
+    # One Service per version selects the pods of both pools.
+    services = [s for s in of_kind(realtime_children(inputs(CASES["multipool"])), "Service")
+                if "serving.inferops.dev/version" in s["spec"]["selector"]]
+    assert all("serving.inferops.dev/pool" not in s["spec"]["selector"] for s in services)
+
+
+def test_flavor_resources_probes_and_deadline() -> None:
+    deployment = model_deployments(realtime_children(inputs(CASES["gpu"])))[0]
+    container = deployment["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"] == {"cpu": "8", "memory": "32Gi",
+                                                "nvidia.com/gpu": "1"}
+    assert container["resources"]["requests"] == container["resources"]["limits"]
+    assert deployment["spec"]["progressDeadlineSeconds"] == 20 * 60
+    startup = container["startupProbe"]
+    assert startup["httpGet"]["path"] == "/health"
+    assert startup["periodSeconds"] * startup["failureThreshold"] >= 20 * 60
+    assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
+        "serving.inferops.dev/pool": "pool-b"}
+
+
+def test_env_keeps_secret_references() -> None:
+    container = model_deployments(realtime_children(inputs(CASES["env"])))[0][
+        "spec"]["template"]["spec"]["containers"][0]
+    assert {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}} in \
+        container["env"]
+
+
+def router_conf(case: str) -> str:
+    config_map = of_kind(realtime_children(inputs(CASES[case])), "ConfigMap")[0]
+    return str(config_map["data"]["nginx.conf"])
+
+
+def test_router_config_weights_websocket_and_limit() -> None:
+    assert "70% svc-iris-1-0-0-" in router_conf("two-versions")
+    assert "30% svc-iris-2-0-0-" in router_conf("two-versions")
+    zero = router_conf("zero-ratio")
+    assert "100% svc-iris-1-0-0-" in zero and " 0% " not in zero
+    assert "proxy_set_header Upgrade $http_upgrade;" in router_conf("websocket")
+    assert "Upgrade" not in router_conf("two-versions")
+    limited = router_conf("limit")
+    assert "rate=1500r/m" in limited  # 50 r/s shared by two router replicas
+    assert "limit_req zone=service burst=10 nodelay;" in limited
+    assert "limit_req" not in router_conf("two-versions")
+
+
+def test_ratio_change_touches_only_the_router() -> None:
+    before = realtime_children(inputs(rts(version("1.0.0", 70), version("2.0.0", 30))))
+    after = realtime_children(inputs(rts(version("1.0.0", 10), version("2.0.0", 90))))
+    changed = [b["kind"] + "/" + b["metadata"]["name"] for b, a in zip(before, after,
+                                                                       strict=True) if b != a]
+    assert changed == ["ConfigMap/svc-router", "Deployment/svc-router"]
+    router_before = of_kind(before, "Deployment")[-1]["spec"]["template"]["metadata"]
+    router_after = of_kind(after, "Deployment")[-1]["spec"]["template"]["metadata"]
+    assert router_before["annotations"][CONFIG_HASH] != router_after["annotations"][CONFIG_HASH]
+
+
+def test_gateway_api_mode_builds_an_httproute_instead_of_nginx() -> None:
+    catalog = default_catalog().model_copy(update={"router": RouterConfig(
+        mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra"))})
+    children = realtime_children(inputs(CASES["two-versions"], catalog))
+    assert not of_kind(children, "ConfigMap")
+    route = of_kind(children, "HTTPRoute")[0]
+    assert route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra"}]
+    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [70, 30]
+
+
+def test_model_uri_adds_a_fetch_init_container() -> None:
+    spec = copy.deepcopy(app()["spec"])
+    spec["versions"][0]["modelUri"] = "s3://models/iris/"
+    APPS["iris"] = AIApplicationSpec.model_validate(spec)
+    try:
+        obj = rts(version("1.0.0", 100), storage={"endpoint": "http://s3.local:9000",
+                                                  "secretRef": {"name": "creds"}})
+        pod = model_deployments(realtime_children(inputs(obj)))[0]["spec"]["template"]["spec"]
+        init = pod["initContainers"][0]
+        assert init["args"] == ["fetch-model", "s3://models/iris/", "--dest", "/mnt/models"]
+        names = {e["name"]: e for e in init["env"]}
+        assert names["INFEROPS_S3_ENDPOINT"]["value"] == "http://s3.local:9000"
+        assert names["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "creds"
+        assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/mnt/models"
+        kubernetes_validate.validate(model_deployments(realtime_children(inputs(obj)))[0], K8S,
+                                     strict=True)
+    finally:
+        APPS["iris"] = AIApplicationSpec.model_validate(app()["spec"])
+
+
+def test_names_stay_valid_for_long_inputs() -> None:
+    obj = rts(version("1.0.0", 100), name="s" * 56)
+    for child in realtime_children(inputs(obj)):
+        assert len(child["metadata"]["name"]) <= 63
