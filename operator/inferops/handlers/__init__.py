@@ -1,5 +1,5 @@
 """Thin Kopf registrations: read, call reconcile, patch status. Importing registers them."""
 
-from inferops.handlers import applications, settings
+from inferops.handlers import applications, clients, realtime, settings
 
-__all__ = ["applications", "settings"]
+__all__ = ["applications", "clients", "realtime", "settings"]

@@ -22,12 +22,16 @@ def set_condition(
     message: str,
     generation: int | None,
     timestamp: str | None = None,
+    reset: bool = False,
 ) -> list[Condition]:
-    """The conditions with `type_` set; the transition time moves only when status does."""
+    """The conditions with `type_` set; the transition time moves only when status does.
+
+    `reset` moves it anyway (a new rollout starts its clock even if it was already True).
+    """
     text = "Unknown" if status is None else "True" if status else "False"
     existing = {c.get("type"): dict(c) for c in conditions or () if isinstance(c, Mapping)}
     previous = existing.get(type_)
-    changed = previous is None or previous.get("status") != text
+    changed = reset or previous is None or previous.get("status") != text
     existing[type_] = {
         "type": type_,
         "status": text,

@@ -1,0 +1,82 @@
+"""RealTimeService: reconcile on spec changes, report on child and application changes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from inferops.api.kinds import APPLICATION, REALTIME
+from inferops.api.names import GROUP, KIND_REALTIME, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
+from inferops.handlers import events
+from inferops.reconcile.realtime import (
+    Outcome,
+    reconcile_realtime,
+    refresh_realtime_status,
+)
+
+RESOURCE = (GROUP, VERSION, REALTIME.plural)
+CHILDREN = {LABEL_OWNER_KIND: KIND_REALTIME}
+TIMER_SECONDS = 15
+
+
+def _report(outcome: Outcome | None) -> None:
+    if outcome is None:
+        return
+    events.phase_changed(outcome.obj, outcome.old_phase, outcome.phase, outcome.message)
+    events.pruned(outcome.obj, outcome.pruned)
+
+
+@kopf.index(*RESOURCE)
+def services_by_application(
+    namespace: str | None, name: str, spec: kopf.Spec, **_: Any
+) -> dict[tuple[str, str], str]:
+    versions = spec.get("versions") or []
+    return {
+        (str(namespace), str(v.get("application"))): name
+        for v in versions
+        if isinstance(v, Mapping)
+    }
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    _report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), name))
+
+
+@kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
+@kopf.on.event("", "v1", "pods", labels=CHILDREN)
+def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+    owner = labels.get(LABEL_OWNER_NAME)
+    if owner:
+        _report(refresh_realtime_status(memo.kube, memo.catalog, str(namespace), owner))
+
+
+@kopf.timer(
+    *RESOURCE,
+    interval=TIMER_SECONDS,
+    initial_delay=TIMER_SECONDS,
+    when=lambda status, **_: status.get("phase") == "Deploying",
+)
+def deadline(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """Time passing is not an event: timeoutMinutes is checked while Deploying."""
+    _report(refresh_realtime_status(memo.kube, memo.catalog, str(namespace), name))
+
+
+@kopf.on.event(GROUP, VERSION, APPLICATION.plural)
+def application_changed(
+    name: str,
+    namespace: str | None,
+    memo: Any,
+    services_by_application: kopf.Index[tuple[str, str], str] | None = None,
+    **_: Any,
+) -> None:
+    """A service follows its applications: re-reconcile every service naming this one."""
+    if services_by_application is None:
+        return
+    names: set[str] = set(services_by_application.get((str(namespace), name), []))
+    for service in sorted(names):
+        _report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), service))

@@ -1,0 +1,163 @@
+"""A small synchronous client over the kubernetes package: server-side apply, list, prune.
+
+Objects stay plain dicts (what the builders make), addressed by apiVersion and kind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from kubernetes import client as k8s
+from kubernetes import config as k8s_config
+from kubernetes.client.rest import ApiException
+
+from inferops.api.kinds import ALL_KINDS
+from inferops.api.names import API_VERSION, FIELD_MANAGER
+
+Obj = dict[str, Any]
+PLURALS = {
+    "Deployment": "deployments",
+    "Service": "services",
+    "ConfigMap": "configmaps",
+    "Job": "jobs",
+    "Pod": "pods",
+    "Secret": "secrets",
+    "Namespace": "namespaces",
+    "HTTPRoute": "httproutes",
+    **{kind: info.plural for kind, info in ALL_KINDS.items()},
+}
+
+
+class KubeError(Exception):
+    """An API call that failed; `status` is the HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def new_api_client() -> Any:
+    """In-cluster credentials when running in a pod, else the kubeconfig ($KUBECONFIG)."""
+    try:
+        k8s_config.load_incluster_config()
+        return k8s.ApiClient()
+    except k8s_config.ConfigException:
+        return k8s_config.new_client_from_config()
+
+
+def path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+    scope = f"/namespaces/{namespace}" if namespace else ""
+    tail = f"/{name}" if name else ""
+    return f"{prefix}{scope}/{PLURALS[kind]}{tail}"
+
+
+class Kube:
+    def __init__(self, api_client: Any) -> None:
+        self.api = api_client
+
+    def request(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        query: Sequence[tuple[str, str]] = (),
+        content_type: str = "application/json",
+    ) -> Any:
+        try:
+            response = self.api.call_api(
+                url,
+                method,
+                query_params=list(query),
+                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _return_http_data_only=True,
+            )
+        except ApiException as exc:
+            message = exc.reason or ""
+            with contextlib.suppress(TypeError, ValueError, AttributeError):
+                message = json.loads(exc.body).get("message", message)
+            raise KubeError(int(exc.status or 0), str(message)) from None
+        data = response.data
+        return json.loads(data) if data else None
+
+    def apply(self, obj: Mapping[str, Any]) -> Obj:
+        """Server-side apply with field manager `inferops`, taking ownership of conflicts."""
+        meta = obj["metadata"]
+        url = path(obj["apiVersion"], obj["kind"], meta.get("namespace"), meta["name"])
+        result: Obj = self.request(
+            "PATCH",
+            url,
+            body=dict(obj),
+            query=[("fieldManager", FIELD_MANAGER), ("force", "true")],
+            content_type="application/apply-patch+yaml",
+        )
+        return result
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
+        try:
+            result: Obj = self.request("GET", path(api_version, kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]:
+        query = []
+        if labels:
+            query.append(("labelSelector", ",".join(f"{k}={v}" for k, v in labels.items())))
+        try:
+            result = self.request("GET", path(api_version, kind, namespace), query=query)
+        except KubeError as exc:
+            if exc.status == 404:  # the kind is not served here (e.g. no Gateway API)
+                return []
+            raise
+        return list(result.get("items", []))
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None:
+        try:
+            self.request(
+                "DELETE",
+                path(api_version, kind, namespace, name),
+                body={"propagationPolicy": "Background"},
+            )
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+
+    def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> Obj:
+        url = path(API_VERSION, kind, namespace, name) + "/status"
+        result: Obj = self.request(
+            "PATCH", url, body={"status": dict(status)}, content_type="application/merge-patch+json"
+        )
+        return result
+
+    def prune(
+        self,
+        kinds: Iterable[tuple[str, str]],
+        namespace: str,
+        labels: Mapping[str, str],
+        keep: Iterable[Mapping[str, Any]],
+    ) -> list[str]:
+        """Deletes labelled children of the given kinds that are not in `keep`."""
+        wanted = {(o["kind"], o["metadata"]["name"]) for o in keep}
+        deleted = []
+        for api_version, kind in kinds:
+            for child in self.list_objects(api_version, kind, namespace, labels):
+                name = child["metadata"]["name"]
+                if (kind, name) not in wanted:
+                    self.delete(api_version, kind, namespace, name)
+                    deleted.append(f"{kind}/{name}")
+        return deleted

@@ -1,0 +1,140 @@
+"""Reconciling a RealTimeService: validate, apply the desired children, prune, report.
+
+Level-based: every entry point (create, update, resume, a child's event, an application's
+change, the timer) ends in the same two functions, which read the current state.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from inferops.api.catalog import Catalog
+from inferops.api.names import API_VERSION, KIND_APPLICATION, KIND_REALTIME
+from inferops.api.realtime import RealTimeServiceSpec
+from inferops.reconcile.kube import Kube
+from inferops.reconcile.realtime_status import Observed, failed_status, realtime_status
+from inferops.resources.labels import LABEL_COMPONENT, owner_labels
+from inferops.resources.realtime import Inputs, realtime_children, service_url
+from inferops.validation import ValidationContext, known_application, validate_object
+from inferops.validation.references import KnownApplication
+
+CHILD_KINDS = (
+    ("apps/v1", "Deployment"),
+    ("v1", "Service"),
+    ("v1", "ConfigMap"),
+    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+)
+MAX_MESSAGE_PROBLEMS = 5
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a reconcile did, for events and logs."""
+
+    obj: Mapping[str, Any]
+    old_phase: str | None
+    phase: str | None
+    message: str = ""
+    pruned: tuple[str, ...] = ()
+
+
+def applications(kube: Kube, namespace: str) -> dict[tuple[str, str], KnownApplication]:
+    found = {}
+    for obj in kube.list_objects(API_VERSION, KIND_APPLICATION, namespace):
+        app = known_application(obj)
+        if app is not None:
+            found[(namespace, app.name)] = app
+    return found
+
+
+def _problem_text(
+    obj: Mapping[str, Any], catalog: Catalog, apps: Mapping[tuple[str, str], KnownApplication]
+) -> str:
+    problems = validate_object(obj, ValidationContext(catalog=catalog, applications=apps))
+    return "; ".join(f"{p.path}: {p.message}" for p in problems[:MAX_MESSAGE_PROBLEMS])
+
+
+def _inputs(
+    obj: Mapping[str, Any], catalog: Catalog, apps: Mapping[tuple[str, str], KnownApplication]
+) -> Inputs:
+    spec = RealTimeServiceSpec.model_validate(obj["spec"])
+    namespace = obj["metadata"]["namespace"]
+    versions = {
+        (e.application, e.version): apps[(namespace, e.application)].versions[e.version].spec
+        for e in spec.versions
+    }
+    return Inputs(obj, spec, versions, catalog)
+
+
+def _write_status(kube: Kube, obj: Mapping[str, Any], status: dict[str, Any]) -> Outcome:
+    old = obj.get("status") or {}
+    meta = obj["metadata"]
+    if any(old.get(k) != v for k, v in status.items()):
+        kube.patch_status(KIND_REALTIME, meta["namespace"], meta["name"], status)
+    return Outcome(obj, old.get("phase"), status.get("phase"), str(status.get("message", "")))
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def reconcile_realtime(kube: Kube, catalog: Catalog, namespace: str, name: str) -> Outcome | None:
+    """Makes the children match the spec, then reports. None when the object is gone."""
+    obj = kube.get(API_VERSION, KIND_REALTIME, namespace, name)
+    if obj is None:
+        return None
+    apps = applications(kube, namespace)
+    problem = _problem_text(obj, catalog, apps)
+    if problem:
+        # Existing children keep serving: a bad edit must not take a running service down.
+        status = failed_status(
+            obj.get("status"),
+            obj["metadata"].get("generation"),
+            reason="InvalidSpec",
+            message=problem,
+            now=_now(),
+        )
+        return _write_status(kube, obj, status)
+    inputs = _inputs(obj, catalog, apps)
+    desired = realtime_children(inputs)
+    for child in desired:
+        kube.apply(child)
+    pruned = kube.prune(CHILD_KINDS, namespace, owner_labels(KIND_REALTIME, name), desired)
+    outcome = _report(kube, obj, inputs)
+    return Outcome(obj, outcome.old_phase, outcome.phase, outcome.message, tuple(pruned))
+
+
+def refresh_realtime_status(
+    kube: Kube, catalog: Catalog, namespace: str, name: str
+) -> Outcome | None:
+    """Recomputes the status from the children without applying anything."""
+    obj = kube.get(API_VERSION, KIND_REALTIME, namespace, name)
+    if obj is None:
+        return None
+    apps = applications(kube, namespace)
+    if _problem_text(obj, catalog, apps):
+        return None  # the spec is Failed; reconcile_realtime owns that status
+    return _report(kube, obj, _inputs(obj, catalog, apps))
+
+
+def _report(kube: Kube, obj: Mapping[str, Any], inputs: Inputs) -> Outcome:
+    labels = owner_labels(KIND_REALTIME, inputs.name)
+    deployments = kube.list_objects("apps/v1", "Deployment", inputs.namespace, labels)
+    models = [d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "model"]
+    router = next(
+        (d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "router"), None
+    )
+    pods = kube.list_objects("v1", "Pod", inputs.namespace, labels)
+    observed = Observed(models, router, pods, router_needed=inputs.catalog.router.mode == "nginx")
+    status = realtime_status(
+        inputs.spec,
+        generation=obj["metadata"].get("generation"),
+        old=obj.get("status"),
+        observed=observed,
+        url=service_url(inputs),
+        now=_now(),
+    )
+    return _write_status(kube, obj, status)

@@ -1,0 +1,337 @@
+"""Real nginx running a generated router config, and small upstreams to put behind it.
+
+Everything listens on loopback only. `running_router` starts Debian's nginx on a free port
+with the config of `inferops.resources.nginx.nginx_config` in a temporary directory, waits for
+the router's health location, and stops nginx (master and workers) on exit.
+`running_upstreams` starts named HTTP servers in one separate Python process: each answers
+any request with its own name as the body and echoes WebSocket messages prefixed with its
+name. `fire` sends many requests concurrently over keep-alive connections and records who
+answered each one.
+
+Run as a script (`python tests/router_support.py upstreams NAME...`) this file is that
+upstream process: it prints `{"NAME": PORT, ...}` once listening and exits when its
+standard input closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend, RateLimit, nginx_config
+
+UPSTREAM_HEADER = "X-Upstream"
+START_TIMEOUT = 20.0
+STOP_TIMEOUT = 5.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def nginx_binary() -> str:
+    """The nginx executable. Raises (so tests fail, never skip) when it is not installed."""
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/usr/local/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        raise RuntimeError("nginx is not installed (Debian: apt-get install nginx-light)")
+    return found
+
+
+# ---- nginx ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Router:
+    port: int
+    runtime_dir: Path
+    config: str
+    process: subprocess.Popen[bytes]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}"
+
+    def log(self) -> str:
+        return _read(self.runtime_dir / "nginx.log")
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def nginx_check(config: str) -> subprocess.CompletedProcess[str]:
+    """`nginx -t` on a config (written to a temporary directory that also holds its paths)."""
+    with tempfile.TemporaryDirectory(prefix="inferops-nginx-t-") as tmp:
+        path = Path(tmp) / "nginx.conf"
+        path.write_text(config, encoding="utf-8")
+        return subprocess.run(
+            [nginx_binary(), "-t", "-q", "-e", "stderr", "-p", tmp, "-c", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{HEALTH_PATH}", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stop_nginx(process: subprocess.Popen[bytes]) -> None:
+    """Graceful quit, then fast shutdown, then SIGKILL of nginx's own process group."""
+    pgid = process.pid  # start_new_session=True: the master leads its own group
+    for sig in (signal.SIGQUIT, signal.SIGTERM):
+        if process.poll() is not None:
+            break
+        process.send_signal(sig)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(STOP_TIMEOUT)
+    if process.poll() is None:
+        os.killpg(pgid, signal.SIGKILL)
+        process.wait(STOP_TIMEOUT)
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while _group_alive(pgid):  # workers normally exit before the master; make sure
+        if time.monotonic() > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+            break
+        time.sleep(0.05)
+
+
+@contextlib.contextmanager
+def running_nginx(make_config: Callable[[str, str], str], attempts: int = 3) -> Iterator[Router]:
+    """nginx with `make_config(listen, runtime_dir)` on a free loopback port, until exit."""
+    binary = nginx_binary()
+    with tempfile.TemporaryDirectory(prefix="inferops-nginx-") as tmp:
+        os.chmod(tmp, 0o755)  # nginx workers may run as another user when started as root
+        runtime = Path(tmp)
+        router: Router | None = None
+        for _ in range(attempts):
+            port = free_port()
+            config = make_config(f"127.0.0.1:{port}", tmp)
+            (runtime / "nginx.conf").write_text(config, encoding="utf-8")
+            with (runtime / "nginx.log").open("wb") as log:
+                process = subprocess.Popen(
+                    [binary, "-e", "stderr", "-p", tmp, "-c", str(runtime / "nginx.conf"),
+                     "-g", "daemon off;"],
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            candidate = Router(port, runtime, config, process)
+            deadline = time.monotonic() + START_TIMEOUT
+            while process.poll() is None and not _healthy(port):
+                if time.monotonic() > deadline:
+                    _stop_nginx(process)
+                    raise RuntimeError(f"nginx did not answer {HEALTH_PATH}:\n{candidate.log()}")
+                time.sleep(0.05)
+            if process.poll() is None:
+                router = candidate
+                break
+            if "Address already in use" not in candidate.log():  # a lost port race: retry
+                raise RuntimeError(f"nginx exited with {process.returncode}:\n{candidate.log()}")
+        if router is None:
+            raise RuntimeError(f"nginx found no free port in {attempts} attempts")
+        try:
+            yield router
+        finally:
+            _stop_nginx(router.process)
+
+
+@contextlib.contextmanager
+def running_router(
+    backends: Sequence[Backend],
+    *,
+    websocket: bool = False,
+    limit: RateLimit | None = None,
+    replicas: int = 1,
+    worker_processes: str = "1",
+) -> Iterator[Router]:
+    """nginx running exactly what the operator generates for these backends."""
+
+    def make(listen: str, runtime_dir: str) -> str:
+        return nginx_config(
+            backends,
+            websocket=websocket,
+            limit=limit,
+            replicas=replicas,
+            listen=listen,
+            runtime_dir=runtime_dir,
+            worker_processes=worker_processes,
+        )
+
+    with running_nginx(make) as router:
+        yield router
+
+
+# ---- upstreams ------------------------------------------------------------------------------
+
+
+def _upstream_app(name: str) -> web.Application:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.headers.get("Upgrade", "").lower() == "websocket":
+            ws = web.WebSocketResponse()
+            await ws.prepare(request)
+            async for message in ws:
+                if message.type == aiohttp.WSMsgType.TEXT:
+                    await ws.send_str(f"{name}:{message.data}")
+                elif message.type == aiohttp.WSMsgType.BINARY:
+                    await ws.send_bytes(name.encode() + b":" + message.data)
+            return ws
+        await request.read()
+        return web.Response(text=name, headers={UPSTREAM_HEADER: name})
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handle)
+    return app
+
+
+async def _serve_upstreams(names: Sequence[str]) -> None:
+    ports: dict[str, int] = {}
+    for name in names:
+        runner = web.AppRunner(_upstream_app(name), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        ports[name] = int(runner.addresses[0][1])
+    print(json.dumps(ports), flush=True)
+    await asyncio.Event().wait()
+
+
+def _exit_when_stdin_closes() -> None:
+    sys.stdin.read()
+    os._exit(0)
+
+
+@contextlib.contextmanager
+def running_upstreams(*names: str) -> Iterator[dict[str, str]]:
+    """Upstream servers named `names` in one child process; yields name -> "host:port"."""
+    process = subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "upstreams", *names],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdin is not None
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], START_TIMEOUT)
+        line = process.stdout.readline() if ready else ""
+        if not line:
+            raise RuntimeError(f"upstream servers did not start (exit {process.poll()})")
+        ports: dict[str, int] = json.loads(line)
+        yield {name: f"127.0.0.1:{ports[name]}" for name in names}
+    finally:
+        process.stdin.close()  # the child exits when its stdin closes
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
+        process.stdout.close()
+
+
+# ---- load -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reply:
+    status: int
+    body: str  # the answering upstream's name for a 200 from `running_upstreams`
+    backend: str | None  # the router's X-Inferops-Backend header
+    upstream: str | None  # the upstream's own X-Upstream header
+
+
+async def _fire(
+    url: str, total: int, concurrency: int, method: str, json_body: Any
+) -> tuple[list[Reply], float]:
+    replies: list[Reply] = []
+    remaining = total
+    connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def worker() -> None:
+            nonlocal remaining
+            while remaining > 0:
+                remaining -= 1
+                async with session.request(method, url, json=json_body) as response:
+                    body = await response.text()
+                    replies.append(
+                        Reply(
+                            response.status,
+                            body,
+                            response.headers.get(BACKEND_HEADER),
+                            response.headers.get(UPSTREAM_HEADER),
+                        )
+                    )
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))
+        return replies, time.perf_counter() - start
+
+
+def fire(
+    url: str, total: int, concurrency: int = 32, method: str = "GET", json_body: Any = None
+) -> tuple[list[Reply], float]:
+    """`total` requests, `concurrency` at a time over keep-alive connections.
+
+    Returns the replies and the seconds from the first request to the last reply.
+    """
+    return asyncio.run(_fire(url, total, concurrency, method, json_body))
+
+
+def _main(argv: Sequence[str]) -> int:
+    if len(argv) < 2 or argv[0] != "upstreams":
+        print("usage: router_support.py upstreams NAME...", file=sys.stderr)
+        return 2
+    threading.Thread(target=_exit_when_stdin_closes, daemon=True).start()
+    asyncio.run(_serve_upstreams(argv[1:]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
