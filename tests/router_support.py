@@ -156,8 +156,17 @@ def running_nginx(make_config: Callable[[str, str], str], attempts: int = 3) -> 
             (runtime / "nginx.conf").write_text(config, encoding="utf-8")
             with (runtime / "nginx.log").open("wb") as log:
                 process = subprocess.Popen(
-                    [binary, "-e", "stderr", "-p", tmp, "-c", str(runtime / "nginx.conf"),
-                     "-g", "daemon off;"],
+                    [
+                        binary,
+                        "-e",
+                        "stderr",
+                        "-p",
+                        tmp,
+                        "-c",
+                        str(runtime / "nginx.conf"),
+                        "-g",
+                        "daemon off;",
+                    ],
                     stdin=subprocess.DEVNULL,
                     stdout=log,
                     stderr=subprocess.STDOUT,

@@ -114,6 +114,9 @@ def refresh_realtime_status(
     obj = kube.get(API_VERSION, KIND_REALTIME, namespace, name)
     if obj is None:
         return None
+    status = obj.get("status") or {}
+    if status.get("observedGeneration") != obj["metadata"].get("generation"):
+        return None  # this generation is not applied yet: reconcile_realtime reports it
     apps = applications(kube, namespace)
     if _problem_text(obj, catalog, apps):
         return None  # the spec is Failed; reconcile_realtime owns that status
