@@ -148,7 +148,6 @@ def test_service_follows_its_application(cluster: Cluster, operator: Path) -> No
 
 def test_timeout_without_readiness_is_failed(cluster: Cluster, operator: Path) -> None:
     cluster.create(app("iris"))
-    # pool-a's nodes offer no free flavor... use a flavor the nodes cannot hold instead:
     huge = rts(version("1.0.0", 100, timeoutMinutes=3))
     huge["spec"]["resourcePool"] = "pool-a"
     cluster.create(huge)
@@ -191,7 +190,7 @@ def test_operator_restart_converges_without_duplicates(cluster: Cluster, kubecon
     with running_operator(kubeconfig, [cluster.ns]):
         cluster.create(app("iris"))
         cluster.create(rts())
-        wait_for(lambda: cluster.children(), timeout=30, what="first children")
+        wait_for(cluster.children, timeout=30, what="first children")
     # The operator is gone mid-rollout; a new one resumes.
     with running_operator(kubeconfig, [cluster.ns]):
         cluster.phase("Running")
