@@ -9,6 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import yaml
+
 from inferops.api.catalog import CatalogError, load_catalog
 from inferops.api.crd import all_crds, render_yaml, write_crds
 from inferops.api.names import KIND_APPLICATION
@@ -54,6 +56,24 @@ def cmd_validate(args: argparse.Namespace) -> int:
     for problem in problems:
         print(problem)
     return EXIT_INVALID if problems else 0
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from inferops.render import render
+
+    try:
+        catalog = load_catalog(args.catalog)
+        documents = read_documents(args.files)
+        check_kinds(documents)
+    except (CatalogError, ManifestError) as exc:
+        return _fail(str(exc))
+    children, problems = render(documents, catalog)
+    for problem in problems:
+        print(problem, file=sys.stderr)
+    if problems:
+        return EXIT_INVALID
+    sys.stdout.write(yaml.safe_dump_all(children, sort_keys=False, width=100))
+    return 0
 
 
 def cmd_mapping(args: argparse.Namespace) -> int:
@@ -141,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--catalog", help="catalog YAML (default: the built-in catalog)")
     validate.add_argument("files", nargs="+", metavar="FILE", help="YAML files, - for stdin")
     validate.set_defaults(func=cmd_validate)
+
+    render = sub.add_parser("render", help="print the child objects the operator would apply")
+    render.add_argument("--catalog", help="catalog YAML (default: the built-in catalog)")
+    render.add_argument("files", nargs="+", metavar="FILE", help="YAML files, - for stdin")
+    render.set_defaults(func=cmd_render)
 
     mapping = sub.add_parser("mapping", help="print the CSV mapping of an app's request schema")
     mapping.add_argument("config", metavar="CONFIG.json", help="the app's config.json")

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from inferops.cli import main
-from tests.unit.rules_table import APPS, ROWS, rts
+from tests.unit.rules_table import APPS, ROWS, rts, version
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = sorted(str(p) for p in (REPO / "examples").glob("*.yaml"))
@@ -131,3 +131,23 @@ def test_console_script_runs() -> None:
         capture_output=True, text=True, check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+
+
+def test_render_prints_the_children_of_the_example(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "render", str(REPO / "examples" / "iris-application.yaml"),
+                         str(REPO / "examples" / "iris-realtime.yaml"))
+    assert (code, err) == (0, "")
+    children = list(yaml.safe_load_all(out))
+    kinds = [c["kind"] for c in children]
+    assert kinds == ["Deployment", "Service", "Deployment", "Service", "ConfigMap",
+                     "Deployment", "Service"]
+    assert all("ownerReferences" not in c["metadata"] for c in children)
+    assert "70% iris-online-iris-1-0-0-" in children[4]["data"]["nginx.conf"]
+
+
+def test_render_refuses_invalid_services(capsys: pytest.CaptureFixture[str],
+                                         tmp_path: Path) -> None:
+    bad = write(tmp_path, "bad.yaml", APPS[0], rts(version("1.0.0", 99)))
+    code, out, err = run(capsys, "render", bad)
+    assert code == 1 and out == ""
+    assert "traffic ratios must sum to exactly 100, got 99" in err
