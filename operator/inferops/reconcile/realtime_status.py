@@ -92,7 +92,7 @@ def realtime_status(
     generation: int | None,
     old: Mapping[str, Any] | None,
     observed: Observed,
-    url: str,
+    url: str | None,
     now: datetime.datetime,
 ) -> dict[str, Any]:
     old = old or {}
@@ -196,7 +196,7 @@ def realtime_status(
     )
     return {
         "phase": phase,
-        "url": url,
+        **({"url": url} if url else {}),
         "traffic": traffic_summary(spec),
         "ready": f"{ready_nodes}/{desired_nodes}",
         "versions": versions,

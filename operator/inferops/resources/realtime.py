@@ -260,5 +260,8 @@ def realtime_children(inputs: Inputs) -> list[dict[str, Any]]:
     return children
 
 
-def service_url(inputs: Inputs) -> str:
+def service_url(inputs: Inputs) -> str | None:
+    """The stable in-cluster URL; in gateway-api mode the Gateway's own address serves it."""
+    if inputs.catalog.router.mode == "gateway-api":
+        return None
     return f"http://{inputs.name}.{inputs.namespace}.svc.cluster.local"
