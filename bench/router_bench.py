@@ -141,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     with ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inferops-bench-")))
+        work.chmod(0o755)  # nginx workers run as another user when started as root
         address = stack.enter_context(model_server(model, work / "model-server.log"))
 
         def config(listen: str, runtime_dir: str) -> str:

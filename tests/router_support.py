@@ -4,9 +4,9 @@ Everything listens on loopback only. `running_router` starts Debian's nginx on a
 with the config of `inferops.resources.nginx.nginx_config` in a temporary directory, waits for
 the router's health location, and stops nginx (master and workers) on exit.
 `running_upstreams` starts named HTTP servers in one separate Python process: each answers
-any request with its own name as the body and echoes WebSocket messages prefixed with its
-name. `fire` sends many requests concurrently over keep-alive connections and records who
-answered each one.
+any request with its own name as the body (and the size of the request body it received in
+`X-Body-Bytes`) and echoes WebSocket messages prefixed with its name. `fire` sends many
+requests concurrently over keep-alive connections and records who answered each one.
 
 Run as a script (`python tests/router_support.py upstreams NAME...`) this file is that
 upstream process: it prints `{"NAME": PORT, ...}` once listening and exits when its
@@ -40,6 +40,7 @@ from aiohttp import web
 from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend, RateLimit, nginx_config
 
 UPSTREAM_HEADER = "X-Upstream"
+BODY_HEADER = "X-Body-Bytes"  # how many request body bytes the upstream received
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 
@@ -73,10 +74,6 @@ class Router:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
 
     def log(self) -> str:
         return _read(self.runtime_dir / "nginx.log")
@@ -232,10 +229,10 @@ def _upstream_app(name: str) -> web.Application:
                 elif message.type == aiohttp.WSMsgType.BINARY:
                     await ws.send_bytes(name.encode() + b":" + message.data)
             return ws
-        await request.read()
-        return web.Response(text=name, headers={UPSTREAM_HEADER: name})
+        body = await request.read()
+        return web.Response(text=name, headers={UPSTREAM_HEADER: name, BODY_HEADER: str(len(body))})
 
-    app = web.Application()
+    app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
 

@@ -102,6 +102,12 @@ def cmd_operator(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from inferops.demo import run_demo
+
+    return run_demo(Path(args.output_dir) if args.output_dir else None)
+
+
 def cmd_model_server(args: argparse.Namespace) -> int:
     from inferops.runtime.model_server import serve
     from inferops.runtime.models import ModelError
@@ -171,6 +177,10 @@ def build_parser() -> argparse.ArgumentParser:
     mapping.add_argument("config", metavar="CONFIG.json", help="the app's config.json")
     mapping.add_argument("--api", metavar="URL", help="the API url (default: the first API)")
     mapping.set_defaults(func=cmd_mapping)
+
+    demo = sub.add_parser("demo", help="the no-cluster tour: model servers, router, batch")
+    demo.add_argument("--output-dir", help="keep the demo's outputs here (default: a temp dir)")
+    demo.set_defaults(func=cmd_demo)
 
     server = sub.add_parser("model-server", help="serve a model directory (reference runtime)")
     server.add_argument(

@@ -111,8 +111,8 @@ def _start(
     raise DemoError(f"{what} exited with code {process.returncode}:\n{_tail(log_path)}")
 
 
-def _stop(process: subprocess.Popen[bytes], first: signal.Signals, group: bool = False) -> None:
-    """Stops a process started in its own session; `group`: also anything left in its group."""
+def _stop(process: subprocess.Popen[bytes], first: signal.Signals) -> None:
+    """Stops a process started in its own session, then anything left in its group."""
     for sig in (first, signal.SIGTERM):
         if process.poll() is None:
             process.send_signal(sig)
@@ -121,9 +121,8 @@ def _stop(process: subprocess.Popen[bytes], first: signal.Signals, group: bool =
     if process.poll() is None:
         process.kill()
         process.wait(STOP_TIMEOUT)
-    if group:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # nginx workers outliving their master
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)  # e.g. nginx workers outliving their master
 
 
 @contextlib.contextmanager
@@ -159,7 +158,9 @@ def nginx_router(
 ) -> Iterator[int]:
     """nginx running `make_config(listen, runtime_dir)` on a free loopback port; yields it.
 
-    The config, its runtime files and `nginx.log` live in `work_dir/router`.
+    The config, its runtime files and `nginx.log` live in `work_dir/router`. Started as
+    root, nginx's workers run as another user and need to reach that folder's temp paths
+    (for request bodies over 16 KiB), so `work_dir` should be traversable by everyone.
     """
     binary = nginx_binary()
     if binary is None:
@@ -182,7 +183,7 @@ def nginx_router(
     try:
         yield port
     finally:
-        _stop(process, signal.SIGQUIT, group=True)
+        _stop(process, signal.SIGQUIT)
 
 
 # ---- the tour -------------------------------------------------------------------------------
@@ -365,6 +366,7 @@ def run_demo(out_dir: Path | None = None) -> int:
     with contextlib.ExitStack() as stack:
         if out_dir is None:
             work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="inferops-")))
+            work_dir.chmod(0o755)  # nginx workers (another user under root) use work_dir/router
         else:
             work_dir = out_dir.resolve()
             work_dir.mkdir(parents=True, exist_ok=True)

@@ -137,7 +137,7 @@ def test_router_config_weights_websocket_and_limit() -> None:
     assert "Upgrade" not in router_conf("two-versions")
     limited = router_conf("limit")
     assert "rate=1500r/m" in limited  # 50 r/s shared by two router replicas
-    assert "limit_req zone=service burst=10 nodelay;" in limited
+    assert "limit_req zone=service burst=5 nodelay;" in limited  # burst 10 shared by two
     assert "limit_req" not in router_conf("two-versions")
 
 

@@ -6,13 +6,23 @@ The tests fail (never skip) when nginx is not installed: the router is the produ
 from __future__ import annotations
 
 import asyncio
+import urllib.error
+import urllib.request
 from collections import Counter
 
 import aiohttp
+import pytest
 
 from inferops.resources.naming import child_name
-from inferops.resources.nginx import HEALTH_PATH, Backend, RateLimit, nginx_config
-from tests.router_support import Reply, fire, nginx_check, running_router, running_upstreams
+from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend, RateLimit, nginx_config
+from tests.router_support import (
+    BODY_HEADER,
+    Reply,
+    fire,
+    nginx_check,
+    running_router,
+    running_upstreams,
+)
 
 
 def answered_by(replies: list[Reply]) -> Counter[str]:
@@ -26,8 +36,9 @@ def test_a_70_30_split_lands_within_two_points_over_10000_requests() -> None:
         running_router([Backend("v1", up["v1"], 70), Backend("v2", up["v2"], 30)]) as router,
     ):
         replies, _ = fire(f"{router.url}/predict", 10_000, concurrency=32)
+        log = router.log()
     assert len(replies) == 10_000
-    assert Counter(r.status for r in replies) == {200: 10_000}, router.log()
+    assert Counter(r.status for r in replies) == {200: 10_000}, log
     # Count who really answered (the upstream's body and own header) and check the router's
     # header names the same upstream on every reply.
     assert all(r.body == r.upstream == r.backend for r in replies)
@@ -48,6 +59,20 @@ def test_a_100_0_split_sends_nothing_to_the_zero_version() -> None:
     assert Counter(r.status for r in replies) == {200: 2_000}
     assert answered_by(replies) == {"stable": 2_000}
     assert {r.backend for r in replies} == {"stable"}
+
+
+def test_large_request_bodies_pass_and_bodies_over_16m_get_413() -> None:
+    with running_upstreams("big") as up, running_router([Backend("big", up["big"], 100)]) as router:
+        # Over nginx's in-memory buffer: the body goes through client_temp under runtime_dir.
+        body = b"x" * (2 * 1024 * 1024)
+        with urllib.request.urlopen(urllib.request.Request(router.url, body), timeout=30) as r:
+            assert (r.status, r.read(), r.headers[BODY_HEADER]) == (200, b"big", str(len(body)))
+        too_big = urllib.request.Request(router.url, b"x" * (16 * 1024 * 1024 + 1))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(too_big, timeout=30)
+        refused.value.close()
+        assert refused.value.code == 413
+        assert "a client request body is buffered to a temporary file" in router.log()
 
 
 def test_three_versions_50_30_20_pass_nginx_t_and_route_to_all() -> None:
@@ -83,7 +108,7 @@ def test_websocket_echo_passes_through_the_router() -> None:
             # Plain HTTP keeps working on the same router (no Upgrade: keep-alive upstream).
             async with session.get(url) as response:
                 plain = await response.text()
-                backend = response.headers.get("X-Inferops-Backend", "")
+                backend = response.headers.get(BACKEND_HEADER, "")
         return texts, binary, plain, backend
 
     with (

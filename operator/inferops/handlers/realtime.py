@@ -10,11 +10,8 @@ import kopf
 from inferops.api.kinds import APPLICATION, REALTIME
 from inferops.api.names import GROUP, KIND_REALTIME, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
 from inferops.handlers import events
-from inferops.reconcile.realtime import (
-    Outcome,
-    reconcile_realtime,
-    refresh_realtime_status,
-)
+from inferops.reconcile.common import Outcome
+from inferops.reconcile.realtime import reconcile_realtime, refresh_realtime_status
 
 RESOURCE = (GROUP, VERSION, REALTIME.plural)
 CHILDREN = {LABEL_OWNER_KIND: KIND_REALTIME}

@@ -6,20 +6,25 @@ change, the timer) ends in the same two functions, which read the current state.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from inferops.api.catalog import Catalog
-from inferops.api.names import API_VERSION, KIND_APPLICATION, KIND_REALTIME
+from inferops.api.names import API_VERSION, KIND_REALTIME
 from inferops.api.realtime import RealTimeServiceSpec
+from inferops.reconcile.common import (
+    Apps,
+    Outcome,
+    applications,
+    blocker,
+    now,
+    write_blocked,
+    write_status,
+)
 from inferops.reconcile.kube import Kube
-from inferops.reconcile.realtime_status import Observed, failed_status, realtime_status
+from inferops.reconcile.realtime_status import Observed, realtime_status
 from inferops.resources.labels import LABEL_COMPONENT, owner_labels
 from inferops.resources.realtime import Inputs, realtime_children, service_url
-from inferops.validation import ValidationContext, known_application, validate_object
-from inferops.validation.references import KnownApplication
 
 CHILD_KINDS = (
     ("apps/v1", "Deployment"),
@@ -27,39 +32,9 @@ CHILD_KINDS = (
     ("v1", "ConfigMap"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
 )
-MAX_MESSAGE_PROBLEMS = 5
 
 
-@dataclass(frozen=True)
-class Outcome:
-    """What a reconcile did, for events and logs."""
-
-    obj: Mapping[str, Any]
-    old_phase: str | None
-    phase: str | None
-    message: str = ""
-    pruned: tuple[str, ...] = ()
-
-
-def applications(kube: Kube, namespace: str) -> dict[tuple[str, str], KnownApplication]:
-    found = {}
-    for obj in kube.list_objects(API_VERSION, KIND_APPLICATION, namespace):
-        app = known_application(obj)
-        if app is not None:
-            found[(namespace, app.name)] = app
-    return found
-
-
-def _problem_text(
-    obj: Mapping[str, Any], catalog: Catalog, apps: Mapping[tuple[str, str], KnownApplication]
-) -> str:
-    problems = validate_object(obj, ValidationContext(catalog=catalog, applications=apps))
-    return "; ".join(f"{p.path}: {p.message}" for p in problems[:MAX_MESSAGE_PROBLEMS])
-
-
-def _inputs(
-    obj: Mapping[str, Any], catalog: Catalog, apps: Mapping[tuple[str, str], KnownApplication]
-) -> Inputs:
+def _inputs(obj: Mapping[str, Any], catalog: Catalog, apps: Apps) -> Inputs:
     spec = RealTimeServiceSpec.model_validate(obj["spec"])
     namespace = obj["metadata"]["namespace"]
     versions = {
@@ -69,35 +44,16 @@ def _inputs(
     return Inputs(obj, spec, versions, catalog)
 
 
-def _write_status(kube: Kube, obj: Mapping[str, Any], status: dict[str, Any]) -> Outcome:
-    old = obj.get("status") or {}
-    meta = obj["metadata"]
-    if any(old.get(k) != v for k, v in status.items()):
-        kube.patch_status(KIND_REALTIME, meta["namespace"], meta["name"], status)
-    return Outcome(obj, old.get("phase"), status.get("phase"), str(status.get("message", "")))
-
-
-def _now() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 def reconcile_realtime(kube: Kube, catalog: Catalog, namespace: str, name: str) -> Outcome | None:
     """Makes the children match the spec, then reports. None when the object is gone."""
     obj = kube.get(API_VERSION, KIND_REALTIME, namespace, name)
     if obj is None:
         return None
     apps = applications(kube, namespace)
-    problem = _problem_text(obj, catalog, apps)
-    if problem:
+    block = blocker(kube, catalog, obj, apps)
+    if block is not None:
         # Existing children keep serving: a bad edit must not take a running service down.
-        status = failed_status(
-            obj.get("status"),
-            obj["metadata"].get("generation"),
-            reason="InvalidSpec",
-            message=problem,
-            now=_now(),
-        )
-        return _write_status(kube, obj, status)
+        return write_blocked(kube, obj, block)
     inputs = _inputs(obj, catalog, apps)
     desired = realtime_children(inputs)
     for child in desired:
@@ -118,8 +74,8 @@ def refresh_realtime_status(
     if status.get("observedGeneration") != obj["metadata"].get("generation"):
         return None  # this generation is not applied yet: reconcile_realtime reports it
     apps = applications(kube, namespace)
-    if _problem_text(obj, catalog, apps):
-        return None  # the spec is Failed; reconcile_realtime owns that status
+    if blocker(kube, catalog, obj, apps) is not None:
+        return None  # Failed for its spec or quota: reconcile_realtime owns that status
     return _report(kube, obj, _inputs(obj, catalog, apps))
 
 
@@ -128,7 +84,8 @@ def _report(kube: Kube, obj: Mapping[str, Any], inputs: Inputs) -> Outcome:
     deployments = kube.list_objects("apps/v1", "Deployment", inputs.namespace, labels)
     models = [d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "model"]
     router = next(
-        (d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "router"), None
+        (d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "router"),
+        None,
     )
     pods = kube.list_objects("v1", "Pod", inputs.namespace, labels)
     observed = Observed(models, router, pods, router_needed=inputs.catalog.router.mode == "nginx")
@@ -138,6 +95,6 @@ def _report(kube: Kube, obj: Mapping[str, Any], inputs: Inputs) -> Outcome:
         old=obj.get("status"),
         observed=observed,
         url=service_url(inputs),
-        now=_now(),
+        now=now(),
     )
-    return _write_status(kube, obj, status)
+    return write_status(kube, obj, status)

@@ -31,7 +31,8 @@ class RateLimit:
 
 
 def _rate(limit: RateLimit, replicas: int) -> str:
-    # Every router replica enforces its share, so the service as a whole gets the rate.
+    # Every router replica enforces its share of the rate and of the burst, so the service
+    # as a whole gets what the spec says.
     per_minute = math.ceil(limit.requests_per_second * 60 / max(replicas, 1))
     return f"{per_minute}r/m"
 
@@ -64,8 +65,11 @@ def nginx_config(
             "    limit_req_zone $inferops_limit_key zone=service:1m "
             f"rate={_rate(limit, replicas)};\n"
             "    limit_req_status 429;\n"
+            # A refused request is expected under load, not an error worth a log line each.
+            "    limit_req_log_level notice;\n"
         )
-        limit_rule = f"            limit_req zone=service burst={limit.burst} nodelay;\n"
+        burst = math.ceil(limit.burst / max(replicas, 1))
+        limit_rule = f"            limit_req zone=service burst={burst} nodelay;\n"
     if websocket:
         connection = (
             "            proxy_set_header Upgrade $http_upgrade;\n"

@@ -1,0 +1,47 @@
+"""BatchService: create the Job, follow suspension, report progress from the workers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import kopf
+
+from inferops.api.kinds import BATCH
+from inferops.api.names import GROUP, KIND_BATCH, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
+from inferops.handlers import events
+from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
+from inferops.reconcile.common import Outcome
+
+RESOURCE = (GROUP, VERSION, BATCH.plural)
+CHILDREN = {LABEL_OWNER_KIND: KIND_BATCH}
+TIMER_SECONDS = 15
+
+
+def _report(outcome: Outcome | None) -> None:
+    if outcome is not None:
+        events.phase_changed(outcome.obj, outcome.old_phase, outcome.phase, outcome.message)
+
+
+@kopf.on.resume(*RESOURCE)
+@kopf.on.create(*RESOURCE)
+@kopf.on.update(*RESOURCE, field="spec")
+def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    _report(reconcile_batch(memo.kube, memo.catalog, str(namespace), name))
+
+
+@kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
+@kopf.on.event("", "v1", "pods", labels=CHILDREN)
+def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+    owner = labels.get(LABEL_OWNER_NAME)
+    if owner:
+        _report(refresh_batch_status(memo.kube, str(namespace), owner))
+
+
+@kopf.timer(
+    *RESOURCE,
+    interval=TIMER_SECONDS,
+    initial_delay=TIMER_SECONDS,
+    when=lambda status, **_: status.get("phase") == "Deploying",
+)
+def deadline(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    _report(refresh_batch_status(memo.kube, str(namespace), name))
