@@ -92,13 +92,29 @@ def cmd_mapping(args: argparse.Namespace) -> int:
 
 
 def cmd_operator(args: argparse.Namespace) -> int:
-    from inferops.handlers.run import run_operator
+    from inferops.handlers.run import WebhookOptions, run_operator
 
     try:
         catalog = load_catalog(args.catalog)
     except CatalogError as exc:
         return _fail(str(exc))
-    run_operator(catalog, args.namespace, args.peering, args.liveness, args.verbose)
+    webhook = None
+    if args.webhook_port:
+        webhook = WebhookOptions(
+            port=args.webhook_port,
+            address=args.webhook_address,
+            host=args.webhook_host,
+            cert_dir=Path(args.webhook_cert_dir) if args.webhook_cert_dir else None,
+            managed=args.webhook_managed,
+        )
+    run_operator(
+        catalog,
+        namespaces=args.namespace,
+        peering=args.peering,
+        liveness=args.liveness,
+        verbose=args.verbose,
+        webhook=webhook,
+    )
     return 0
 
 
@@ -157,6 +173,25 @@ def build_parser() -> argparse.ArgumentParser:
         help="liveness endpoint URL (default http://0.0.0.0:8081/healthz)",
     )
     operator.add_argument("--verbose", action="store_true", help="debug logging")
+    operator.add_argument(
+        "--webhook-port", type=int, help="serve the validating webhooks (HTTPS) on this port"
+    )
+    operator.add_argument(
+        "--webhook-address",
+        default="0.0.0.0",
+        help="address the webhook server listens on (default 0.0.0.0)",
+    )
+    operator.add_argument(
+        "--webhook-host", help="name or IP the API server dials (default: the address)"
+    )
+    operator.add_argument(
+        "--webhook-cert-dir", help="tls.crt, tls.key and ca.crt (default: self-signed at start)"
+    )
+    operator.add_argument(
+        "--webhook-managed",
+        metavar="NAME",
+        help="keep this ValidatingWebhookConfiguration up to date",
+    )
     operator.set_defaults(func=cmd_operator)
 
     crds = sub.add_parser("crds", help="write or print the generated CRDs")

@@ -37,7 +37,12 @@ class Kubectl:
         self.kubeconfig = kubeconfig
 
     def __call__(
-        self, *args: str, input: str | None = None, check: bool = True, timeout: float = 120
+        self,
+        *args: str,
+        input: str | None = None,
+        check: bool = True,
+        timeout: float = 120,
+        stderr: bool = False,
     ) -> str:
         cmd = [self.binary, f"--kubeconfig={self.kubeconfig}", *args]
         p = subprocess.run(
@@ -47,7 +52,7 @@ class Kubectl:
             raise AssertionError(
                 f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stdout}\n{p.stderr}"
             )
-        return p.stdout
+        return p.stdout + p.stderr if stderr else p.stdout
 
 
 def wait_for(

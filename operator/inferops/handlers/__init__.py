@@ -1,5 +1,9 @@
-"""Thin Kopf registrations: read, call reconcile, patch status. Importing registers them."""
+"""Thin Kopf registrations: read, call reconcile, patch status. Importing registers them.
 
-from inferops.handlers import applications, clients, realtime, settings
+The admission webhooks (`inferops.handlers.admission`) register only when the operator
+serves them: Kopf refuses to start with admission handlers and no webhook server.
+"""
 
-__all__ = ["applications", "clients", "realtime", "settings"]
+from inferops.handlers import applications, clients, quota, realtime, settings
+
+__all__ = ["applications", "clients", "quota", "realtime", "settings"]

@@ -1,23 +1,41 @@
-"""Runs the Kopf operator with the catalog in its memo."""
+"""Runs the Kopf operator with the catalog (and the webhook options) in its memo."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
 import kopf
 
 from inferops.api.catalog import Catalog
 
 
+@dataclass(frozen=True)
+class WebhookOptions:
+    """Where the validating webhooks listen and how the API server reaches them."""
+
+    port: int
+    address: str = "0.0.0.0"
+    host: str | None = None  # the name or IP the API server dials; default: address
+    cert_dir: Path | None = None  # tls.crt, tls.key, ca.crt; default: self-signed at start
+    managed: str | None = None  # a ValidatingWebhookConfiguration that Kopf keeps current
+
+
 def run_operator(
     catalog: Catalog,
+    *,
     namespaces: Sequence[str] = (),
     peering: str | None = None,
     liveness: str | None = None,
     verbose: bool = False,
+    webhook: WebhookOptions | None = None,
 ) -> None:
     """Blocks until the operator stops. No namespaces: cluster-wide."""
-    import inferops.handlers  # noqa: F401  (registers the handlers)
+    import inferops.handlers  # registers the handlers
+
+    if webhook is not None:
+        import inferops.handlers.admission  # noqa: F401
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
     kopf.run(
@@ -26,5 +44,5 @@ def run_operator(
         standalone=peering is None,
         peering_name=peering,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(catalog=catalog),
+        memo=kopf.Memo(catalog=catalog, webhook=webhook),
     )

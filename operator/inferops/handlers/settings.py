@@ -3,15 +3,35 @@
 from __future__ import annotations
 
 import logging
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import kopf
 
 from inferops.api.names import FIELD_MANAGER, GROUP
+from inferops.certs import self_signed
+from inferops.handlers.run import WebhookOptions
+
+
+def webhook_server(options: WebhookOptions) -> kopf.WebhookServer:
+    host = options.host or options.address
+    cert_dir = options.cert_dir
+    if cert_dir is None:
+        cert_dir = Path(tempfile.mkdtemp(prefix="inferops-webhook-"))
+        self_signed(cert_dir, [host, "localhost"])
+    return kopf.WebhookServer(
+        addr=options.address,
+        port=options.port,
+        host=host,
+        certfile=cert_dir / "tls.crt",
+        pkeyfile=cert_dir / "tls.key",
+        cafile=cert_dir / "ca.crt",
+    )
 
 
 @kopf.on.startup()
-def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
+def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     # Progress and the last-handled spec live in annotations under our own prefix, so
     # status stays ours and GitOps tools see no foreign fields in spec or status.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
@@ -25,3 +45,8 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     settings.networking.request_timeout = 60
+    options = getattr(memo, "webhook", None)
+    if isinstance(options, WebhookOptions):
+        settings.admission.server = webhook_server(options)
+        if options.managed:
+            settings.admission.managed = options.managed

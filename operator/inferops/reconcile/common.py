@@ -9,6 +9,7 @@ from typing import Any
 
 from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_APPLICATION
+from inferops.reconcile.conditions import condition
 from inferops.reconcile.kube import Kube
 from inferops.reconcile.realtime_status import failed_status
 from inferops.validation import ValidationContext, known_application, validate_object
@@ -95,9 +96,7 @@ def write_blocked(kube: Kube, obj: Mapping[str, Any], block: Blocker) -> Outcome
 def is_blocked_status(obj: Mapping[str, Any]) -> bool:
     """Failed for this generation because of the spec or a quota (not by the workload)."""
     status = obj.get("status") or {}
-    ready: Mapping[str, Any] = next(
-        (c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {}
-    )
+    ready = condition(status.get("conditions"), "Ready")
     return status.get("observedGeneration") == obj["metadata"].get("generation") and ready.get(
         "reason"
     ) in ("InvalidSpec", QUOTA_REASON)

@@ -76,14 +76,24 @@ def _age_key(obj: Obj) -> tuple[str, str]:
     return (str(meta.get("creationTimestamp") or "9999"), str(meta.get("name") or ""))
 
 
-def over_quota(kind: str, objects: Sequence[Obj], limits: Limits) -> dict[str, str]:
-    """name -> why, for the objects beyond a quota; the oldest objects win."""
-    ordered = sorted(
-        (o for o in objects if not (o.get("metadata") or {}).get("deletionTimestamp")), key=_age_key
-    )
+def by_age(objects: Sequence[Obj]) -> list[Obj]:
+    """Oldest first (creationTimestamp, then name for objects created in the same second)."""
+    return sorted(objects, key=_age_key)
+
+
+def over_quota(
+    kind: str, objects: Sequence[Obj], limits: Limits, ordered: bool = False
+) -> dict[str, str]:
+    """name -> why, for the objects beyond a quota; the oldest objects win.
+
+    `ordered` says the objects are already oldest first (an admission puts the candidate
+    last: its creationTimestamp, set by the API server, may tie with older objects').
+    """
+    live = [o for o in objects if not (o.get("metadata") or {}).get("deletionTimestamp")]
+    ordered_objects = live if ordered else by_age(live)
     refused: dict[str, str] = {}
     if kind == KIND_REALTIME:
-        for position, obj in enumerate(ordered):
+        for position, obj in enumerate(ordered_objects):
             if position >= limits.realtime:
                 refused[obj["metadata"]["name"]] = (
                     f"quota of {limits.realtime} real-time services in this namespace is used "
@@ -91,7 +101,7 @@ def over_quota(kind: str, objects: Sequence[Obj], limits: Limits) -> dict[str, s
                 )
         if limits.public_instances is not None:
             used = 0
-            for obj in ordered:
+            for obj in ordered_objects:
                 name = obj["metadata"]["name"]
                 if name in refused:
                     continue
@@ -104,7 +114,7 @@ def over_quota(kind: str, objects: Sequence[Obj], limits: Limits) -> dict[str, s
                 else:
                     used += wanted
     elif kind == KIND_BATCH:
-        for position, obj in enumerate(ordered):
+        for position, obj in enumerate(ordered_objects):
             if position >= limits.batch:
                 refused[obj["metadata"]["name"]] = (
                     f"quota of {limits.batch} batch services in this namespace is used"

@@ -1,0 +1,52 @@
+"""Quota fallback for clusters without the webhook: blocked objects recover when room appears."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import kopf
+
+from inferops.api.kinds import BATCH, REALTIME
+from inferops.api.names import API_VERSION, GROUP, KIND_REALTIME, VERSION
+from inferops.handlers import events
+from inferops.reconcile.batch import reconcile_batch
+from inferops.reconcile.common import Outcome
+from inferops.reconcile.conditions import condition
+from inferops.reconcile.realtime import reconcile_realtime
+from inferops.validation.quota import REASON
+
+RETRY_SECONDS = 30
+
+
+def quota_blocked(status: Mapping[str, Any], **_: Any) -> bool:
+    return bool(condition(status.get("conditions"), "Ready").get("reason") == REASON)
+
+
+def _reconcile(kind: str, memo: Any, namespace: str, name: str) -> None:
+    outcome: Outcome | None
+    if kind == KIND_REALTIME:
+        outcome = reconcile_realtime(memo.kube, memo.catalog, namespace, name)
+    else:
+        outcome = reconcile_batch(memo.kube, memo.catalog, namespace, name)
+    if outcome is not None:
+        events.phase_changed(outcome.obj, outcome.old_phase, outcome.phase, outcome.message)
+
+
+@kopf.on.event(GROUP, VERSION, REALTIME.plural)
+@kopf.on.event(GROUP, VERSION, BATCH.plural)
+def sibling_deleted(type: str, body: kopf.Body, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A deleted service frees a place: the oldest blocked one takes it."""
+    if type != "DELETED":
+        return
+    kind = str(body.get("kind"))
+    for obj in memo.kube.list_objects(API_VERSION, kind, namespace):
+        if quota_blocked(obj.get("status") or {}):
+            _reconcile(kind, memo, str(namespace), obj["metadata"]["name"])
+
+
+@kopf.timer(GROUP, VERSION, REALTIME.plural, interval=RETRY_SECONDS, when=quota_blocked)
+@kopf.timer(GROUP, VERSION, BATCH.plural, interval=RETRY_SECONDS, when=quota_blocked)
+def retry_blocked(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
+    """A raised quota (Namespace annotation) is noticed without any event on the service."""
+    _reconcile(str(body.get("kind")), memo, str(namespace), name)
