@@ -114,6 +114,7 @@ def cmd_operator(args: argparse.Namespace) -> int:
         liveness=args.liveness,
         verbose=args.verbose,
         webhook=webhook,
+        metrics_port=args.metrics_port or None,
     )
     return 0
 
@@ -173,6 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="liveness endpoint URL (default http://0.0.0.0:8081/healthz)",
     )
     operator.add_argument("--verbose", action="store_true", help="debug logging")
+    operator.add_argument(
+        "--metrics-port",
+        type=int,
+        default=9090,
+        help="Prometheus metrics port (default 9090; 0 turns it off)",
+    )
     operator.add_argument(
         "--webhook-port", type=int, help="serve the validating webhooks (HTTPS) on this port"
     )

@@ -10,19 +10,28 @@ import time
 import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from tests.s3server import free_port
 
 
+@dataclass(frozen=True)
+class Operator:
+    log: Path
+    metrics_url: str
+
+
 @contextmanager
 def running_operator(kubeconfig: Path, namespaces: Sequence[str],
-                     extra: Sequence[str] = ()) -> Iterator[Path]:
-    """Starts the operator, waits for its liveness endpoint, yields its log file."""
+                     extra: Sequence[str] = ()) -> Iterator[Operator]:
+    """Starts the operator, waits for its liveness endpoint, yields its log and metrics."""
     port = free_port()
+    metrics_port = free_port()
     log = Path(tempfile.mkstemp(prefix="inferops-operator-", suffix=".log")[1])
     args = [sys.executable, "-m", "inferops.cli", "operator",
-            "--liveness", f"http://127.0.0.1:{port}/healthz", *extra]
+            "--liveness", f"http://127.0.0.1:{port}/healthz",
+            "--metrics-port", str(metrics_port), *extra]
     for namespace in namespaces:
         args += ["--namespace", namespace]
     with open(log, "wb") as out:
@@ -38,7 +47,7 @@ def running_operator(kubeconfig: Path, namespaces: Sequence[str],
                 if process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"operator did not start:\n{log.read_text()}") from None
                 time.sleep(0.2)
-        yield log
+        yield Operator(log, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         process.terminate()
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,16 +13,16 @@ from k8s_helpers import wait_for
 from kubernetes import client
 
 from inferops.api.names import GROUP, VERSION
-from tests.cluster.operator_process import running_operator
+from tests.cluster.operator_process import Operator, running_operator
 from tests.unit.rules_table import app
 
 PLURAL = "aiapplications"
 
 
 @pytest.fixture
-def operator(kubeconfig: Path, namespace: str) -> Iterator[Path]:
-    with running_operator(kubeconfig, [namespace]) as log:
-        yield log
+def operator(kubeconfig: Path, namespace: str) -> Iterator[Operator]:
+    with running_operator(kubeconfig, [namespace]) as running:
+        yield running
 
 
 def status_of(api: Any, namespace: str, name: str) -> dict[str, Any]:
@@ -38,7 +39,7 @@ def observed(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
 
 
 def test_application_normal_invalid_and_fixed(api_client: Any, namespace: str,
-                                              operator: Path) -> None:
+                                              operator: Operator) -> None:
     api = client.CustomObjectsApi(api_client)
     obj = app("iris")
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, copy.deepcopy(obj))
@@ -81,3 +82,13 @@ def test_application_normal_invalid_and_fixed(api_client: Any, namespace: str,
     annotations = stored["metadata"].get("annotations", {})
     assert any(k.startswith(f"{GROUP}/") for k in annotations)
     assert set(stored["status"]) <= {"observedGeneration", "versions", "summary", "conditions"}
+
+
+def test_operator_serves_metrics(api_client: Any, namespace: str, operator: Operator) -> None:
+    api = client.CustomObjectsApi(api_client)
+    api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, app("iris"))
+    wait_for(lambda: observed(api, namespace, "iris"), timeout=60, what="status")
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as response:
+        text = response.read().decode()
+    assert "inferops_reconcile_seconds" in text
+    assert "inferops_phase_transitions_total" in text

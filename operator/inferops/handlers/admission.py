@@ -16,6 +16,7 @@ import kopf
 
 from inferops.api.kinds import APPLICATION, BATCH, REALTIME
 from inferops.api.names import API_VERSION, GROUP, KIND_APPLICATION, VERSION
+from inferops.handlers.metrics import ADMISSIONS
 from inferops.reconcile.common import applications
 from inferops.reconcile.kube import Kube
 from inferops.validation import ValidationContext, validate_object
@@ -68,6 +69,7 @@ LEDGER = QuotaLedger()
 
 
 def _refuse(kind: str, name: str, lines: list[str]) -> None:
+    ADMISSIONS.labels(kind, "false").inc()
     shown = lines[:MAX_LINES]
     if len(lines) > MAX_LINES:
         shown.append(f"... and {len(lines) - MAX_LINES} more")
@@ -98,11 +100,10 @@ def admit(
     # An update never adds a service; it is checked only when it asks for more instances
     # (Kopf's own annotation patches on an object over a lowered quota must still pass).
     if kind != KIND_APPLICATION and (create or grows):
-        refused = LEDGER.check(
-            kube, memo.catalog.quotas, obj, create, record=not dryrun
-        )
+        refused = LEDGER.check(kube, memo.catalog.quotas, obj, create, record=not dryrun)
         if refused:
             _refuse(kind, name, [f"{kind}/{name}: quota: {refused}"])
+    ADMISSIONS.labels(kind, "true").inc()
 
 
 @kopf.on.validate(

@@ -9,9 +9,11 @@ import kopf
 from inferops.api.kinds import BATCH
 from inferops.api.names import GROUP, KIND_BATCH, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
 from inferops.handlers import events
+from inferops.handlers.metrics import timed
 from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
 from inferops.reconcile.common import Outcome
 
+KIND = KIND_BATCH
 RESOURCE = (GROUP, VERSION, BATCH.plural)
 CHILDREN = {LABEL_OWNER_KIND: KIND_BATCH}
 TIMER_SECONDS = 15
@@ -26,7 +28,8 @@ def _report(outcome: Outcome | None) -> None:
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    _report(reconcile_batch(memo.kube, memo.catalog, str(namespace), name))
+    with timed(KIND):
+        _report(reconcile_batch(memo.kube, memo.catalog, str(namespace), name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)

@@ -7,6 +7,8 @@ from typing import Any
 
 import kopf
 
+from inferops.handlers.metrics import TRANSITIONS
+
 WARNING_PHASES = frozenset({"Failed", "Abnormal"})
 
 
@@ -23,6 +25,7 @@ def _ref(obj: Mapping[str, Any]) -> kopf.Body:
 def phase_changed(obj: Mapping[str, Any], old: str | None, new: str | None, message: str) -> None:
     if new is None or new == old:
         return
+    TRANSITIONS.labels(str(obj.get("kind")), new).inc()
     text = f"{old or 'new'} -> {new}: {message}" if message else f"{old or 'new'} -> {new}"
     if new in WARNING_PHASES:
         kopf.warn(_ref(obj), reason=new, message=text)

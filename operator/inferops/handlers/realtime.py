@@ -10,9 +10,11 @@ import kopf
 from inferops.api.kinds import APPLICATION, REALTIME
 from inferops.api.names import GROUP, KIND_REALTIME, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
 from inferops.handlers import events
+from inferops.handlers.metrics import timed
 from inferops.reconcile.common import Outcome
 from inferops.reconcile.realtime import reconcile_realtime, refresh_realtime_status
 
+KIND = KIND_REALTIME
 RESOURCE = (GROUP, VERSION, REALTIME.plural)
 CHILDREN = {LABEL_OWNER_KIND: KIND_REALTIME}
 TIMER_SECONDS = 15
@@ -41,7 +43,8 @@ def services_by_application(
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    _report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), name))
+    with timed(KIND):
+        _report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)

@@ -30,6 +30,7 @@ def run_operator(
     liveness: str | None = None,
     verbose: bool = False,
     webhook: WebhookOptions | None = None,
+    metrics_port: int | None = None,
 ) -> None:
     """Blocks until the operator stops. No namespaces: cluster-wide."""
     import inferops.handlers  # registers the handlers
@@ -44,5 +45,5 @@ def run_operator(
         standalone=peering is None,
         peering_name=peering,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(catalog=catalog, webhook=webhook),
+        memo=kopf.Memo(catalog=catalog, webhook=webhook, metrics_port=metrics_port),
     )

@@ -11,6 +11,7 @@ import kopf
 
 from inferops.api.names import FIELD_MANAGER, GROUP
 from inferops.certs import self_signed
+from inferops.handlers import metrics
 from inferops.handlers.run import WebhookOptions
 
 
@@ -45,6 +46,9 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     settings.networking.request_timeout = 60
+    metrics_port = getattr(memo, "metrics_port", None)
+    if metrics_port:
+        metrics.serve(metrics_port)
     options = getattr(memo, "webhook", None)
     if isinstance(options, WebhookOptions):
         settings.admission.server = webhook_server(options)
