@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
-from inferops.api.application import HTTP_PATH_PATTERN, VERSION_PATTERN
+from inferops.api.application import HTTP_PATH_PATTERN
 from inferops.api.base import (
     MAX_ENV,
     ApiModel,
@@ -18,6 +18,7 @@ from inferops.api.base import (
 from inferops.api.names import DNS1123_LABEL
 from inferops.api.paths import FLAVOR_NAME_PATTERN, STORAGE_PATH_PATTERN
 from inferops.api.realtime import MAX_COMPUTE_NODES, timeout_field
+from inferops.api.refs import ApplicationRef, VersionRef
 
 BatchPhase = Literal["Deploying", "Running", "Completed", "Failed", "Stopped"]
 MAX_CONCURRENCY = 256
@@ -27,16 +28,8 @@ class BatchServiceSpec(ApiModel):
     """Desired state of a BatchService."""
 
     description: str = Field("", description="What the batch run is for.", max_length=1024)
-    application: str = Field(
-        description="Name of the AIApplication in the same namespace.",
-        pattern=DNS1123_LABEL,
-        max_length=63,
-    )
-    version: str = Field(
-        description="Version of the application (must be Normal).",
-        pattern=VERSION_PATTERN,
-        max_length=63,
-    )
+    application: ApplicationRef
+    version: VersionRef
     input_path: str = Field(
         description='A folder, or a .manifest file of JSON lines {"source": ...}; '
         "obs://bucket/key, s3://bucket/key, file:// or a local path.",

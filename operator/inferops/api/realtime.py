@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, StringConstraints
 
-from inferops.api.application import VERSION_PATTERN
 from inferops.api.base import (
     MAX_ENV,
     ApiModel,
@@ -16,8 +15,8 @@ from inferops.api.base import (
     cel,
     rules,
 )
-from inferops.api.names import DNS1123_LABEL
 from inferops.api.paths import FLAVOR_NAME_PATTERN, POOL_NAME_PATTERN, STORAGE_PATH_PATTERN
+from inferops.api.refs import ApplicationRef, VersionRef
 
 MAX_SERVICE_VERSIONS = 20
 MAX_COMPUTE_NODES = 1000
@@ -72,16 +71,8 @@ def timeout_field() -> Any:
 class ServiceVersion(ApiModel):
     """An AI application version deployed by the service, with its share of the traffic."""
 
-    application: str = Field(
-        description="Name of the AIApplication in the same namespace.",
-        pattern=DNS1123_LABEL,
-        max_length=63,
-    )
-    version: str = Field(
-        description="Version of the application (must be Normal).",
-        pattern=VERSION_PATTERN,
-        max_length=63,
-    )
+    application: ApplicationRef
+    version: VersionRef
     traffic_ratio: int = Field(
         description="Percent of requests sent to this version; all versions sum to 100.",
         ge=0,

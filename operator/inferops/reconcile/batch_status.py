@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from inferops.api.batch import BatchServiceSpec
-from inferops.reconcile.conditions import condition, set_condition
+from inferops.reconcile.conditions import format_time, lifecycle, rollout_start
 from inferops.reconcile.realtime_status import crash_looping
 
 Obj = Mapping[str, Any]
@@ -67,7 +67,6 @@ def batch_status(
     now: datetime.datetime,
 ) -> dict[str, Any]:
     old = old or {}
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     reports = worker_reports(pods)
     total, succeeded, failed = (_count(reports, k) for k in ("total", "succeeded", "failed"))
     manifests = sorted(
@@ -79,16 +78,8 @@ def batch_status(
     )
     complete, job_failed = _job_condition(job, "Complete"), _job_condition(job, "Failed")
     crashes = crash_looping(pods)
-    progressing = condition(old.get("conditions"), "Progressing")
-    same = (
-        progressing.get("observedGeneration") == generation and progressing.get("status") == "True"
-    )
-    since_text = progressing.get("lastTransitionTime") if same else None
-    since = (
-        datetime.datetime.strptime(since_text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-        if since_text
-        else now
-    )
+    started = rollout_start(old.get("conditions"), generation)
+    since = started or now
     timeout = datetime.timedelta(minutes=spec.timeout_minutes)
 
     done = f"{succeeded + failed}/{total} sources" if reports else "no worker finished yet"
@@ -117,24 +108,15 @@ def batch_status(
         if crashes:
             message += f"; {'; '.join(crashes[:3])}"
     active = phase in ("Deploying", "Running")
-    conditions = set_condition(
+    conditions = lifecycle(
         old.get("conditions"),
-        "Ready",
-        phase == "Completed",
+        ready=phase == "Completed",
+        progressing=active,
         reason=reason,
         message=message,
         generation=generation,
-        timestamp=stamp,
-    )
-    conditions = set_condition(
-        conditions,
-        "Progressing",
-        active,
-        reason=reason,
-        message=message,
-        generation=generation,
-        timestamp=stamp,
-        reset=active and not same,
+        timestamp=format_time(now),
+        new_rollout=started is None,
     )
     return {
         "phase": phase,

@@ -9,8 +9,24 @@ from typing import Any
 Condition = dict[str, Any]
 
 
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
 def now() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_time(datetime.datetime.now(datetime.UTC))
+
+
+def format_time(moment: datetime.datetime) -> str:
+    return moment.strftime(TIME_FORMAT)
+
+
+def parse_time(text: Any) -> datetime.datetime | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        return datetime.datetime.strptime(text, TIME_FORMAT).replace(tzinfo=datetime.UTC)
+    except ValueError:
+        return None
 
 
 def set_condition(
@@ -48,3 +64,47 @@ def set_condition(
 def condition(conditions: Sequence[Mapping[str, Any]] | None, type_: str) -> Mapping[str, Any]:
     """One condition by type (empty when absent)."""
     return next((c for c in conditions or () if c.get("type") == type_), {})
+
+
+def rollout_start(
+    conditions: Sequence[Mapping[str, Any]] | None, generation: int | None
+) -> datetime.datetime | None:
+    """When the rollout of this generation began (Progressing True since), if it is on."""
+    progressing = condition(conditions, "Progressing")
+    if progressing.get("observedGeneration") != generation or progressing.get("status") != "True":
+        return None
+    return parse_time(progressing.get("lastTransitionTime"))
+
+
+def lifecycle(
+    conditions: Sequence[Mapping[str, Any]] | None,
+    *,
+    ready: bool,
+    progressing: bool,
+    reason: str,
+    message: str,
+    generation: int | None,
+    timestamp: str,
+    progressing_reason: str | None = None,
+    new_rollout: bool = False,
+) -> list[Condition]:
+    """Ready and Progressing together, as every kind reports them."""
+    updated = set_condition(
+        conditions,
+        "Ready",
+        ready,
+        reason=reason,
+        message=message,
+        generation=generation,
+        timestamp=timestamp,
+    )
+    return set_condition(
+        updated,
+        "Progressing",
+        progressing,
+        reason=progressing_reason or reason,
+        message=message,
+        generation=generation,
+        timestamp=timestamp,
+        reset=new_rollout and progressing,
+    )

@@ -15,7 +15,7 @@ from typing import Any
 
 from inferops.api.names import LABEL_APPLICATION, LABEL_VERSION
 from inferops.api.realtime import RealTimeServiceSpec
-from inferops.reconcile.conditions import condition, set_condition
+from inferops.reconcile.conditions import format_time, lifecycle, rollout_start
 
 Obj = Mapping[str, Any]
 CRASH_REASONS = frozenset(
@@ -73,15 +73,6 @@ def crash_looping(pods: Sequence[Obj]) -> list[str]:
     return found
 
 
-def _parse_time(text: str | None) -> datetime.datetime | None:
-    if not text:
-        return None
-    try:
-        return datetime.datetime.strptime(text, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return None
-
-
 def traffic_summary(spec: RealTimeServiceSpec) -> str:
     return ",".join(f"{v.application}:{v.version}={v.traffic_ratio}" for v in spec.versions)
 
@@ -96,7 +87,6 @@ def realtime_status(
     now: datetime.datetime,
 ) -> dict[str, Any]:
     old = old or {}
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     versions: list[dict[str, Any]] = []
     for entry in spec.versions:
         mine = [
@@ -128,12 +118,8 @@ def realtime_status(
         old.get("phase") in ("Running", "Abnormal") and old.get("observedGeneration") == generation
     )
 
-    progressing = condition(old.get("conditions"), "Progressing")
-    same_rollout = (
-        progressing.get("observedGeneration") == generation and progressing.get("status") == "True"
-    )
-    since = _parse_time(progressing.get("lastTransitionTime")) if same_rollout else None
-    since = since or now
+    started = rollout_start(old.get("conditions"), generation)
+    since = started or now
     timeout = datetime.timedelta(minutes=max(v.timeout_minutes for v in spec.versions))
     timed_out = now - since > timeout or any(
         _deadline_exceeded(d) for d in observed.model_deployments
@@ -175,24 +161,16 @@ def realtime_status(
             message += f"; {'; '.join(crashes[:3])}"
         progressing_state = True
 
-    conditions = set_condition(
+    conditions = lifecycle(
         old.get("conditions"),
-        "Ready",
-        ready,
+        ready=ready,
+        progressing=progressing_state,
         reason=reason,
         message=message,
         generation=generation,
-        timestamp=stamp,
-    )
-    conditions = set_condition(
-        conditions,
-        "Progressing",
-        progressing_state,
-        reason="Deploying" if progressing_state else reason,
-        message=message,
-        generation=generation,
-        timestamp=stamp,
-        reset=not same_rollout and progressing_state,
+        timestamp=format_time(now),
+        progressing_reason="Deploying" if progressing_state else reason,
+        new_rollout=started is None,
     )
     return {
         "phase": phase,
@@ -209,29 +187,20 @@ def realtime_status(
 def failed_status(
     old: Mapping[str, Any] | None,
     generation: int | None,
+    *,
     reason: str,
     message: str,
     now: datetime.datetime,
 ) -> dict[str, Any]:
     """Failed with a reason and a message naming the field (spec invalid, quota...)."""
-    stamp = now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    conditions = set_condition(
+    conditions = lifecycle(
         (old or {}).get("conditions"),
-        "Ready",
-        False,
+        ready=False,
+        progressing=False,
         reason=reason,
         message=message,
         generation=generation,
-        timestamp=stamp,
-    )
-    conditions = set_condition(
-        conditions,
-        "Progressing",
-        False,
-        reason=reason,
-        message=message,
-        generation=generation,
-        timestamp=stamp,
+        timestamp=format_time(now),
     )
     return {
         "phase": "Failed",

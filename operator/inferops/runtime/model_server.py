@@ -17,7 +17,7 @@ from pathlib import Path
 
 from aiohttp import BodyPartReader, web
 
-from inferops.runtime.models import BadInputError, Model, ModelError, load_model
+from inferops.runtime.models import BadInputError, Model, ModelError, load_model, read_json
 from inferops.worker.mapping import file_property, request_schema
 
 log = logging.getLogger(__name__)
@@ -38,12 +38,7 @@ class Endpoint:
 
 def read_endpoints(directory: Path) -> list[Endpoint]:
     path = directory / "config.json"
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ModelError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise ModelError(f"{path}: invalid JSON: {exc}") from None
+    config = read_json(path)
     apis = config.get("apis") if isinstance(config, dict) else config
     if not isinstance(apis, list) or not apis:
         raise ModelError(f"{path}: no `apis` list")

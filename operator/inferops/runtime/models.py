@@ -120,14 +120,19 @@ class ModelError(Exception):
     """The model directory cannot be served."""
 
 
-def load_model(directory: Path) -> Model:
-    path = directory / "model.json"
+def read_json(path: Path) -> Any:
+    """A JSON file of the model directory; ModelError says what is wrong with it."""
     try:
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise ModelError(f"{path}: cannot read: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"{path}: invalid JSON: {exc}") from None
+
+
+def load_model(directory: Path) -> Model:
+    path = directory / "model.json"
+    spec = read_json(path)
     kind = spec.get("type") if isinstance(spec, dict) else None
     if kind == "linear-softmax":
         try:
