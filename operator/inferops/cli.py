@@ -244,6 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--endpoint", help="S3 API endpoint (default: $INFEROPS_S3_ENDPOINT)")
     fetch.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
     fetch.set_defaults(func=cmd_fetch_model)
+
+    from inferops.worker.commands import add_commands
+
+    add_commands(sub)
     return parser
 
 

@@ -25,6 +25,14 @@ class StorageError(Exception):
     """A location that cannot be parsed, read or written; the message says which and why."""
 
 
+class TooLargeError(StorageError):
+    """A file over a size limit; `size` is its size when the storage said it (else None)."""
+
+    def __init__(self, message: str, size: int | None) -> None:
+        super().__init__(message)
+        self.size = size
+
+
 @dataclass(frozen=True)
 class Location:
     """One file or folder. `text` is the location as the user wrote it (kept in manifests)."""
@@ -51,7 +59,9 @@ class Location:
 
     def child(self, name: str) -> Location:
         """The location `name` inside this folder."""
-        if ".." in PurePosixPath(name).parts or name.startswith("/"):
+        # Plain string splitting (same answer as PurePosixPath(name).parts): pathlib interns
+        # every path component, churning the interpreter's string table per file.
+        if ".." in name.split("/") or name.startswith("/"):
             raise StorageError(f"refusing a relative name that leaves its folder: {name!r}")
         if self.scheme == "s3":
             prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
@@ -99,6 +109,12 @@ def _endpoint(explicit: str | None) -> str | None:
     if explicit:
         return explicit
     return next((os.environ[name] for name in ENDPOINT_ENV if os.environ.get(name)), None)
+
+
+def _read_size(size: int, max_bytes: int) -> int:
+    """Bytes to ask a read for: reads allocate what they are asked for up front, so ask for
+    the stated size (+1 to notice a file that grew), the limit only when no size is known."""
+    return (size if 0 <= size <= max_bytes else max_bytes) + 1
 
 
 class Storage:
@@ -200,6 +216,95 @@ class Storage:
             raise StorageError(f"{location.text}: larger than {max_bytes} bytes")
         return bytes(data)
 
+    def read_within(self, location: Location, max_bytes: int) -> bytes:
+        """The whole content, or TooLargeError for a file over max_bytes.
+
+        The size is checked before the body is read wherever the storage states it (the
+        S3 GET's Content-Length, a local stat, an HTTP Content-Length), so an oversize
+        file is never downloaded; otherwise at most max_bytes + 1 bytes are read.
+        """
+        if location.scheme == "s3":
+            try:
+                response = self.s3.get_object(Bucket=location.bucket, Key=location.key)
+                body = response["Body"]
+                try:
+                    size = int(response.get("ContentLength", -1))
+                    data = b"" if size > max_bytes else body.read(_read_size(size, max_bytes))
+                finally:
+                    body.close()
+            except Exception as exc:
+                raise self._s3_error(location, exc) from None
+        elif location.scheme == "file":
+            try:
+                with open(location.path, "rb") as handle:
+                    size = os.fstat(handle.fileno()).st_size
+                    data = b"" if size > max_bytes else handle.read(_read_size(size, max_bytes))
+            except OSError as exc:
+                raise StorageError(f"{location.text}: {exc.strerror}") from None
+        else:
+            request = urllib.request.Request(location.text, headers={"User-Agent": "inferops"})
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    length = response.headers.get("Content-Length")
+                    size = int(length) if length and length.isdigit() else -1
+                    data = b"" if size > max_bytes else response.read(_read_size(size, max_bytes))
+            except Exception as exc:  # URLError, HTTPError, timeouts: all mean "download failed"
+                reason = getattr(exc, "reason", None) or exc
+                raise StorageError(f"download failed: {reason}") from None
+        if size > max_bytes or len(data) > max_bytes:
+            known = size if size > max_bytes else None
+            raise TooLargeError(f"{location.text}: larger than {max_bytes} bytes", known)
+        return bytes(data)
+
+    def read_if_exists(self, location: Location) -> bytes | None:
+        """The whole content, or None when there is no such file (other errors raise)."""
+        if location.scheme == "s3":
+            try:
+                body = self.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"]
+                try:
+                    return bytes(body.read())
+                finally:
+                    body.close()
+            except Exception as exc:
+                code = getattr(exc, "response", {}).get("Error", {}).get("Code", "")
+                if str(code) in ("NoSuchKey", "404"):
+                    return None
+                raise self._s3_error(location, exc) from None
+        if location.scheme == "file":
+            try:
+                with open(location.path, "rb") as handle:
+                    return handle.read()
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise StorageError(f"{location.text}: {exc.strerror}") from None
+        return self.read(location)
+
+    def iter_chunks(self, location: Location, chunk_size: int = 64 * 1024) -> Iterator[bytes]:
+        """The content as a stream of chunks (a manifest may be larger than memory)."""
+        try:
+            if location.scheme == "s3":
+                body = self.s3.get_object(Bucket=location.bucket, Key=location.key)["Body"]
+                try:
+                    yield from iter(lambda: bytes(body.read(chunk_size)), b"")
+                finally:
+                    body.close()
+            elif location.scheme == "file":
+                with open(location.path, "rb") as handle:
+                    yield from iter(lambda: handle.read(chunk_size), b"")
+            else:
+                request = urllib.request.Request(location.text, headers={"User-Agent": "inferops"})
+                with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                    yield from iter(lambda: bytes(response.read(chunk_size)), b"")
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror or exc}") from None
+        except StorageError:
+            raise
+        except Exception as exc:  # botocore and urllib raise many types; all mean "cannot read"
+            if location.scheme == "s3":
+                raise self._s3_error(location, exc) from None
+            raise StorageError(f"{location.text}: download failed: {exc}") from None
+
     def _read_https(self, location: Location, limit: int | None) -> bytes:
         request = urllib.request.Request(location.text, headers={"User-Agent": "inferops"})
         try:
@@ -217,12 +322,17 @@ class Storage:
             except Exception as exc:
                 raise self._s3_error(location, exc) from None
         elif location.scheme == "file":
-            path = Path(location.path)
+            # os.path rather than pathlib: pathlib interns every path component into the
+            # interpreter's string table, which a batch worker writing one result file per
+            # input would churn (see Location.child).
+            directory, name = os.path.split(location.path.rstrip("/") or location.path)
             try:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                tmp = path.with_name(f".{path.name}.tmp")
-                tmp.write_bytes(data)
-                tmp.replace(path)  # readers never see half a file
+                if directory:
+                    os.makedirs(directory, exist_ok=True)
+                tmp = os.path.join(directory, f".{name}.tmp")
+                with open(tmp, "wb") as handle:
+                    handle.write(data)
+                os.replace(tmp, os.path.join(directory, name))  # readers never see half a file
             except OSError as exc:
                 raise StorageError(f"{location.text}: {exc.strerror}") from None
         else:

@@ -4,6 +4,6 @@ The admission webhooks (`inferops.handlers.admission`) register only when the op
 serves them: Kopf refuses to start with admission handlers and no webhook server.
 """
 
-from inferops.handlers import applications, clients, quota, realtime, settings
+from inferops.handlers import applications, batch, clients, quota, realtime, settings
 
-__all__ = ["applications", "clients", "quota", "realtime", "settings"]
+__all__ = ["applications", "batch", "clients", "quota", "realtime", "settings"]

@@ -1,0 +1,139 @@
+"""HTTP to the model: bounded concurrency, keep-alive, a timeout, retries with backoff.
+
+Retried: connection errors (refused, reset, closed keep-alive connections), HTTP 5xx and
+429, with exponential backoff and jitter (honouring Retry-After). Not retried: other 4xx
+(the request itself is wrong) and a request that timed out (the model got it and is slow;
+retrying would multiply the wait and the load).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import mimetypes
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import aiohttp
+import yarl
+
+from inferops.worker.config import WorkerConfig
+
+JSON_TYPE = "application/json"
+_JSON_HEADERS = {"Content-Type": JSON_TYPE}
+_SNIPPET = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """A successful answer: its body and the media type the model gave it."""
+
+    body: bytes
+    content_type: str
+
+
+class RequestError(Exception):
+    """A request that got no successful answer; the message says why, for the manifest."""
+
+
+def _snippet(body: bytes) -> str:
+    text = body.decode("utf-8", "replace").strip().replace("\n", " ")
+    return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:  # an HTTP date: fall back to our own backoff
+        return None
+
+
+class ModelClient:
+    """POSTs to `model_url + request_path`; at most `concurrency` requests in flight."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.url = config.model_url.rstrip("/") + config.request_path
+        self._url = yarl.URL(self.url)  # parsed once, not per request
+        self.concurrency = config.concurrency
+        self.timeout = config.request_timeout_seconds
+        self.retries = config.retries
+        self.backoff = config.backoff_seconds
+        self.backoff_max = config.backoff_max_seconds
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def __aenter__(self) -> ModelClient:
+        connector = aiohttp.TCPConnector(
+            limit=self.concurrency, limit_per_host=self.concurrency, keepalive_timeout=30
+        )
+        timeout = aiohttp.ClientTimeout(total=self.timeout, sock_connect=min(self.timeout, 10))
+        # No cookie jar: a batch has no session to keep, and filtering cookies costs
+        # time on every request.
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=timeout, cookie_jar=aiohttp.DummyCookieJar()
+        )
+        return self
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    async def post_json(self, body: bytes) -> Reply:
+        """The 2xx answer to a JSON body; RequestError otherwise."""
+        return await self._post(lambda: {"data": body, "headers": _JSON_HEADERS})
+
+    async def post_file(self, field: str, filename: str, content: bytes) -> Reply:
+        """The file as multipart/form-data under `field`, named `filename`."""
+        content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
+
+        def form() -> dict[str, Any]:
+            # A FormData is consumed by one request, so every attempt builds its own.
+            data = aiohttp.FormData()
+            data.add_field(field, content, filename=filename, content_type=content_type)
+            return {"data": data}
+
+        return await self._post(form)
+
+    def _delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.backoff_max)
+        ceiling = min(self.backoff_max, self.backoff * 2.0**attempt)
+        return ceiling / 2 + random.uniform(0, ceiling / 2)  # jitter spreads retries apart
+
+    async def _post(self, request: Callable[[], dict[str, Any]]) -> Reply:
+        assert self._session is not None, "use ModelClient as an async context manager"
+        problem = ""
+        for attempt in range(self.retries + 1):
+            retry_after = None
+            async with self._slots:
+                try:
+                    async with self._session.post(self._url, **request()) as response:
+                        body = await response.read()
+                        status = response.status
+                        content_type = response.content_type
+                        retry_after = _retry_after(response.headers.get("Retry-After"))
+                except aiohttp.ConnectionTimeoutError:
+                    problem = f"cannot connect to the model at {self.url}: timed out"
+                except TimeoutError:
+                    raise RequestError(
+                        f"the model did not answer within {self.timeout:g} s"
+                    ) from None
+                except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
+                    problem = f"cannot reach the model at {self.url}: {exc or type(exc).__name__}"
+                else:
+                    if 200 <= status < 300:
+                        return Reply(body, content_type)
+                    problem = f"the model answered HTTP {status}: {_snippet(body)}"
+                    if status < 500 and status != 429:
+                        raise RequestError(problem)
+            if attempt < self.retries:
+                await asyncio.sleep(self._delay(attempt, retry_after))
+        attempts = self.retries + 1
+        raise RequestError(f"{problem} (after {attempts} attempt{'s' * (attempts > 1)})")

@@ -1,0 +1,139 @@
+"""Output names and manifests: result files, manifest lines, chunks, and resume.
+
+Worker i of n writes its k-th chunk (k = 0, 1, ...) as chunk number m = k*n + i:
+`infer-result-{taskId}.manifest` for m == 0, `infer-result-{taskId}_{m}.manifest` after, so
+workers never write the same object. A worker commits lines in shard order and rewrites its
+current chunk whole (one atomic PUT), so its chunks always hold a prefix of its shard: on a
+restart, counting their lines says exactly which sources to skip.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from inferops.storage import Location, Storage
+
+RESULT_SUFFIX = "_result.txt"
+SUCCESSFUL = "SUCCESSFUL"
+FAILED = "FAILED"
+
+
+def result_folder(task_id: str) -> str:
+    return f"infer-result-{task_id}"
+
+
+def result_location(output: Location, task_id: str, name: str) -> Location:
+    """<outputPath>/infer-result-{taskId}/<name>_result.txt, in the output's scheme style."""
+    return output.child(f"{result_folder(task_id)}/{name}{RESULT_SUFFIX}")
+
+
+def chunk_number(k: int, index: int, count: int) -> int:
+    return k * count + index
+
+
+def chunk_name(task_id: str, number: int) -> str:
+    base = result_folder(task_id)
+    return f"{base}.manifest" if number == 0 else f"{base}_{number}.manifest"
+
+
+def manifest_line(source: str, ok: bool, detail: str) -> str:
+    """One output line; keys in the seed's order. detail: the result location or the error."""
+    entry = {"source": source, "result": SUCCESSFUL if ok else FAILED}
+    entry["inference-loc" if ok else "error_message"] = detail
+    return json.dumps(entry)
+
+
+@dataclass
+class Counts:
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+    def add(self, ok: bool) -> None:
+        self.total += 1
+        if ok:
+            self.succeeded += 1
+        else:
+            self.failed += 1
+
+
+@dataclass
+class ManifestWriter:
+    """This worker's output manifest: the current chunk in memory, rewritten when asked.
+
+    Memory: at most max_lines lines (the current chunk), whatever the number of inputs.
+    """
+
+    storage: Storage
+    output: Location
+    task_id: str
+    index: int
+    count: int
+    max_lines: int
+    counts: Counts = field(default_factory=Counts)
+    manifests: list[str] = field(default_factory=list)
+    _k: int = 0
+    _lines: list[str] = field(default_factory=list)
+    _dirty: bool = False
+
+    def location(self, k: int) -> Location:
+        number = chunk_number(k, self.index, self.count)
+        return self.output.child(chunk_name(self.task_id, number))
+
+    def resume(self) -> int:
+        """Reads the chunks an earlier run of this worker wrote (blocking I/O); returns how
+        many sources of the shard they already report, and continues after them."""
+        k = 0
+        while (data := self.storage.read_if_exists(self.location(k))) is not None:
+            lines = [line for line in data.decode("utf-8", "replace").splitlines() if line]
+            for line in lines:
+                self.counts.add(_successful(line))
+            self.manifests.append(self.location(k).text)
+            if len(lines) < self.max_lines:
+                self._lines = lines  # the chunk that was being filled: append to it
+                break
+            k += 1
+        self._k = k
+        return self.counts.total
+
+    def add(self, source: str, ok: bool, detail: str) -> None:
+        self._lines.append(manifest_line(source, ok, detail))
+        self.counts.add(ok)
+        self._dirty = True
+
+    @property
+    def full(self) -> bool:
+        return len(self._lines) >= self.max_lines
+
+    @property
+    def unwritten(self) -> int:
+        """Lines committed but not yet in storage (0 when clean)."""
+        return len(self._lines) if self._dirty else 0
+
+    def take_write(self, final: bool = False) -> tuple[Location, bytes] | None:
+        """The chunk to write now (or None), moving on to the next chunk when it is full.
+
+        Call from the event loop; do the write (blocking) elsewhere. A final call by worker 0
+        with nothing ever written still writes the (empty) main manifest, so that the
+        output always has one.
+        """
+        if not self._dirty and not (final and self.index == 0 and not self.manifests):
+            return None
+        location = self.location(self._k)
+        data = "".join(line + "\n" for line in self._lines).encode()
+        if location.text not in self.manifests:
+            self.manifests.append(location.text)
+        self._dirty = False
+        if self.full:
+            self._k += 1
+            self._lines = []
+        return location, data
+
+
+def _successful(line: str) -> bool:
+    try:
+        entry = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(entry, dict) and entry.get("result") == SUCCESSFUL

@@ -1,0 +1,438 @@
+"""The batch worker: this worker's shard of the inputs, through the model, into manifests.
+
+Sources are processed concurrently but committed in shard order through a bounded window
+(a slow source holds back commits, never memory): the manifest then always holds a prefix
+of the shard, which is what makes resume exact. Blocking storage calls run in a small
+thread pool; HTTP runs on the event loop (`client.ModelClient`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import io
+import itertools
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from inferops.storage import Location, Storage, StorageError, TooLargeError, parse_location
+from inferops.worker.client import JSON_TYPE, ModelClient, Reply, RequestError
+from inferops.worker.config import WorkerConfig, config_from_service
+from inferops.worker.manifest import ManifestWriter, result_location
+from inferops.worker.mapping import RowError, compile_mapping
+from inferops.worker.sources import Source, iter_shard
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+CSV_EXTENSION = ".csv"
+IO_THREADS = 10  # botocore's default connection pool size: more threads would only queue
+LISTING_BATCH = 256
+ROW_ERRORS_SHOWN = 5
+RESULT_TYPE = "text/plain; charset=utf-8"
+_COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call
+INLINE_IO_BYTES = 256 * 1024
+
+
+class WorkerError(Exception):
+    """A fatal error (input cannot be listed, output cannot be written): exit 1."""
+
+
+@dataclass
+class Summary:
+    """What one worker reported (including what an earlier run of it reported)."""
+
+    total: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    manifests: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "total": self.total,
+            "succeeded": self.succeeded,
+            "failed": self.failed,
+            "manifests": list(self.manifests),
+        }
+
+
+@dataclass(frozen=True)
+class Outcome:
+    ok: bool
+    detail: str  # the result location when ok, else the error message
+
+
+class ByteBudget:
+    """Caps the bytes of source content held at once (CSV results grow with their input).
+
+    A source larger than the whole budget still runs, alone, so nothing waits forever.
+    Taking and returning budget that is free costs no await (the common, small case).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.used = 0
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    def _fits(self, size: int) -> bool:
+        return self.used == 0 or self.used + size <= self.limit
+
+    async def acquire(self, size: int) -> None:
+        if not self._waiters and self._fits(size):
+            self.used += size
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((size, waiter))
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(size)  # granted just as we were cancelled: give it back
+            else:
+                self._waiters.remove((size, waiter))
+            raise
+
+    def release(self, size: int) -> None:
+        self.used -= size
+        # First come, first served: a large source is not starved by small ones.
+        while self._waiters and self._fits(self._waiters[0][0]):
+            wanted, waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.used += wanted
+                waiter.set_result(None)
+
+
+def _size_limit(config: WorkerConfig, name: str) -> tuple[str, int]:
+    """(what the file is, its size limit) by file extension."""
+    suffix = os.path.splitext(name)[1].lower()
+    if config.input_type == "json" or suffix == CSV_EXTENSION:
+        return "CSV file", config.max_csv_bytes
+    if suffix in IMAGE_EXTENSIONS:
+        return "image", config.max_image_bytes
+    return "file", config.max_file_bytes
+
+
+def _small_file(path: str) -> bool:
+    try:
+        return os.stat(path).st_size <= INLINE_IO_BYTES
+    except OSError:
+        return True  # read_within reports why, right away
+
+
+def _json_line(reply: Reply) -> bytes:
+    """An answer as one JSON line: JSON on one line as it came, other JSON re-encoded
+    compactly, anything else as a JSON string.
+
+    A body the model labels application/json (or +json) on one line is trusted as is:
+    parsing every answer only to check it would cost a large part of the worker's time.
+    """
+    body = reply.body.strip()
+    one_line = b"\n" not in body and b"\r" not in body
+    if (
+        one_line
+        and body
+        and (reply.content_type == JSON_TYPE or reply.content_type.endswith("+json"))
+    ):
+        return body
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return json.dumps(body.decode("utf-8", "replace")).encode()
+    return body if one_line else _COMPACT.encode(value).encode()
+
+
+def _error_line(message: str) -> bytes:
+    return json.dumps({"error": message}).encode()
+
+
+class _Run:
+    def __init__(
+        self,
+        config: WorkerConfig,
+        storage: Storage,
+        output: Location,
+        client: ModelClient,
+        pool: ThreadPoolExecutor,
+    ) -> None:
+        self.config = config
+        self.storage = storage
+        self.output = output
+        self.client = client
+        self.pool = pool
+        self.loop = asyncio.get_running_loop()
+        self.writer = ManifestWriter(
+            storage,
+            output,
+            config.task_id,
+            config.worker_index,
+            config.worker_count,
+            config.manifest_max_lines,
+        )
+        # Enough sources in flight to keep `concurrency` requests busy when some sources
+        # are between requests (downloading, writing results).
+        self.window = max(2 * config.concurrency, 8)
+        self.budget = ByteBudget(2 * config.max_csv_bytes)
+        self.build_request = compile_mapping(config.mapping or {})
+        self.since_flush = 0
+        self.last_flush = time.monotonic()
+
+    async def io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await self.loop.run_in_executor(self.pool, fn, *args)
+
+    async def small_io(self, local: bool, fn: Callable[..., T], *args: Any) -> T:
+        """Small local file I/O (an input read, a result written) runs inline: it takes
+        less time than the hop to a thread and back, and local paths are for local runs.
+        Object-store and HTTP calls always go to the pool."""
+        return fn(*args) if local else await self.io(fn, *args)
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    async def run(self) -> Summary:
+        config = self.config
+        try:
+            skip = await self.io(self.writer.resume)
+        except StorageError as exc:
+            raise WorkerError(f"cannot read this worker's earlier manifests: {exc}") from None
+        if skip:
+            log.info("worker %d resumes after %d reported sources", config.worker_index, skip)
+        # (source, its outcome to come), in shard order: the reorder window.
+        window: deque[tuple[Source, asyncio.Future[Outcome]]] = deque()
+        sources = iter_shard(
+            self.storage,
+            config.input_path,
+            config.worker_index,
+            config.worker_count,
+            config.allow_http_sources,
+        )
+        try:
+            while batch := await self._next_batch(sources):
+                for source in batch:
+                    if source.shard_index < skip:
+                        continue
+                    while len(window) >= self.window:
+                        await self._commit(*window.popleft())
+                    window.append((source, self._start(source)))
+                    while window and window[0][1].done():
+                        await self._commit(*window.popleft())
+            while window:
+                await self._commit(*window.popleft())
+            await self._flush(final=True)
+        except BaseException:
+            for _, future in window:
+                future.cancel()
+            # Keep what was committed, so that a restart skips it instead of redoing it.
+            try:
+                await self._flush()
+            except Exception as exc:
+                log.warning("could not save the manifest while stopping: %s", exc)
+            raise
+        counts = self.writer.counts
+        return Summary(counts.total, counts.succeeded, counts.failed, list(self.writer.manifests))
+
+    async def _next_batch(self, sources: Iterator[Source]) -> list[Source]:
+        try:
+            return await self.io(lambda: list(itertools.islice(sources, LISTING_BATCH)))
+        except StorageError as exc:
+            raise WorkerError(f"cannot read the input {self.config.input_path}: {exc}") from None
+
+    def _start(self, source: Source) -> asyncio.Future[Outcome]:
+        if source.error is not None or source.location is None:
+            done: asyncio.Future[Outcome] = self.loop.create_future()
+            done.set_result(Outcome(False, source.error or "no source"))
+            return done
+        return asyncio.ensure_future(self._guarded(source, source.location))
+
+    async def _commit(self, source: Source, future: asyncio.Future[Outcome]) -> None:
+        outcome = await future
+        self.writer.add(source.text, outcome.ok, outcome.detail)
+        self.since_flush += 1
+        if (
+            self.writer.full
+            or self.since_flush >= self.config.flush_lines
+            or time.monotonic() - self.last_flush >= self.config.flush_seconds
+        ):
+            await self._flush()
+
+    async def _flush(self, final: bool = False) -> None:
+        write = self.writer.take_write(final)
+        self.since_flush = 0
+        self.last_flush = time.monotonic()
+        if write is None:
+            return
+        location, data = write
+        try:
+            await self.io(self.storage.write, location, data, "application/json")
+        except StorageError as exc:
+            raise WorkerError(f"cannot write the output manifest: {exc}") from None
+        counts = self.writer.counts
+        log.info(
+            "worker %d/%d: %d reported (%d succeeded, %d failed) in %s",
+            self.config.worker_index,
+            self.config.worker_count,
+            counts.total,
+            counts.succeeded,
+            counts.failed,
+            location.text,
+        )
+
+    # ---- one source --------------------------------------------------------------------------
+
+    async def _guarded(self, source: Source, location: Location) -> Outcome:
+        try:
+            return await self._process(source, location)
+        except Exception as exc:  # a bug must fail one source, not the whole run
+            log.exception("unexpected error on %s", source.text)
+            return Outcome(False, f"internal error: {exc!r}")
+
+    async def _process(self, source: Source, location: Location) -> Outcome:
+        kind, limit = _size_limit(self.config, source.filename)
+        try:
+            local = location.scheme == "file" and _small_file(location.path)
+            data = await self.small_io(local, self.storage.read_within, location, limit)
+        except TooLargeError as exc:
+            size = f" ({exc.size} bytes)" if exc.size is not None else ""
+            return Outcome(False, f"{kind} is larger than the {limit}-byte limit{size}")
+        except StorageError as exc:
+            reason = str(exc).removeprefix("download failed: ")
+            return Outcome(False, f"Download file failed: {reason}")
+        await self.budget.acquire(len(data))
+        try:
+            if self.config.input_type == "file":
+                return await self._file(source, data)
+            return await self._csv(source, data)
+        finally:
+            self.budget.release(len(data))
+
+    async def _save(self, name: str, data: bytes) -> Location:
+        """Writes a result file; StorageError when it cannot."""
+        target = result_location(self.output, self.config.task_id, name)
+        local = target.scheme == "file" and len(data) <= INLINE_IO_BYTES
+        await self.small_io(local, self.storage.write, target, data, RESULT_TYPE)
+        return target
+
+    async def _file(self, source: Source, data: bytes) -> Outcome:
+        assert self.config.file_field is not None
+        try:
+            reply = await self.client.post_file(self.config.file_field, source.filename, data)
+            target = await self._save(source.name, reply.body)
+        except RequestError as exc:
+            return Outcome(False, str(exc))
+        except StorageError as exc:
+            return Outcome(False, f"writing the result failed: {exc}")
+        return Outcome(True, target.text)
+
+    async def _csv(self, source: Source, data: bytes) -> Outcome:
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            return Outcome(False, f"the CSV file is not UTF-8 text: {exc}")
+        rows = csv.reader(io.StringIO(text))
+        results: list[bytes] = []
+        errors: list[tuple[int, str]] = []
+        broken: list[str] = []
+        build_request = self.build_request
+
+        async def lane() -> None:
+            while not broken:
+                try:
+                    row = next(rows)
+                except StopIteration:
+                    return
+                except csv.Error as exc:
+                    broken.append(f"malformed CSV at line {rows.line_num}: {exc}")
+                    return
+                if not row:  # a blank line is not a row
+                    continue
+                number, slot = rows.line_num, len(results)
+                results.append(b"")
+                try:
+                    body = _COMPACT.encode(build_request(row))
+                    results[slot] = _json_line(await self.client.post_json(body.encode()))
+                except (RowError, RequestError) as exc:
+                    results[slot] = _error_line(str(exc))
+                    errors.append((number, str(exc)))
+
+        lanes = min(self.config.concurrency, text.count("\n", 0, len(text) - 1) + 1)
+        if lanes == 1:
+            await lane()  # the common one-row file: no task to schedule
+        else:
+            await asyncio.gather(*(lane() for _ in range(lanes)))
+        if broken:
+            return Outcome(False, broken[0])
+        try:
+            target = await self._save(source.name, b"".join(line + b"\n" for line in results))
+        except StorageError as exc:
+            return Outcome(False, f"writing the result failed: {exc}")
+        if not errors:
+            return Outcome(True, target.text)
+        errors.sort()
+        shown = "; ".join(f"row {n}: {m}" for n, m in errors[:ROW_ERRORS_SHOWN])
+        more = "; ..." if len(errors) > ROW_ERRORS_SHOWN else ""
+        message = f"{len(errors)} of {len(results)} rows failed: {shown}{more}"
+        return Outcome(False, f"{message} (results in {target.text})")
+
+
+async def run_worker(config: WorkerConfig, storage: Storage | None = None) -> Summary:
+    """Runs one worker to the end; WorkerError on a fatal error (FAILED lines are not)."""
+    try:
+        output = parse_location(config.output_path)
+        parse_location(config.input_path)
+    except StorageError as exc:
+        raise WorkerError(str(exc)) from None
+    if output.scheme == "https":
+        raise WorkerError(f"{config.output_path}: cannot write to an https:// location")
+    storage = storage or Storage(config.s3_endpoint, config.s3_region)
+    pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="inferops-io")
+    try:
+        async with ModelClient(config) as client:
+            return await _Run(config, storage, output, client, pool).run()
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+async def run_local_async(
+    batch_obj: Mapping[str, Any],
+    app_obj: Mapping[str, Any],
+    model_url: str,
+    task_id: str,
+    workers: int | None = None,
+    *,
+    limits: Any = None,
+    **overrides: Any,
+) -> list[Summary]:
+    """Runs every worker of a BatchService concurrently in this process (same code path
+    as the pods: one config per index, each its own shard)."""
+    first = config_from_service(
+        batch_obj, app_obj, model_url, task_id, 0, workers, limits, **overrides
+    )
+    configs = [
+        config_from_service(
+            batch_obj, app_obj, model_url, task_id, i, first.worker_count, limits, **overrides
+        )
+        for i in range(first.worker_count)
+    ]
+    return list(await asyncio.gather(*(run_worker(c) for c in configs)))
+
+
+def run_local(
+    batch_obj: Mapping[str, Any],
+    app_obj: Mapping[str, Any],
+    model_url: str,
+    task_id: str,
+    workers: int | None = None,
+    *,
+    limits: Any = None,
+    **overrides: Any,
+) -> list[Summary]:
+    """`run_local_async` from synchronous code (starts its own event loop)."""
+    return asyncio.run(
+        run_local_async(batch_obj, app_obj, model_url, task_id, workers, limits=limits, **overrides)
+    )

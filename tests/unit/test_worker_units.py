@@ -1,0 +1,191 @@
+"""The worker's small parts: config, names, listing order, manifest lines, mapping speed-up."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from inferops.api.catalog import BatchLimits
+from inferops.storage import Storage, parse_location
+from inferops.worker.commands import termination_message, write_termination_log
+from inferops.worker.config import (
+    ConfigError,
+    config_from_env,
+    config_from_service,
+    config_to_env_json,
+)
+from inferops.worker.manifest import chunk_name, chunk_number, manifest_line
+from inferops.worker.mapping import RowError, build_request, compile_mapping
+from inferops.worker.sources import ResultNames, iter_shard, split_lines, walk_sorted
+from tests.worker_support import FILE_SCHEMA, SEED_SCHEMA, application, batch_service
+
+
+def test_config_round_trips_through_the_job_environment() -> None:
+    service = batch_service("s3://bkt/in/", "obs://bkt/out/", concurrency=8, computeNodes=3,
+                            requestPath="/", storage={"endpoint": "http://minio:9000"})
+    config = config_from_service(service, application(SEED_SCHEMA), "http://127.0.0.1:8080",
+                                 "abc123", limits=BatchLimits(manifest_max_lines=50))
+    assert (config.worker_count, config.concurrency, config.manifest_max_lines) == (3, 8, 50)
+    assert (config.input_type, config.s3_endpoint, config.request_path) == (
+        "json", "http://minio:9000", "/")
+    env = {"INFEROPS_BATCH_CONFIG": config_to_env_json(config), "JOB_COMPLETION_INDEX": "2",
+           "INFEROPS_BATCH_WORKERS": "3"}
+    again = config_from_env(env)
+    assert again.worker_index == 2
+    assert again == config.__class__(**{**config.__dict__, "worker_index": 2})
+
+
+def test_config_of_a_file_input_app() -> None:
+    service = batch_service("s3://bkt/images/", "s3://bkt/out/", app="images")
+    config = config_from_service(service, application(FILE_SCHEMA, url="/predict"),
+                                 "http://127.0.0.1:8080", "t",
+                                 limits={"maxImageBytes": 5, "maxCsvBytes": 6})
+    assert (config.input_type, config.file_field, config.mapping) == ("file", "images", None)
+    assert (config.request_path, config.max_image_bytes, config.max_csv_bytes) == (
+        "/predict", 5, 6)
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({}, "INFEROPS_BATCH_CONFIG is not set"),
+    ({"INFEROPS_BATCH_CONFIG": "{"}, "invalid JSON"),
+    ({"INFEROPS_BATCH_CONFIG": "[]"}, "must be a JSON object"),
+    ({"INFEROPS_BATCH_CONFIG": '{"nope": 1}'}, "unknown worker config fields: nope"),
+    ({"INFEROPS_BATCH_CONFIG": '{"input_path": "x"}'}, "missing"),
+])
+def test_bad_environment_is_a_config_error(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        config_from_env(env)
+
+
+def test_config_checks_its_values() -> None:
+    service = batch_service("/in", "/out")
+    with pytest.raises(ConfigError, match=r"worker_index: 3 is not in 0\.\.worker_count-1"):
+        config_from_service(service, application(SEED_SCHEMA), "http://x", "t", 3, 3)
+    with pytest.raises(ConfigError, match=r"concurrency: must be an integer >= 1"):
+        config_from_service(service, application(SEED_SCHEMA), "http://x", "t", concurrency=0)
+    app = application(SEED_SCHEMA)
+    app["spec"]["versions"][0]["version"] = "2.0.0"
+    with pytest.raises(ConfigError, match=r"spec\.version: '1\.0\.0' is not a version"):
+        config_from_service(service, app, "http://x", "t")
+
+
+def test_chunk_numbers_never_collide() -> None:
+    for count in (1, 2, 3, 7):
+        numbers = [chunk_number(k, i, count) for i in range(count) for k in range(20)]
+        assert sorted(numbers) == list(range(20 * count))
+    assert chunk_name("T", 0) == "infer-result-T.manifest"
+    assert chunk_name("T", 4) == "infer-result-T_4.manifest"
+
+
+def test_manifest_line_keys_and_order() -> None:
+    assert manifest_line("s3://b/1.jpg", True, "s3://o/r.txt") == (
+        '{"source": "s3://b/1.jpg", "result": "SUCCESSFUL", "inference-loc": "s3://o/r.txt"}')
+    assert manifest_line("x", False, "Download file failed: nope") == (
+        '{"source": "x", "result": "FAILED", "error_message": "Download file failed: nope"}')
+
+
+def test_result_names_of_manifest_lines() -> None:
+    names = ResultNames()
+    got = [names.claim(n, line) for line, n in enumerate(
+        ["1.jpg", "1.jpg", "1.jpg_1", "x", "", "..", "1.jpg"])]
+    assert got == ["1.jpg", "1.jpg_1", "1.jpg_1_2", "x", "source", "source_5", "1.jpg_6"]
+    assert len(set(got)) == len(got)
+
+
+def test_local_listing_is_in_object_store_key_order(tmp_path: Path) -> None:
+    names = ["a.txt", "a/x", "a-b", "a0", "b/c/d", "b/c.txt", "B", "a/y/z"]
+    for name in names:
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(name)
+    os.symlink(tmp_path / "b", tmp_path / "link")  # directory links are not followed
+    assert list(walk_sorted(str(tmp_path))) == sorted(names)
+
+
+def test_shards_are_disjoint_and_cover_the_listing(tmp_path: Path) -> None:
+    for i in range(23):
+        (tmp_path / f"{i:02d}.csv").write_text("1\n")
+    storage = Storage()
+    shards = [[s.position for s in iter_shard(storage, str(tmp_path), i, 4)] for i in range(4)]
+    assert sorted(p for shard in shards for p in shard) == list(range(23))
+    assert all(p % 4 == i for i, shard in enumerate(shards) for p in shard)
+
+
+def test_split_lines_cuts_overlong_lines() -> None:
+    chunks = [b"ab", b"c\nde", b"f" * 50, b"g\n\nlast"]
+    # The long line keeps only what it had when it went over (its start, for the report).
+    assert list(split_lines(chunks, 10)) == [
+        (b"abc", False), (b"de" + b"f" * 50, True), (b"", False), (b"last", False)]
+    [(start, too_long)] = split_lines([b"x" * 5000], 10)
+    assert too_long and start == b"x" * 200
+
+
+def test_manifest_input_streams_from_storage(tmp_path: Path) -> None:
+    manifest = tmp_path / "in.manifest"
+    manifest.write_text("\n".join(json.dumps({"source": f"/d/{i}.csv"}) for i in range(5)))
+    sources = list(iter_shard(Storage(), str(manifest), 1, 2))
+    assert [(s.position, s.shard_index, s.text) for s in sources] == [
+        (1, 0, "/d/1.csv"), (3, 1, "/d/3.csv")]
+    assert parse_location(str(manifest)).scheme == "file"
+
+
+def test_termination_message_stays_under_4096_bytes(tmp_path: Path) -> None:
+    few = {"total": 3, "succeeded": 3, "failed": 0, "manifests": ["s3://b/o/x.manifest"]}
+    assert json.loads(termination_message(few)) == few
+    many = {**few, "manifests": [f"s3://bucket/out/infer-result-T_{i}.manifest"
+                                 for i in range(500)]}
+    short = termination_message(many)
+    assert len(short.encode()) < 4096
+    assert json.loads(short) == {"total": 3, "succeeded": 3, "failed": 0, "manifest_count": 500}
+    log = tmp_path / "log"
+    write_termination_log(few, {"INFEROPS_TERMINATION_LOG": str(log)})
+    assert json.loads(log.read_text()) == few
+
+
+# ---- compile_mapping is build_request, only faster ----------------------------------------
+
+LEAF = st.fixed_dictionaries(
+    {"type": st.sampled_from(["string", "number", "integer", "boolean"])},
+    optional={"index": st.one_of(st.integers(-1, 5), st.booleans(), st.text(max_size=1))},
+)
+
+
+def _nodes(children: Any) -> Any:
+    return st.one_of(
+        st.fixed_dictionaries({"type": st.just("object"),
+                               "properties": st.dictionaries(st.text(max_size=3), children,
+                                                             max_size=3)}),
+        st.fixed_dictionaries({"type": st.just("array"),
+                               "items": st.one_of(children, st.lists(children, max_size=3))}),
+    )
+
+
+MAPPINGS = st.recursive(LEAF, _nodes, max_leaves=10)
+CELLS = st.one_of(st.sampled_from(["5.1", "-0.25", "+.5", "5.", "7", " 8 ", "1e3", "abc", "",
+                                   "true", "no", "nan", "inf", "1_000", "\u0665.\u0661", "1" * 400 + ".5",
+                                   "0x10", "3.0"]),
+                  st.text(max_size=4))
+
+
+def _outcome(fn: Any, *args: Any) -> Any:
+    try:
+        return "ok", json.dumps(fn(*args))
+    except RowError as exc:
+        return "error", str(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(mapping=MAPPINGS, row=st.lists(CELLS, max_size=6))
+def test_compiled_mapping_equals_build_request(mapping: dict[str, Any], row: list[str]) -> None:
+    assert _outcome(compile_mapping(mapping), row) == _outcome(build_request, mapping, row)
+
+
+def test_invalid_objects_are_one_line_config_errors() -> None:
+    with pytest.raises(ConfigError, match=r"^BatchService: spec\.inputPath: String should match"):
+        config_from_service(batch_service("ftp://x", "/out"), application(SEED_SCHEMA),
+                            "http://x", "t")
