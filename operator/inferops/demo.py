@@ -42,9 +42,12 @@ from inferops.resources.naming import child_name
 from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend, nginx_config
 from inferops.validation import ValidationContext, known_application, validate_object
 from inferops.validation.references import KnownApplication, namespace_of
+from inferops.worker.runner import run_local
 
 APPLICATION_FILE = "iris-application.yaml"
 SERVICE_FILE = "iris-realtime.yaml"
+BATCH_FILE = "iris-batch-folder.yaml"
+BATCH_DATA = Path("iris") / "data.csv"
 MODEL_DIR = Path("iris") / "model"
 SEED_BODY: dict[str, Any] = {
     "data": {"req_data": [{"input_1": 5.1, "input_2": 3.5, "input_3": 1.4, "input_4": 0.2}]}
@@ -213,6 +216,7 @@ class Demo:
     service: str = ""
     spec: RealTimeServiceSpec | None = None
     versions: list[LocalVersion] = field(default_factory=list)
+    applications: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def examples_dir() -> Path:
@@ -241,6 +245,7 @@ def read_examples(demo: Demo) -> None:
             if known is not None:
                 apps[(namespace_of(doc.obj), known.name)] = known
             specs[doc.obj["metadata"]["name"]] = AIApplicationSpec.model_validate(doc.obj["spec"])
+            demo.applications[doc.obj["metadata"]["name"]] = doc.obj
     context = ValidationContext(catalog=default_catalog(), applications=apps)
     problems = [str(p) for doc in documents for p in validate_object(doc.obj, context)]
     if problems:
@@ -347,11 +352,49 @@ def _print_sample(label: str, prediction: Any) -> None:
     )
 
 
+def run_batch(demo: Demo) -> None:
+    """The folder BatchService example over the seed's three CSV rows, into local folders."""
+    batch_dir = demo.work_dir / "batch"
+    source = demo.examples / BATCH_DATA
+    input_dir = batch_dir / "input"
+    input_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(source, input_dir / source.name)
+    try:
+        documents = read_documents([str(demo.examples / BATCH_FILE)])
+    except ManifestError as exc:
+        raise DemoError(str(exc)) from None
+    service = documents[0].obj
+    spec = dict(service["spec"])
+    spec.update(inputPath=str(input_dir) + "/", outputPath=str(batch_dir / "output") + "/")
+    spec.pop("storage", None)
+    service = {**service, "spec": spec}
+    app = demo.applications[spec["application"]]
+    server = next(v for v in demo.versions if v.version == spec["version"])
+    summaries = run_local(service, app, f"http://{server.address}", "demo", 1)
+    print(
+        f"{INDENT}BatchService {service['metadata']['name']}: {source.name} "
+        f"({source.read_text().count(chr(10))} rows) -> {batch_dir / 'output'}"
+    )
+    for summary in summaries:
+        for manifest in summary.manifests:
+            path = Path(manifest.removeprefix("file://"))
+            print(f"{INDENT}{path.name}:")
+            for line in path.read_text(encoding="utf-8").splitlines():
+                print(f"{INDENT}  {line}")
+            for record in (json.loads(x) for x in path.read_text().splitlines()):
+                if record.get("result") == "SUCCESSFUL":
+                    result = Path(record["inference-loc"].removeprefix("file://"))
+                    print(f"{INDENT}{result.name}:")
+                    for row in result.read_text(encoding="utf-8").splitlines():
+                        print(f"{INDENT}  {row}")
+
+
 Step = tuple[str, Callable[[Demo], None]]
 STEPS: list[Step] = [
     ("Read and validate the iris examples", read_examples),
     ("Start one model server per version", start_model_servers),
     ("Route traffic through the nginx router", route_traffic),
+    ("Run the folder batch service with the real worker", run_batch),
 ]
 
 
