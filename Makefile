@@ -51,3 +51,71 @@ crds: install
 ## everything CI runs: install, lint, type-check, build the control plane, all tests
 test: lint cluster-build
 	$(VPY) -m pytest -p no:cacheprovider
+
+# ---- Helm chart, container image and the kind workflow -----------------------------------
+# `make kind-up deploy e2e` on a workstation with Docker, kind, kubectl and helm:
+# a kind cluster from kind-config.yaml, the image built and loaded, the chart installed
+# (charts/inferops/ci/kind-values.yaml), the examples applied, the cluster suite run on it.
+IMAGE_REPO ?= ghcr.io/inferops/inferops
+IMAGE_TAG ?= 0.1.0
+IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
+DOCKER ?= docker
+KIND ?= kind
+HELM ?= helm
+KUBECTL ?= kubectl
+KIND_CLUSTER ?= inferops
+KIND_KUBECONFIG ?= $(HOME)/.kube/kind-$(KIND_CLUSTER)
+RELEASE ?= inferops
+RELEASE_NAMESPACE ?= inferops-system
+EXAMPLES_NAMESPACE ?= inferops-examples
+KIND_KUBECTL = $(KUBECTL) --kubeconfig "$(KIND_KUBECONFIG)"
+
+.PHONY: chart-sync argocd-cm image kind-up kind-load deploy e2e kind-down
+
+## regenerate the chart's CRD templates and catalog schema from crds/ and the catalog model
+chart-sync: install
+	$(VPY) charts/sync.py
+
+## print an argocd-cm patch with the Argo CD health check (docs/argocd-health.md)
+argocd-cm:
+	@$(PYTHON) docs/argocd_cm.py
+
+## the operator image (multi-stage, non-root): $(IMAGE)
+image:
+	$(DOCKER) build -t "$(IMAGE)" .
+
+## a kind cluster from kind-config.yaml; its kubeconfig in $(KIND_KUBECONFIG)
+kind-up:
+	@mkdir -p "$(dir $(KIND_KUBECONFIG))"
+	$(KIND) get clusters | grep -qx "$(KIND_CLUSTER)" \
+	  || $(KIND) create cluster --name "$(KIND_CLUSTER)" --config kind-config.yaml --wait 120s
+	$(KIND) get kubeconfig --name "$(KIND_CLUSTER)" > "$(KIND_KUBECONFIG)"
+
+## build the image and load it into the kind nodes
+kind-load: image
+	$(KIND) load docker-image "$(IMAGE)" --name "$(KIND_CLUSTER)"
+
+## install (or upgrade) the chart, apply the examples, wait for them
+deploy: kind-load
+	$(KIND_KUBECTL) create namespace "$(EXAMPLES_NAMESPACE)" --dry-run=client -o yaml \
+	  | $(KIND_KUBECTL) apply -f -
+	$(HELM) upgrade --install "$(RELEASE)" charts/inferops --kubeconfig "$(KIND_KUBECONFIG)" \
+	  --namespace "$(RELEASE_NAMESPACE)" --create-namespace \
+	  --values charts/inferops/ci/kind-values.yaml \
+	  --set image.repository="$(IMAGE_REPO)" --set image.tag="$(IMAGE_TAG)" \
+	  --wait --timeout 5m
+	$(KIND_KUBECTL) apply -n "$(EXAMPLES_NAMESPACE)" \
+	  -f examples/iris-application.yaml -f examples/iris-realtime.yaml
+	$(KIND_KUBECTL) wait -n "$(EXAMPLES_NAMESPACE)" rts/iris-online \
+	  --for=jsonpath='{.status.phase}'=Running --timeout=5m
+	$(KIND_KUBECTL) get -n "$(EXAMPLES_NAMESPACE)" aiapp,rts,bs
+
+## the cluster suite (tests/cluster) against the kind cluster
+e2e: install
+	INFEROPS_E2E_KUBECONFIG="$(KIND_KUBECONFIG)" INFEROPS_KUBECTL="$$(command -v $(KUBECTL))" \
+	  $(VPY) -m pytest tests/cluster -q -p no:cacheprovider
+
+## delete the kind cluster
+kind-down:
+	$(KIND) delete cluster --name "$(KIND_CLUSTER)"
+	rm -f "$(KIND_KUBECONFIG)"
