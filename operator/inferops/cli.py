@@ -11,12 +11,11 @@ from pathlib import Path
 
 import yaml
 
-from inferops.api.catalog import CatalogError, load_catalog
+from inferops.api.catalog import Catalog, CatalogError, load_catalog
 from inferops.api.crd import all_crds, render_yaml, write_crds
-from inferops.api.names import KIND_APPLICATION
-from inferops.manifests import ManifestError, check_kinds, read_documents
-from inferops.validation import ValidationContext, known_application, validate_object
-from inferops.validation.references import KnownApplication, namespace_of
+from inferops.manifests import Document, ManifestError, check_kinds, read_documents
+from inferops.validation import ValidationContext, validate_object
+from inferops.validation.references import index_applications
 from inferops.worker.mapping import generate_mapping, request_schema, select_api
 
 EXIT_INVALID = 1
@@ -37,19 +36,20 @@ def cmd_crds(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inputs(args: argparse.Namespace) -> tuple[Catalog, list[Document]]:
+    """The catalog and the documents of validate and render (ManifestError, CatalogError)."""
+    catalog = load_catalog(args.catalog)
+    documents = read_documents(args.files)
+    check_kinds(documents)
+    return catalog, documents
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
     try:
-        catalog = load_catalog(args.catalog)
-        documents = read_documents(args.files)
-        check_kinds(documents)
+        catalog, documents = _inputs(args)
     except (CatalogError, ManifestError) as exc:
         return _fail(str(exc))
-    apps: dict[tuple[str, str], KnownApplication] = {}
-    for doc in documents:
-        if doc.obj.get("kind") == KIND_APPLICATION:
-            app = known_application(doc.obj)
-            if app is not None:
-                apps[(namespace_of(doc.obj), app.name)] = app
+    apps = index_applications(doc.obj for doc in documents)
     # With no AIApplication among the files there is nothing to cross-check against.
     ctx = ValidationContext(catalog=catalog, applications=apps or None)
     problems = [p for doc in documents for p in validate_object(doc.obj, ctx)]
@@ -62,9 +62,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     from inferops.render import render
 
     try:
-        catalog = load_catalog(args.catalog)
-        documents = read_documents(args.files)
-        check_kinds(documents)
+        catalog, documents = _inputs(args)
     except (CatalogError, ManifestError) as exc:
         return _fail(str(exc))
     children, problems = render(documents, catalog)

@@ -40,8 +40,8 @@ from inferops.api.realtime import RealTimeServiceSpec
 from inferops.manifests import ManifestError, read_documents
 from inferops.resources.naming import child_name
 from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend, nginx_config
-from inferops.validation import ValidationContext, known_application, validate_object
-from inferops.validation.references import KnownApplication, namespace_of
+from inferops.validation import ValidationContext, validate_object
+from inferops.validation.references import index_applications
 from inferops.worker.runner import run_local
 
 APPLICATION_FILE = "iris-application.yaml"
@@ -237,13 +237,10 @@ def read_examples(demo: Demo) -> None:
         documents = read_documents(files)
     except ManifestError as exc:
         raise DemoError(str(exc)) from None
-    apps: dict[tuple[str, str], KnownApplication] = {}
+    apps = index_applications(doc.obj for doc in documents)
     specs: dict[str, AIApplicationSpec] = {}
     for doc in documents:
         if doc.obj.get("kind") == KIND_APPLICATION:
-            known = known_application(doc.obj)
-            if known is not None:
-                apps[(namespace_of(doc.obj), known.name)] = known
             specs[doc.obj["metadata"]["name"]] = AIApplicationSpec.model_validate(doc.obj["spec"])
             demo.applications[doc.obj["metadata"]["name"]] = doc.obj
     context = ValidationContext(catalog=default_catalog(), applications=apps)

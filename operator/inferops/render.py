@@ -6,12 +6,12 @@ from collections.abc import Sequence
 from typing import Any
 
 from inferops.api.catalog import Catalog
-from inferops.api.names import KIND_APPLICATION, KIND_REALTIME
+from inferops.api.names import KIND_REALTIME
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.manifests import Document
 from inferops.resources.realtime import Inputs, realtime_children
-from inferops.validation import Problem, ValidationContext, known_application, validate_object
-from inferops.validation.references import KnownApplication, namespace_of
+from inferops.validation import Problem, ValidationContext, validate_object
+from inferops.validation.references import index_applications, namespace_of
 
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
 
@@ -26,12 +26,7 @@ def render(
     documents: Sequence[Document], catalog: Catalog
 ) -> tuple[list[dict[str, Any]], list[Problem]]:
     """(children of every service in the documents, problems that prevented rendering)."""
-    apps: dict[tuple[str, str], KnownApplication] = {}
-    for doc in documents:
-        if doc.obj.get("kind") == KIND_APPLICATION:
-            app = known_application(doc.obj)
-            if app is not None:
-                apps[(namespace_of(doc.obj), app.name)] = app
+    apps = index_applications(doc.obj for doc in documents)
     ctx = ValidationContext(catalog=catalog, applications=apps)
     children: list[dict[str, Any]] = []
     problems: list[Problem] = []

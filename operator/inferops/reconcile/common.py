@@ -12,10 +12,10 @@ from inferops.api.names import API_VERSION, KIND_APPLICATION
 from inferops.reconcile.conditions import condition
 from inferops.reconcile.kube import Kube
 from inferops.reconcile.realtime_status import failed_status
-from inferops.validation import ValidationContext, known_application, validate_object
+from inferops.validation import ValidationContext, validate_object
 from inferops.validation.quota import REASON as QUOTA_REASON
 from inferops.validation.quota import limits_for, over_quota
-from inferops.validation.references import KnownApplication
+from inferops.validation.references import KnownApplication, index_applications
 
 MAX_MESSAGE_PROBLEMS = 5
 Apps = Mapping[tuple[str, str], KnownApplication]
@@ -45,12 +45,7 @@ def now() -> datetime.datetime:
 
 
 def applications(kube: Kube, namespace: str) -> dict[tuple[str, str], KnownApplication]:
-    found = {}
-    for obj in kube.list_objects(API_VERSION, KIND_APPLICATION, namespace):
-        app = known_application(obj)
-        if app is not None:
-            found[(namespace, app.name)] = app
-    return found
+    return index_applications(kube.list_objects(API_VERSION, KIND_APPLICATION, namespace))
 
 
 def quota_message(kube: Kube, catalog: Catalog, obj: Mapping[str, Any]) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from inferops.api.application import AIApplicationSpec, AppVersion
 from inferops.api.batch import BatchServiceSpec
+from inferops.api.names import KIND_APPLICATION
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.validation.application_rules import VersionVerdict, check_version
 from inferops.worker.mapping import mapped_columns, request_schema, schema_problems
@@ -50,6 +51,19 @@ def known_application(obj: Mapping[str, Any]) -> KnownApplication | None:
         for i, v in enumerate(spec.versions)
     }
     return KnownApplication(name, versions)
+
+
+def index_applications(
+    objects: Iterable[Mapping[str, Any]],
+) -> dict[tuple[str, str], KnownApplication]:
+    """(namespace, name) -> the application, for AIApplication objects among `objects`."""
+    index = {}
+    for obj in objects:
+        if obj.get("kind", KIND_APPLICATION) == KIND_APPLICATION:
+            app = known_application(obj)
+            if app is not None:
+                index[(namespace_of(obj), app.name)] = app
+    return index
 
 
 def namespace_of(obj: Mapping[str, Any]) -> str:
