@@ -243,9 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
     fetch.set_defaults(func=cmd_fetch_model)
 
+    from inferops.runtime.agent import add_agent_command
     from inferops.worker.commands import add_commands
 
     add_commands(sub)
+    add_agent_command(sub)
     return parser
 
 

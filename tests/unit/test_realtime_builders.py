@@ -186,3 +186,31 @@ def test_names_stay_valid_for_long_inputs() -> None:
     obj = rts(version("1.0.0", 100), name="s" * 56)
     for child in realtime_children(inputs(obj)):
         assert len(child["metadata"]["name"]) <= 63
+
+
+def test_data_collection_puts_the_agent_in_front_of_the_model() -> None:
+    obj = rts(version("1.0.0", 100), dataCollection={"enabled": True, "sampleRatio": 0.25,
+                                                     "outputPath": "s3://bucket/collected/"},
+              storage={"endpoint": "http://s3.local:9000", "secretRef": {"name": "creds"}})
+    children = realtime_children(inputs(obj))
+    deployment = model_deployments(children)[0]
+    kubernetes_validate.validate(deployment, K8S, strict=True)
+    model, agent = deployment["spec"]["template"]["spec"]["containers"]
+    assert model["ports"][0]["name"] == "model"
+    assert model["readinessProbe"]["httpGet"]["port"] == "model"
+    assert agent["ports"] == [{"name": "http", "containerPort": 8081, "protocol": "TCP"}]
+    args = agent["args"]
+    assert args[0] == "agent"
+    assert args[args.index("--upstream") + 1] == "http://127.0.0.1:8080"
+    assert args[args.index("--output") + 1] == "s3://bucket/collected/"
+    assert args[args.index("--sample-ratio") + 1] == "0.25"
+    env = {e["name"]: e for e in agent["env"]}
+    assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "creds"
+    assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
+    # The version's Service targets "http": the agent when collecting, else the model.
+    service = next(s for s in of_kind(children, "Service")
+                   if "serving.inferops.dev/version" in s["spec"]["selector"])
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    plain = model_deployments(realtime_children(inputs(rts())))[0]
+    assert [c["name"] for c in plain["spec"]["template"]["spec"]["containers"]] == ["model"]
+    assert plain["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] == "http"

@@ -20,9 +20,17 @@ from inferops.resources.labels import (
 from inferops.resources.naming import child_name
 from inferops.resources.nginx import HEALTH_PATH, ROUTER_PORT, Backend, RateLimit, nginx_config
 from inferops.resources.security import container_security_context, pod_security_context
-from inferops.resources.workload import merge_env, model_container, model_fetch, placement
+from inferops.resources.workload import (
+    merge_env,
+    model_container,
+    model_fetch,
+    placement,
+    storage_env,
+)
 
 SERVICE_PORT = 80
+AGENT_PORT = 8081
+AGENT_HEALTH = "/inferops-agent/healthz"
 VERSION_PORT = 8080
 ROUTER_REPLICAS = 2
 ROUTER_UID = 101  # the nginx user of the unprivileged image
@@ -80,9 +88,18 @@ def model_deployment(
     selector = {k: v for k, v in labels.items() if k != LABEL_COMPONENT}
     env = merge_env(version.env, entry.env)
     init, volumes = model_fetch(version, inputs.catalog, inputs.spec.storage)
+    collect = inputs.spec.data_collection
+    collecting = collect is not None and collect.enabled
+    containers = [
+        model_container(
+            version, env, flavor, entry.timeout_minutes, port_name="model" if collecting else "http"
+        )
+    ]
+    if collecting:
+        containers.append(agent_container(inputs, entry, version.port))
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security_context(),
-        "containers": [model_container(version, env, flavor, entry.timeout_minutes)],
+        "containers": containers,
         "enableServiceLinks": False,
         **placement(pool),
     }
@@ -103,6 +120,44 @@ def model_deployment(
             },
             "template": {"metadata": {"labels": labels}, "spec": pod_spec},
         },
+    }
+
+
+def agent_container(inputs: Inputs, entry: ServiceVersion, model_port: int) -> dict[str, Any]:
+    """`inferops agent` in front of the model: proxies every request, samples pairs into
+    dataCollection.outputPath. It takes the port the version's Service targets."""
+    collect = inputs.spec.data_collection
+    if collect is None or collect.output_path is None:
+        raise ValueError("dataCollection.outputPath is required when data collection is enabled")
+    return {
+        "name": "agent",
+        "image": inputs.catalog.images.inferops,
+        "args": [
+            "agent",
+            "--port",
+            str(AGENT_PORT),
+            "--upstream",
+            f"http://127.0.0.1:{model_port}",
+            "--output",
+            collect.output_path,
+            "--sample-ratio",
+            str(collect.sample_ratio),
+            "--service",
+            inputs.name,
+            "--version",
+            f"{entry.application}:{entry.version}",
+        ],
+        "env": [
+            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            *storage_env(inputs.spec.storage),
+        ],
+        "ports": [{"name": "http", "containerPort": AGENT_PORT, "protocol": "TCP"}],
+        "readinessProbe": {"httpGet": {"path": AGENT_HEALTH, "port": "http"}, "periodSeconds": 10},
+        "resources": {
+            "requests": {"cpu": "100m", "memory": "128Mi"},
+            "limits": {"cpu": "1", "memory": "512Mi"},
+        },
+        "securityContext": container_security_context(read_only_root=True),
     }
 
 

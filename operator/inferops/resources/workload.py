@@ -76,10 +76,10 @@ def placement(pool: Pool | None) -> dict[str, Any]:
     return out
 
 
-def probes(version: AppVersion, timeout_minutes: int) -> dict[str, Any]:
+def probes(version: AppVersion, timeout_minutes: int, port: str = "http") -> dict[str, Any]:
     """Readiness from the app's health check; start-up bounded by timeoutMinutes."""
     health = version.health
-    get = {"path": health.path, "port": "http"}
+    get = {"path": health.path, "port": port}
     startup_budget = max(timeout_minutes * 60 - health.initial_delay_seconds, PROBE_PERIOD)
     return {
         "startupProbe": {
@@ -109,16 +109,20 @@ def model_container(
     env: list[dict[str, Any]],
     flavor: Flavor,
     timeout_minutes: int,
+    *,
     name: str = "model",
+    port_name: str = "http",
 ) -> dict[str, Any]:
+    """The model; its port is named `port_name` (the Service's target unless an agent
+    sits in front of it)."""
     container: dict[str, Any] = {
         "name": name,
         "image": version.image,
-        "ports": [{"name": "http", "containerPort": version.port, "protocol": "TCP"}],
+        "ports": [{"name": port_name, "containerPort": version.port, "protocol": "TCP"}],
         "env": env,
         "resources": resources(flavor),
         "securityContext": container_security_context(),
-        **probes(version, timeout_minutes),
+        **probes(version, timeout_minutes, port_name),
     }
     if version.command:
         container["command"] = list(version.command)
