@@ -427,7 +427,7 @@ def test_sigterm_stops_the_agent_flushes_and_exits_zero(tmp_path: Path) -> None:
         async with upstream_server(echo_app()) as echo:
             port = free_port()
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "inferops.runtime.agent", "agent", "--port", str(port),
+                sys.executable, "-m", "inferops.cli", "agent", "--port", str(port),
                 "--host", "127.0.0.1", "--upstream", base_url(echo), "--output",
                 f"file://{tmp_path}/collected", "--flush-seconds", "3600",
                 env={**os.environ, "INFEROPS_SERVICE": "svc", "INFEROPS_VERSION": "v1",

@@ -159,20 +159,20 @@ def test_batch_worker_command_exit_codes(tmp_path: Path) -> None:
         env = {"INFEROPS_BATCH_CONFIG": config_to_env_json(good), "JOB_COMPLETION_INDEX": "1",
                "INFEROPS_BATCH_WORKERS": "2", "INFEROPS_TERMINATION_LOG": str(log),
                "PATH": "/usr/bin:/bin"}
-        done = subprocess.run([sys.executable, "-m", "inferops.worker.commands", "batch-worker"],
+        done = subprocess.run([sys.executable, "-m", "inferops.cli", "batch-worker"],
                               env=env, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         # Worker 1 of 2 has no source here: nothing to write, but a summary all the same.
         assert json.loads(done.stdout) == json.loads(log.read_text()) == {
             "total": 0, "succeeded": 0, "failed": 0, "manifests": []}
         env["JOB_COMPLETION_INDEX"] = "0"
-        done = subprocess.run([sys.executable, "-m", "inferops.worker.commands", "batch-worker"],
+        done = subprocess.run([sys.executable, "-m", "inferops.cli", "batch-worker"],
                               env=env, capture_output=True, text=True, timeout=60, check=False)
         assert done.returncode == 0, done.stderr
         assert json.loads(log.read_text())["total"] == 1
     env["INFEROPS_BATCH_CONFIG"] = env["INFEROPS_BATCH_CONFIG"].replace(
         str(tmp_path / "in"), str(tmp_path / "gone"))
-    done = subprocess.run([sys.executable, "-m", "inferops.worker.commands", "batch-worker"],
+    done = subprocess.run([sys.executable, "-m", "inferops.cli", "batch-worker"],
                           env=env, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (

@@ -74,7 +74,7 @@ def test_killed_worker_process_resumes_exactly(tmp_path: Path) -> None:
         env = {**os.environ, "INFEROPS_BATCH_CONFIG": config_to_env_json(cfg)}
         env.pop("INFEROPS_TERMINATION_LOG", None)
         process = subprocess.Popen(
-            [sys.executable, "-m", "inferops.worker.commands", "batch-worker"], env=env,
+            [sys.executable, "-m", "inferops.cli", "batch-worker"], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             wait_for(tmp_path / "out" / "infer-result-K_2.manifest")  # 20+ lines committed
@@ -156,7 +156,7 @@ def test_sigterm_saves_the_manifest_and_exits_143(tmp_path: Path) -> None:
         cfg = config(tmp_path, url, "T", flush_lines=1000, flush_seconds=3600)
         env = {**os.environ, "INFEROPS_BATCH_CONFIG": config_to_env_json(cfg)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "inferops.worker.commands", "batch-worker"], env=env,
+            [sys.executable, "-m", "inferops.cli", "batch-worker"], env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         wait_for(tmp_path / "out" / "infer-result-T_1.manifest")
         process.send_signal(signal.SIGTERM)  # what Kubernetes sends when it stops a pod

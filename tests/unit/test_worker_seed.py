@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from inferops.cli import main
 from inferops.runtime.model_server import build_app
-from inferops.worker.commands import main
 from inferops.worker.config import config_from_service
 from inferops.worker.mapping import generate_mapping
 from inferops.worker.runner import run_local, run_worker

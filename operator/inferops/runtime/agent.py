@@ -774,16 +774,3 @@ def add_agent_command(subparsers: Any) -> None:
     agent.add_argument("--endpoint", help="S3 API endpoint (default: $INFEROPS_S3_ENDPOINT)")
     agent.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
     agent.set_defaults(func=cmd_agent)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m inferops.runtime.agent agent ...` (same as `inferops agent ...`)."""
-    parser = argparse.ArgumentParser(prog="inferops")
-    add_agent_command(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -162,16 +162,3 @@ def add_commands(subparsers: Any) -> None:
         "--request-timeout", type=float, metavar="SECONDS", help="per-request timeout (default 60)"
     )
     run.set_defaults(func=cmd_batch_run)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m inferops.worker.commands batch-worker|batch run ...` (same as `inferops`)."""
-    parser = argparse.ArgumentParser(prog="inferops")
-    add_commands(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    code: int = args.func(args)
-    return code
-
-
-if __name__ == "__main__":
-    sys.exit(main())
