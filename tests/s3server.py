@@ -8,12 +8,26 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                "AWS_REGION": "us-east-1"}
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float,
+                       what: str, detail: Callable[[], str] = str) -> None:
+    """Polls `url` until it answers; RuntimeError when the process exits or time is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1).close()
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{what} did not start{detail()}") from None
+            time.sleep(0.1)
 
 
 def free_port() -> int:
@@ -33,15 +47,7 @@ def s3_server() -> Iterator[str]:
         env={**os.environ, **CREDENTIALS},
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("moto server did not start") from None
-                time.sleep(0.1)
+        wait_until_serving(f"{endpoint}/moto-api/", process, 30, "the moto server")
         yield endpoint
     finally:
         process.terminate()

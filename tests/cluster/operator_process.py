@@ -6,14 +6,12 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.s3server import free_port
+from tests.s3server import free_port, wait_until_serving
 
 
 @dataclass(frozen=True)
@@ -38,15 +36,8 @@ def running_operator(kubeconfig: Path, namespaces: Sequence[str],
         process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
                                    env={**os.environ, "KUBECONFIG": str(kubeconfig)})
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1).close()
-                break
-            except OSError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"operator did not start:\n{log.read_text()}") from None
-                time.sleep(0.2)
+        wait_until_serving(f"http://127.0.0.1:{port}/healthz", process, 60, "the operator",
+                           lambda: f":\n{log.read_text()}")
         yield Operator(log, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         process.terminate()

@@ -7,7 +7,6 @@ import io
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -20,7 +19,7 @@ from PIL import Image
 
 from inferops.runtime.model_server import build_app
 from inferops.runtime.models import ModelError, load_model
-from tests.s3server import free_port
+from tests.s3server import free_port, wait_until_serving
 
 REPO = Path(__file__).resolve().parents[2]
 IRIS = REPO / "examples" / "iris" / "model"
@@ -183,14 +182,7 @@ def test_cli_serves_the_iris_example() -> None:
          "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline
-                time.sleep(0.1)
+        wait_until_serving(f"http://127.0.0.1:{port}/health", process, 20, "the model server")
         request = urllib.request.Request(
             f"http://127.0.0.1:{port}/", data=json.dumps(SEED_BODY).encode(),
             headers={"Content-Type": "application/json"})

@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-import time
 import tracemalloc
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 
 from inferops.worker.config import config_from_service
 from inferops.worker.runner import run_worker
+from tests.s3server import wait_until_serving
 from tests.worker_support import IRIS_MODEL, SEED_SCHEMA, application, batch_service, free_port
 
 PER_FOLDER = 100  # a folder listing is held while it is walked; keep folders alike
@@ -29,14 +28,7 @@ def iris_url() -> Iterator[str]:
          "--host", "127.0.0.1", "--port", str(port)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1).close()
-            break
-        except OSError:
-            assert process.poll() is None and time.monotonic() < deadline, "no model server"
-            time.sleep(0.05)
+    wait_until_serving(f"{url}/health", process, 30, "the model server")
     yield url
     process.terminate()
     process.wait(10)
