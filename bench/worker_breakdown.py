@@ -31,8 +31,9 @@ from inferops.worker.config import config_from_service
 from inferops.worker.runner import run_local
 
 ROW = "5.1,3.5,1.4,0.2"
-BODY = json.dumps({"data": {"req_data": [{"input_1": 5.1, "input_2": 3.5, "input_3": 1.4,
-                                          "input_4": 0.2}]}}).encode()
+BODY = json.dumps(
+    {"data": {"req_data": [{"input_1": 5.1, "input_2": 3.5, "input_3": 1.4, "input_4": 0.2}]}}
+).encode()
 
 
 async def lanes(concurrency: int, requests: int, post: object) -> float:
@@ -53,16 +54,20 @@ async def plain(url: str, concurrency: int, requests: int) -> float:
     headers = {"Content-Type": "application/json"}
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def post() -> None:
             async with session.post(url + "/", data=BODY, headers=headers) as response:
                 await response.read()
+
         return await lanes(concurrency, requests, post)
 
 
 async def client(config: object, concurrency: int, requests: int) -> float:
     async with ModelClient(config) as model:  # type: ignore[arg-type]
+
         async def post() -> None:
             await model.post_json(BODY)
+
         return await lanes(concurrency, requests, post)
 
 
@@ -80,16 +85,17 @@ def main() -> None:
         (work / "in").mkdir()
         (work / "in" / "rows.csv").write_text((ROW + "\n") * args.requests)
         batch["spec"].pop("storage", None)
-        batch["spec"].update(inputPath=f"{work}/in/", outputPath=f"{work}/out/",
-                             concurrency=args.concurrency)
+        batch["spec"].update(
+            inputPath=f"{work}/in/", outputPath=f"{work}/out/", concurrency=args.concurrency
+        )
         url = "http://" + stack.enter_context(
-            model_server(examples / MODEL_DIR, work / "model-server.log"))
+            model_server(examples / MODEL_DIR, work / "model-server.log")
+        )
         config = config_from_service(batch, app, url, "bench", 0, 1)
         rates: dict[str, list[float]] = {"plain": [], "client": [], "worker": []}
         for number in range(args.rounds):
             rates["plain"].append(asyncio.run(plain(url, args.concurrency, args.requests)))
-            rates["client"].append(asyncio.run(client(config, args.concurrency,
-                                                      args.requests)))
+            rates["client"].append(asyncio.run(client(config, args.concurrency, args.requests)))
             shutil.rmtree(work / "out", ignore_errors=True)
             began = time.perf_counter()
             run_local(batch, app, url, f"bench{number}", 1)
@@ -97,8 +103,10 @@ def main() -> None:
     best = {name: max(values) for name, values in rates.items()}
     for name, rate in best.items():
         print(f"{name:<7} {rate:8,.0f} req/s (best of {args.rounds})")
-    print(f"client/plain {best['client'] / best['plain']:.3f}  "
-          f"worker/plain {best['worker'] / best['plain']:.3f}")
+    print(
+        f"client/plain {best['client'] / best['plain']:.3f}  "
+        f"worker/plain {best['worker'] / best['plain']:.3f}"
+    )
 
 
 if __name__ == "__main__":
