@@ -296,7 +296,10 @@ DENIED = re.compile(r"\b403\b|[Ff]orbidden|Not enough permissions")
 def check_operator_log(log: Path) -> None:
     """No request of the operator was denied (Kopf only warns when it may not watch CRDs or
     Namespaces, so its log is read too)."""
-    denied = [line for line in log.read_text().splitlines() if DENIED.search(line)]
+    # A cluster-wide operator also meets other tests' namespaces while they terminate; the
+    # API server refuses new objects there with a 403 that says so, which is not RBAC.
+    denied = [line for line in log.read_text().splitlines()
+              if DENIED.search(line) and "NamespaceTerminating" not in line]
     assert denied == [], "the chart's RBAC is not enough:\n" + "\n".join(denied[:20])
 
 
