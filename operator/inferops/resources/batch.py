@@ -10,7 +10,7 @@ from inferops.api.application import AppVersion
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.catalog import Catalog
 from inferops.api.names import KIND_BATCH
-from inferops.resources.labels import LABEL_COMPONENT, metadata, owner_labels
+from inferops.resources.labels import LABEL_COMPONENT, OwnerInputs, metadata, owner_labels
 from inferops.resources.security import container_security_context, pod_security_context
 from inferops.resources.workload import (
     merge_env,
@@ -32,20 +32,12 @@ def task_id(obj: Mapping[str, Any]) -> str:
 
 
 @dataclass(frozen=True)
-class BatchInputs:
+class BatchInputs(OwnerInputs):
     obj: Mapping[str, Any]
     spec: BatchServiceSpec
     version: AppVersion
     catalog: Catalog
     worker_config: str  # JSON for the worker (inferops.worker.config), built by the caller
-
-    @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.obj["metadata"]["namespace"])
 
 
 def batch_job(inputs: BatchInputs) -> dict[str, Any]:

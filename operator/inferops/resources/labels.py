@@ -19,6 +19,20 @@ MANAGED_BY = "inferops"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 
 
+class OwnerInputs:
+    """Builder inputs about one owner object: its name and namespace come from `obj`."""
+
+    obj: Mapping[str, Any]
+
+    @property
+    def name(self) -> str:
+        return str(self.obj["metadata"]["name"])
+
+    @property
+    def namespace(self) -> str:
+        return str(self.obj["metadata"]["namespace"])
+
+
 def owner_labels(kind: str, name: str) -> dict[str, str]:
     return {LABEL_MANAGED_BY: MANAGED_BY, LABEL_OWNER_KIND: kind, LABEL_OWNER_NAME: name}
 

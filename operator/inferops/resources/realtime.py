@@ -13,6 +13,7 @@ from inferops.api.names import KIND_REALTIME
 from inferops.api.realtime import RealTimeServiceSpec, ServiceVersion
 from inferops.resources.labels import (
     LABEL_COMPONENT,
+    OwnerInputs,
     metadata,
     owner_labels,
     version_labels,
@@ -40,21 +41,13 @@ VersionKey = tuple[str, str]
 
 
 @dataclass(frozen=True)
-class Inputs:
+class Inputs(OwnerInputs):
     """Everything the builder reads: the object, its parsed spec, the app versions, catalog."""
 
     obj: Mapping[str, Any]
     spec: RealTimeServiceSpec
     versions: Mapping[VersionKey, AppVersion]
     catalog: Catalog
-
-    @property
-    def name(self) -> str:
-        return str(self.obj["metadata"]["name"])
-
-    @property
-    def namespace(self) -> str:
-        return str(self.obj["metadata"]["namespace"])
 
 
 def version_service_name(service: str, entry: ServiceVersion) -> str:
