@@ -62,7 +62,6 @@ class Release:
     api: Any
     external: bool  # a real cluster (kind) instead of the local control plane
     adopted: list[str] = field(default_factory=list)
-    created_crds: list[str] = field(default_factory=list)
 
     def install(self, values: dict[str, Any]) -> dict[str, Any]:
         return dict(self.config.install(str(CHART), self.name, values, namespace=self.namespace,
@@ -114,9 +113,48 @@ def hand_back_crds(api: Any, names: list[str]) -> None:
             "annotations": dict.fromkeys((*HELM_ANNOTATIONS, "helm.sh/resource-policy"))}})
 
 
+def crd_state(api: Any, names: list[str]) -> str:
+    ext = client.ApiextensionsV1Api(api)
+    states = []
+    for crd_name in names:
+        try:
+            crd = ext.read_custom_resource_definition(crd_name)
+        except ApiException as exc:
+            if exc.status == 404:
+                continue
+            raise
+        conditions = [f"{c.type}={c.status} ({c.reason}: {c.message})"
+                      for c in crd.status.conditions or []]
+        states.append(f"{crd_name}: finalizers {crd.metadata.finalizers}, {conditions}")
+    return "; ".join(states)
+
+
+@pytest.fixture(scope="module")
+def peering_crds(api_client: Any, control_plane: Any) -> Iterator[None]:
+    """The chart's crds/ add Kopf's peering CRDs, and Helm never deletes a chart's crds/.
+
+    They are removed once the module is done, not after every release: the API server
+    deletes a CRD asynchronously (its cleanup finalizer first lists and deletes every
+    instance) and on a loaded 2-core machine that has taken more than 30 s. On the tests'
+    own control plane, which is thrown away, nothing waits for it; on a real cluster the
+    module waits so that the cluster is left as it was found."""
+    before = crd_names(api_client)
+    yield
+    created = sorted((crd_names(api_client) - before) & set(PEERING_CRDS))
+    ext = client.ApiextensionsV1Api(api_client)
+    for name in created:
+        ext.delete_custom_resource_definition(name)
+    if control_plane is None and created:
+        try:
+            wait_for(lambda: not set(created) & crd_names(api_client), timeout=180,
+                     what=f"{created} deleted")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {crd_state(api_client, created)}") from None
+
+
 @pytest.fixture
 def release(request: pytest.FixtureRequest, kubeconfig: Path, api_client: Any,
-            control_plane: Any) -> Iterator[Release]:
+            control_plane: Any, peering_crds: None) -> Iterator[Release]:
     """A release namespace (PodSecurity `restricted` enforced) and a Helm config for it.
 
     Teardown: `helm uninstall`, then checks that nothing cluster-scoped of the release is
@@ -130,7 +168,6 @@ def release(request: pytest.FixtureRequest, kubeconfig: Path, api_client: Any,
         name=namespace, labels={"inferops-test": "1",
                                 "pod-security.kubernetes.io/enforce": "restricted",
                                 "pod-security.kubernetes.io/enforce-version": "latest"})))
-    before = crd_names(api_client)
     config = helm.Config(kubeconfig_path=str(kubeconfig), namespace=namespace)
     rel = Release(RELEASE, namespace, config, api_client, external)
     try:
@@ -150,12 +187,6 @@ def release(request: pytest.FixtureRequest, kubeconfig: Path, api_client: Any,
             assert set(rel.adopted) <= kept, "helm uninstall deleted kept CRDs"
         finally:
             hand_back_crds(api_client, rel.adopted)
-            ext = client.ApiextensionsV1Api(api_client)
-            created = sorted((crd_names(api_client) - before) & set(PEERING_CRDS))
-            for name in created:  # Helm never deletes a chart's crds/
-                ext.delete_custom_resource_definition(name)
-            wait_for(lambda: not set(created) & crd_names(api_client), timeout=30,
-                     what=f"{created} deleted")
             config.close()
             core.delete_namespace(namespace)
 
