@@ -76,6 +76,8 @@ class Recording:
 
     requests: list[tuple[str, Any]] = field(default_factory=list)
     delay: float = 0.0
+    in_flight: int = 0
+    peak: int = 0  # the most requests it was answering at once
 
     def bodies(self) -> list[Any]:
         return [body for kind, body in self.requests if kind == "application/json"]
@@ -83,6 +85,14 @@ class Recording:
 
 def recording_model(recording: Recording) -> web.Application:
     async def handle(request: web.Request) -> web.Response:
+        recording.in_flight += 1
+        recording.peak = max(recording.peak, recording.in_flight)
+        try:
+            return await answer(request)
+        finally:
+            recording.in_flight -= 1
+
+    async def answer(request: web.Request) -> web.Response:
         if recording.delay:
             await asyncio.sleep(recording.delay)
         if request.content_type.startswith("multipart/"):

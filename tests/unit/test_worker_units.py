@@ -20,6 +20,7 @@ from inferops.worker.config import (
     config_from_service,
     config_to_env_json,
 )
+from inferops.worker.encoding import compile_encoder
 from inferops.worker.manifest import chunk_name, chunk_number, manifest_line
 from inferops.worker.mapping import RowError, build_request, compile_mapping
 from inferops.worker.sources import ResultNames, iter_shard, split_lines, walk_sorted
@@ -183,6 +184,54 @@ def _outcome(fn: Any, *args: Any) -> Any:
 @given(mapping=MAPPINGS, row=st.lists(CELLS, max_size=6))
 def test_compiled_mapping_equals_build_request(mapping: dict[str, Any], row: list[str]) -> None:
     assert _outcome(compile_mapping(mapping), row) == _outcome(build_request, mapping, row)
+
+
+# ---- compile_encoder gives the bytes of the general path ------------------------------------
+
+def _bytes(mapping: dict[str, Any], row: list[str]) -> Any:
+    try:
+        return "ok", json.dumps(build_request(mapping, row), separators=(",", ":")).encode()
+    except RowError as exc:
+        return "error", str(exc)
+
+
+def _encoded(mapping: dict[str, Any], row: list[str]) -> Any:
+    try:
+        return "ok", compile_encoder(mapping)(row)
+    except RowError as exc:
+        return "error", str(exc)
+
+
+@settings(max_examples=400, deadline=None)
+@given(mapping=MAPPINGS, row=st.lists(CELLS, max_size=6))
+def test_encoder_equals_the_json_of_build_request(mapping: dict[str, Any], row: list[str]
+                                                  ) -> None:
+    assert _encoded(mapping, row) == _bytes(mapping, row)
+
+
+def _obj(**properties: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": properties}
+
+
+def _leaf(kind: str, index: int) -> dict[str, Any]:
+    return {"type": kind, "index": index}
+
+
+@pytest.mark.parametrize(("mapping", "row"), [
+    (SEED_MAPPING_FOR_ENCODER := _obj(data=_obj(req_data={"type": "array", "items": [_obj(
+        input_1=_leaf("number", 0), input_2=_leaf("number", 1), input_3=_leaf("number", 2),
+        input_4=_leaf("number", 3))]})), ["5.1", "3.5", "1.4", "0.2"]),
+    (SEED_MAPPING_FOR_ENCODER, ["5.1", "3.5"]),  # short row: leaves left out
+    (SEED_MAPPING_FOR_ENCODER, ["5.10", "+.5", "7", "1e400"]),  # RowError on column 3
+    (_obj(**{"%s": _leaf("string", 0), "100%": _leaf("integer", 1)}), ["a%sb", "12"]),
+    (_obj(**{"\x000\x00": _leaf("string", 0)}), ["looks like a hole"]),
+    (_obj(**{"\x000\x00": _leaf("string", 1), "b": _leaf("string", 0)}), ["x", "y"]),
+    (_obj(name=_leaf("string", 0), ok=_leaf("boolean", 1)), ["Zoë \"quoted\"\n", "Yes"]),
+    (_obj(empty=_obj(), none=_leaf("number", -1)), ["1"]),  # no holes: a constant body
+    ({"type": "array", "items": _leaf("number", 0)}, ["1"]),  # not an object: {}
+])
+def test_encoder_table(mapping: dict[str, Any], row: list[str]) -> None:
+    assert _encoded(mapping, row) == _bytes(mapping, row)
 
 
 def test_invalid_objects_are_one_line_config_errors() -> None:

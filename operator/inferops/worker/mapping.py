@@ -222,7 +222,7 @@ def compile_mapping(mapping: JsonObject) -> RowBuilder:
     """`build_request` with the mapping walked once: the returned function gives the same
     body (or RowError) for every row, without re-reading the schema per row (the batch
     worker builds one body per CSV row)."""
-    part = _compile(mapping, 0)
+    part = compile_parts(mapping, leaf_part)
 
     def build(row: Sequence[str]) -> JsonObject:
         body = part(row)
@@ -235,7 +235,31 @@ def _absent(row: Sequence[str]) -> Any:
     return _ABSENT
 
 
-def _compile(node: JsonObject, depth: int) -> _Part:
+def leaf_part(index: int, kind: str) -> _Part:
+    """The value of column `index` as a `kind`, or _ABSENT past the end of the row."""
+
+    def leaf(row: Sequence[str]) -> Any:
+        if index >= len(row):
+            return _ABSENT
+        text = row[index]
+        # A plain decimal such as 5.1 is a float whatever coerce would try first (int()
+        # refuses a ".", and raising that refusal costs more than the rest of the row).
+        if kind == "number" and _DECIMAL.fullmatch(text):
+            number = float(text)
+            if math.isfinite(number):  # else coerce says why not
+                return number
+        return coerce(text, kind, index)
+
+    return leaf
+
+
+def compile_parts(mapping: JsonObject, make_leaf: Callable[[int, str], _Part]) -> _Part:
+    """The mapping's structure as nested functions of a row, with `make_leaf(index, kind)`
+    at every leaf that has a valid index (encoding.py swaps in markers of its own)."""
+    return _compile(mapping, 0, make_leaf)
+
+
+def _compile(node: JsonObject, depth: int, make_leaf: Callable[[int, str], _Part]) -> _Part:
     # Mirrors _build branch for branch; tests check that the two always agree.
     if depth > MAX_SCHEMA_DEPTH:
         return _absent
@@ -244,25 +268,11 @@ def _compile(node: JsonObject, depth: int) -> _Part:
         index = node.get("index")
         if not isinstance(index, int) or not _valid_index(index):
             return _absent
-        leaf_kind = str(kind)
-
-        def leaf(row: Sequence[str]) -> Any:
-            if index >= len(row):
-                return _ABSENT
-            text = row[index]
-            # A plain decimal such as 5.1 is a float whatever coerce would try first (int()
-            # refuses a ".", and raising that refusal costs more than the rest of the row).
-            if leaf_kind == "number" and _DECIMAL.fullmatch(text):
-                number = float(text)
-                if math.isfinite(number):  # else coerce says why not
-                    return number
-            return coerce(text, leaf_kind, index)
-
-        return leaf
+        return make_leaf(index, str(kind))
     if kind == "array" or "items" in node:
         items = node.get("items")
         templates = items if isinstance(items, list) else [items] if isinstance(items, dict) else []
-        parts = [_compile(t, depth + 1) for t in templates if isinstance(t, dict)]
+        parts = [_compile(t, depth + 1, make_leaf) for t in templates if isinstance(t, dict)]
 
         def array(row: Sequence[str]) -> Any:
             kept = [v for v in (p(row) for p in parts) if v is not _ABSENT]
@@ -272,7 +282,7 @@ def _compile(node: JsonObject, depth: int) -> _Part:
     properties = node.get("properties")
     if isinstance(properties, dict):
         fields = [
-            (name, _compile(child, depth + 1))
+            (name, _compile(child, depth + 1, make_leaf))
             for name, child in properties.items()
             if isinstance(child, dict)
         ]
