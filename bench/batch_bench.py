@@ -113,11 +113,13 @@ def throughput(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
     for shape, per_file in shapes.items():
         write_inputs(work / shape, args.requests, per_file)
     runs: dict[str, list[tuple[int, float]]] = {name: [] for name in ("plain", *shapes)}
+    cpu: dict[str, float] = dict.fromkeys(runs, 0.0)  # this process's CPU seconds
 
     async def measure() -> None:
         await plain(url, body, args.concurrency, args.requests // 4)  # warm-up
         for round_ in range(args.rounds):
             for name, measured in runs.items():
+                cpu_began = time.process_time()
                 if name == "plain":
                     done, seconds = await plain(url, body, args.concurrency, args.requests)
                 else:
@@ -128,6 +130,7 @@ def throughput(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
                     sources, seconds = await worker(config)
                     done = args.requests if name == "rows" else sources
                 measured.append((done, seconds))
+                cpu[name] += time.process_time() - cpu_began
 
     asyncio.run(measure())
     rates = {
@@ -136,6 +139,8 @@ def throughput(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
             "seconds": round(sum(seconds for _, seconds in measured), 3),
             "rps": round(sum(d for d, _ in measured) / sum(s for _, s in measured), 1),
             "rps_by_round": [round(done / seconds, 1) for done, seconds in measured],
+            # CPU of the client side per request: steadier than req/s on a shared machine.
+            "client_cpu_us_per_request": round(cpu[name] / sum(d for d, _ in measured) * 1e6, 1),
         }
         for name, measured in runs.items()
     }

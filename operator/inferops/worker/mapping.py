@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import copy
 import math
-import re
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Literal
 
@@ -214,7 +213,6 @@ def request_schema(api: JsonObject) -> JsonObject:
 
 
 RowBuilder = Callable[[Sequence[str]], JsonObject]
-_DECIMAL = re.compile(r"[+-]?(\d+\.\d*|\.\d+)", re.ASCII)
 _Part = Callable[[Sequence[str]], Any]
 
 
@@ -242,11 +240,15 @@ def leaf_part(index: int, kind: str) -> _Part:
         if index >= len(row):
             return _ABSENT
         text = row[index]
-        # A plain decimal such as 5.1 is a float whatever coerce would try first (int()
-        # refuses a ".", and raising that refusal costs more than the rest of the row).
-        if kind == "number" and _DECIMAL.fullmatch(text):
-            number = float(text)
-            if math.isfinite(number):  # else coerce says why not
+        # With a "." in it, a number is what float() makes of it (coerce would try int()
+        # first, which refuses any ".", and raising that refusal costs more than the rest
+        # of the row). Anything else, or a float() failure, goes to coerce for its message.
+        if kind == "number" and "." in text:
+            try:
+                number = float(text)
+            except ValueError:
+                return coerce(text, kind, index)
+            if number - number == 0.0:  # finite; else coerce says why not
                 return number
         return coerce(text, kind, index)
 

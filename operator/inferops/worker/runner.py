@@ -9,10 +9,7 @@ thread pool; HTTP runs on the event loop (`client.ModelClient`).
 from __future__ import annotations
 
 import asyncio
-import csv
-import io
 import itertools
-import json
 import logging
 import os
 import time
@@ -23,11 +20,11 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from inferops.storage import Location, Storage, StorageError, TooLargeError, parse_location
-from inferops.worker.client import JSON_TYPE, ModelClient, Reply, RequestError
+from inferops.worker.client import ModelClient, RequestError
 from inferops.worker.config import WorkerConfig, config_from_service
-from inferops.worker.encoding import COMPACT, compile_encoder
+from inferops.worker.csv_rows import CsvRows
+from inferops.worker.encoding import compile_encoder
 from inferops.worker.manifest import ManifestWriter, result_location
-from inferops.worker.mapping import RowError
 from inferops.worker.sources import Source, iter_shard
 
 log = logging.getLogger(__name__)
@@ -37,12 +34,8 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", "
 CSV_EXTENSION = ".csv"
 IO_THREADS = 10  # botocore's default connection pool size: more threads would only queue
 LISTING_BATCH = 256
-ROW_ERRORS_SHOWN = 5
 RESULT_TYPE = "text/plain; charset=utf-8"
 INLINE_IO_BYTES = 256 * 1024
-# CSV rows read and encoded together: in a tight loop the encoder runs about twice as fast
-# as when every row is interleaved with a request (bench/batch_bench.py).
-ROWS_PER_FILL = 64
 
 
 class WorkerError(Exception):
@@ -130,32 +123,6 @@ def _small_file(path: str) -> bool:
         return True  # read_within reports why, right away
 
 
-def _json_line(reply: Reply) -> bytes:
-    """An answer as one JSON line: JSON on one line as it came, other JSON re-encoded
-    compactly, anything else as a JSON string.
-
-    A body the model labels application/json (or +json) on one line is trusted as is:
-    parsing every answer only to check it would cost a large part of the worker's time.
-    """
-    body = reply.body.strip()
-    one_line = b"\n" not in body and b"\r" not in body
-    if (
-        one_line
-        and body
-        and (reply.content_type == JSON_TYPE or reply.content_type.endswith("+json"))
-    ):
-        return body
-    try:
-        value = json.loads(body)
-    except ValueError:
-        return json.dumps(body.decode("utf-8", "replace")).encode()
-    return body if one_line else COMPACT.encode(value).encode()
-
-
-def _error_line(message: str) -> bytes:
-    return json.dumps({"error": message}).encode()
-
-
 class _Run:
     def __init__(
         self,
@@ -183,6 +150,9 @@ class _Run:
         # are between requests (downloading, writing results).
         self.window = max(2 * config.concurrency, 8)
         self.budget = ByteBudget(2 * config.max_csv_bytes)
+        # Lanes (a loop sending one CSV file's rows) over all files at once: more than
+        # `concurrency` would only queue for the connector's connections, at a cost per request.
+        self.lanes = asyncio.Semaphore(config.concurrency)
         self.encode_row = compile_encoder(config.mapping or {})
         self.since_flush = 0
         self.last_flush = time.monotonic()
@@ -337,65 +307,27 @@ class _Run:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
             return Outcome(False, f"the CSV file is not UTF-8 text: {exc}")
-        rows = csv.reader(io.StringIO(text))
-        results: list[bytes] = []
-        errors: list[tuple[int, str]] = []
-        broken: list[str] = []
-        # (line number, result slot, body) of rows read and encoded but not yet sent.
-        ready: deque[tuple[int, int, bytes]] = deque()
-        encode_row = self.encode_row
-
-        def fill() -> bool:
-            """Reads and encodes the next rows; False at the end of the file."""
-            read = False
-            for row in itertools.islice(rows, ROWS_PER_FILL):
-                read = True
-                if not row:  # a blank line is not a row
-                    continue
-                slot = len(results)
-                try:
-                    ready.append((rows.line_num, slot, encode_row(row)))
-                    results.append(b"")
-                except RowError as exc:
-                    results.append(_error_line(str(exc)))
-                    errors.append((rows.line_num, str(exc)))
-            return read
+        rows = CsvRows(text, self.encode_row)
 
         async def lane() -> None:
-            while not broken:
-                if not ready:
-                    try:
-                        if not fill():
-                            return
-                    except csv.Error as exc:
-                        broken.append(f"malformed CSV at line {rows.line_num}: {exc}")
-                        return
-                    continue
-                number, slot, body = ready.popleft()
-                try:
-                    results[slot] = _json_line(await self.client.post_json(body))
-                except RequestError as exc:
-                    results[slot] = _error_line(str(exc))
-                    errors.append((number, str(exc)))
+            async with self.lanes:
+                await rows.send(self.client)
 
-        lanes = min(self.config.concurrency, text.count("\n", 0, len(text) - 1) + 1)
+        lanes = min(self.config.concurrency, rows.lanes_wanted)
         if lanes == 1:
             await lane()  # the common one-row file: no task to schedule
         else:
             await asyncio.gather(*(lane() for _ in range(lanes)))
-        if broken:
-            return Outcome(False, broken[0])
+        if rows.broken:
+            return Outcome(False, rows.broken)
         try:
-            target = await self._save(source.name, b"".join(line + b"\n" for line in results))
+            target = await self._save(source.name, rows.output())
         except StorageError as exc:
             return Outcome(False, f"writing the result failed: {exc}")
-        if not errors:
+        failure = rows.failure()
+        if failure is None:
             return Outcome(True, target.text)
-        errors.sort()
-        shown = "; ".join(f"row {n}: {m}" for n, m in errors[:ROW_ERRORS_SHOWN])
-        more = "; ..." if len(errors) > ROW_ERRORS_SHOWN else ""
-        message = f"{len(errors)} of {len(results)} rows failed: {shown}{more}"
-        return Outcome(False, f"{message} (results in {target.text})")
+        return Outcome(False, f"{failure} (results in {target.text})")
 
 
 async def run_worker(config: WorkerConfig, storage: Storage | None = None) -> Summary:
