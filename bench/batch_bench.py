@@ -155,12 +155,21 @@ def throughput(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]
     return {"results": rates, "ratios": ratios}
 
 
+def peak_rss_kib() -> int:
+    """This process image's peak RSS (VmHWM). Not ru_maxrss: Linux carries that across
+    exec, so a child started by this (larger) benchmark process would report its parent's."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # not Linux
+
+
 def memory_child(inputs: str, output: str, url: str, concurrency: int) -> None:
     """Runs in a fresh process: one worker over `inputs`, then prints its peak RSS."""
     config = worker_config(Path(inputs), Path(output), url, "mem", concurrency)
     began = time.perf_counter()
     summary = asyncio.run(run_worker(config))
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak_kb = peak_rss_kib()
     print(
         json.dumps(
             {
@@ -193,12 +202,7 @@ def memory(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
         results[str(count)] = json.loads(done.stdout)
     # Baseline: the same interpreter with the same imports, doing nothing.
     idle = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import resource, inferops.worker.runner; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)",
-        ],
+        [sys.executable, __file__, "--idle-child"],
         capture_output=True,
         text=True,
         check=True,
@@ -228,7 +232,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-child", nargs=3, metavar=("INPUTS", "OUTPUT", "URL"), help=argparse.SUPPRESS
     )
+    parser.add_argument("--idle-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.idle_child:  # the same imports, doing nothing: the baseline
+        print(peak_rss_kib())
+        return 0
     if args.memory_child:
         memory_child(*args.memory_child, args.concurrency)
         return 0

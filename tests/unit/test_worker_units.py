@@ -227,6 +227,10 @@ def _leaf(kind: str, index: int) -> dict[str, Any]:
     (_obj(**{"\x000\x00": _leaf("string", 0)}), ["looks like a hole"]),
     (_obj(**{"\x000\x00": _leaf("string", 1), "b": _leaf("string", 0)}), ["x", "y"]),
     (_obj(name=_leaf("string", 0), ok=_leaf("boolean", 1)), ["Zoë \"quoted\"\n", "Yes"]),
+    (_obj(a=_leaf("number", 1), b=_leaf("string", 0)), ["x%sy\u00e9", " 1.50 "]),  # fast
+    (_obj(a=_leaf("number", 0), b=_leaf("string", 1)), ["7", "x"]),  # no ".": general path
+    (_obj(a=_leaf("number", 0)), ["1.5e400"]),  # not finite: the general path's RowError
+    (_obj(a=_leaf("number", 0)), ["\u0665.\u0661"]),  # float() reads other digits too
     (_obj(empty=_obj(), none=_leaf("number", -1)), ["1"]),  # no holes: a constant body
     ({"type": "array", "items": _leaf("number", 0)}, ["1"]),  # not an object: {}
 ])

@@ -14,6 +14,7 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from json.encoder import encode_basestring_ascii
+from operator import itemgetter
 from typing import Any
 
 from inferops.worker.mapping import JsonObject, compile_mapping, compile_parts, leaf_part
@@ -47,6 +48,40 @@ def _value_text(kind: str) -> Callable[[Any], str]:
     return repr  # int and float: what JSONEncoder writes for finite numbers
 
 
+def _decimal_text(cell: str) -> str:
+    """A number cell with a "." as JSON (what mapping.leaf_part makes of it, written as
+    the JSON encoder writes a float); ValueError for any other cell."""
+    if "." in cell:
+        number = float(cell)
+        if number - number == 0.0:  # finite
+            return repr(number)
+    raise ValueError(cell)
+
+
+def _cells(indexes: list[int]) -> Callable[[Sequence[str]], Sequence[str]]:
+    if len(indexes) == 1:
+        index = indexes[0]
+        return lambda row: (row[index],)
+    return itemgetter(*indexes)
+
+
+def _fast_fill(holes: list[_Hole]) -> Callable[[Sequence[str]], tuple[str, ...]] | None:
+    """The hole texts of a row with no call per leaf beyond the cell's own conversion, when
+    every leaf is a number or a string; ValueError sends a row to the general path."""
+    kinds = {hole.kind for hole in holes}
+    if not kinds <= {"number", "string"}:
+        return None
+    cells = _cells([hole.index for hole in holes])
+    if kinds == {"number"}:
+        return lambda row: tuple(map(_decimal_text, cells(row)))
+    shows = [_decimal_text if hole.kind == "number" else encode_basestring_ascii for hole in holes]
+    return lambda row: tuple(map(_call, shows, cells(row)))
+
+
+def _call(show: Callable[[str], str], cell: str) -> str:
+    return show(cell)
+
+
 def compile_encoder(mapping: JsonObject) -> RowEncoder:
     """Row -> the compact JSON bytes of `compile_mapping(mapping)(row)`, or RowError."""
     build = compile_mapping(mapping)
@@ -76,10 +111,22 @@ def compile_encoder(mapping: JsonObject) -> RowEncoder:
     template = "%s".join(piece.replace("%", "%%") for piece in statics)
     fills = [(leaf_part(h.index, h.kind), _value_text(h.kind)) for h in holes]
     shortest = max(h.index for h in holes) + 1
+    fast = _fast_fill(holes)
 
     def encode(row: Sequence[str]) -> bytes:
         if len(row) < shortest:
             return general(row)
         return (template % tuple([show(leaf(row)) for leaf, show in fills])).encode()
 
-    return encode
+    if fast is None:
+        return encode
+
+    def encode_fast(row: Sequence[str]) -> bytes:
+        if len(row) >= shortest:
+            try:
+                return (template % fast(row)).encode()
+            except ValueError:  # not a plain decimal: the general path, and its message
+                pass
+        return encode(row)
+
+    return encode_fast
