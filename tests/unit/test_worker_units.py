@@ -20,6 +20,7 @@ from inferops.worker.config import (
     config_from_service,
     config_to_env_json,
 )
+from inferops.worker.csv_rows import is_json_type
 from inferops.worker.encoding import compile_encoder
 from inferops.worker.manifest import chunk_name, chunk_number, manifest_line
 from inferops.worker.mapping import RowError, build_request, compile_mapping
@@ -242,3 +243,17 @@ def test_invalid_objects_are_one_line_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"^BatchService: spec\.inputPath: String should match"):
         config_from_service(batch_service("ftp://x", "/out"), application(SEED_SCHEMA),
                             "http://x", "t")
+
+
+@pytest.mark.parametrize(("header", "expected"), [
+    ("application/json", True),
+    ("application/json; charset=utf-8", True),
+    ("Application/JSON ; charset=utf-8", True),
+    ("application/problem+json", True),
+    ("application/jsonl", False),
+    ("application/json-seq", False),
+    ("text/plain", False),
+    ("", False),
+])
+def test_json_content_types(header: str, expected: bool) -> None:
+    assert is_json_type(header) is expected

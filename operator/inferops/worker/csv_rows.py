@@ -7,6 +7,7 @@ every row is interleaved with a request (bench/batch_bench.py).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import itertools
@@ -31,17 +32,21 @@ def json_line(reply: Reply) -> bytes:
     """
     body = reply.body.strip()
     one_line = b"\n" not in body and b"\r" not in body
-    if (
-        one_line
-        and body
-        and (reply.content_type == JSON_TYPE or reply.content_type.endswith("+json"))
-    ):
+    if one_line and body and is_json_type(reply.content_type):
         return body
     try:
         value = json.loads(body)
     except ValueError:
         return json.dumps(body.decode("utf-8", "replace")).encode()
     return body if one_line else COMPACT.encode(value).encode()
+
+
+def is_json_type(header: str) -> bool:
+    """Whether a Content-Type header names JSON: application/json or any +json type."""
+    if header.startswith(JSON_TYPE) and header[len(JSON_TYPE) : len(JSON_TYPE) + 1] in ("", ";"):
+        return True  # the common case, without splitting the header
+    media = header.partition(";")[0].strip().lower()
+    return media == JSON_TYPE or media.endswith("+json")
 
 
 def error_line(message: str) -> bytes:
@@ -54,7 +59,9 @@ class CsvRows:
     def __init__(self, text: str, encode_row: RowEncoder) -> None:
         self.rows = csv.reader(io.StringIO(text))
         self.encode_row = encode_row
-        self.results: list[bytes] = []
+        # A line per row: the model's Reply until output() writes it as a JSON line (in one
+        # tight loop, which costs less than one at a time between requests).
+        self.results: list[bytes | Reply] = []
         self.errors: list[tuple[int, str]] = []  # (line number, message)
         self.broken = ""  # why the file could not be read to its end
         # (line number, result slot, body) of rows read and encoded but not yet sent.
@@ -79,28 +86,32 @@ class CsvRows:
                 self.errors.append((rows.line_num, str(exc)))
         return read
 
-    async def send(self, client: ModelClient) -> None:
-        """One lane: sends rows until none is left (or the file turns out malformed)."""
-        ready, results = self.ready, self.results
-        while not self.broken:
-            if not ready:
-                try:
-                    if not self._fill():
+    async def send(self, client: ModelClient, lanes: asyncio.Semaphore) -> None:
+        """One lane: once it holds one of `lanes`, sends rows until none is left (or the
+        file turns out malformed)."""
+        async with lanes:
+            ready, results = self.ready, self.results
+            while not self.broken:
+                if not ready:
+                    try:
+                        if not self._fill():
+                            return
+                    except csv.Error as exc:
+                        self.broken = f"malformed CSV at line {self.rows.line_num}: {exc}"
                         return
-                except csv.Error as exc:
-                    self.broken = f"malformed CSV at line {self.rows.line_num}: {exc}"
-                    return
-                continue
-            number, slot, body = ready.popleft()
-            try:
-                results[slot] = json_line(await client.post_json(body))
-            except RequestError as exc:
-                results[slot] = error_line(str(exc))
-                self.errors.append((number, str(exc)))
+                    continue
+                number, slot, body = ready.popleft()
+                try:
+                    results[slot] = await client.post_json(body)
+                except RequestError as exc:
+                    results[slot] = error_line(str(exc))
+                    self.errors.append((number, str(exc)))
 
     def output(self) -> bytes:
         """The result file: one line per row."""
-        return b"".join(line + b"\n" for line in self.results)
+        return b"".join(
+            (line if isinstance(line, bytes) else json_line(line)) + b"\n" for line in self.results
+        )
 
     def failure(self) -> str | None:
         """Why the file counts as failed (row numbers and messages), or None."""

@@ -308,16 +308,11 @@ class _Run:
         except UnicodeDecodeError as exc:
             return Outcome(False, f"the CSV file is not UTF-8 text: {exc}")
         rows = CsvRows(text, self.encode_row)
-
-        async def lane() -> None:
-            async with self.lanes:
-                await rows.send(self.client)
-
         lanes = min(self.config.concurrency, rows.lanes_wanted)
         if lanes == 1:
-            await lane()  # the common one-row file: no task to schedule
+            await rows.send(self.client, self.lanes)  # a one-row file: no task to schedule
         else:
-            await asyncio.gather(*(lane() for _ in range(lanes)))
+            await asyncio.gather(*(rows.send(self.client, self.lanes) for _ in range(lanes)))
         if rows.broken:
             return Outcome(False, rows.broken)
         try:
