@@ -2,8 +2,10 @@
 # Build (or reuse) the binaries of the local test control plane from published Go modules:
 #   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
 # into  ${INFEROPS_K8S_CACHE:-$HOME/.cache/inferops/k8s}/<k8s-version>/bin/
+# and the Gateway API's HTTPRoute CRD (standard channel, from the sigs.k8s.io/gateway-api
+# module) into ${INFEROPS_K8S_CACHE:-...}/gateway-api/<version>/httproutes.yaml.
 #
-# Usage: tests/cluster/build.sh [--print-bin-dir] [--force] [COMPONENT...]
+# Usage: tests/cluster/build.sh [--print-bin-dir|--print-gateway-crd] [--force] [COMPONENT...]
 #   no COMPONENT = all of them. Idempotent: a binary whose stamp file records the pinned
 #   module version is reused, not rebuilt. Versions are pinned by the go.mod files under
 #   tests/cluster/build/{kubernetes,etcd,kwok}/ (three modules: kwok and etcd pin their own
@@ -29,16 +31,21 @@ KWOK_VERSION="$(modver "$mods/kwok/go.mod" sigs.k8s.io/kwok)"
 [[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" && -n "$KWOK_VERSION" ]] || {
   log "could not read pinned versions from $mods/*/go.mod"; exit 1; }
 
+# The newest release whose module still builds with Go 1.26 (v1.7 wants Go 1.27).
+GATEWAY_API_VERSION=v1.6.3
+
 cache_root="${INFEROPS_K8S_CACHE:-$HOME/.cache/inferops/k8s}"
 bin_dir="$cache_root/$K8S_VERSION/bin"
+gateway_crd="$cache_root/gateway-api/$GATEWAY_API_VERSION/httproutes.yaml"
 
 force=0
 want=()
 for a in "$@"; do
   case "$a" in
     --print-bin-dir) echo "$bin_dir"; exit 0 ;;
+    --print-gateway-crd) echo "$gateway_crd"; exit 0 ;;
     --force) force=1 ;;
-    -h|--help) sed -n '2,15p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
     etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kwok) want+=("$a") ;;
     *) log "unknown argument: $a"; exit 2 ;;
   esac
@@ -94,6 +101,20 @@ kwok_stages() {
   } >"$bin_dir/.kwok-stages.yaml.tmp"
   mv -f "$bin_dir/.kwok-stages.yaml.tmp" "$bin_dir/kwok-stages.yaml"
 }
+
+# The HTTPRoute CRD, so that the API server itself checks the routes of gateway-api mode.
+gateway_api_crd() {
+  [[ $force == 0 && -s "$gateway_crd" ]] && return 0
+  local dir
+  dir="$(go mod download -json "sigs.k8s.io/gateway-api@$GATEWAY_API_VERSION" \
+         | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
+  local src="$dir/config/crd/standard/gateway.networking.k8s.io_httproutes.yaml"
+  [[ -n "$dir" && -f "$src" ]] || { log "HTTPRoute CRD not found in gateway-api@$GATEWAY_API_VERSION"; return 1; }
+  mkdir -p "$(dirname "$gateway_crd")"
+  rm -f "$gateway_crd.tmp" && cat "$src" >"$gateway_crd.tmp" && mv -f "$gateway_crd.tmp" "$gateway_crd"
+  log "HTTPRoute CRD of gateway-api@$GATEWAY_API_VERSION in $gateway_crd"
+}
+gateway_api_crd
 
 if [[ ${#todo_k8s[@]} == 0 && $todo_etcd == 0 && $todo_kwok == 0 ]]; then
   if [[ " ${want[*]} " == *" kwok "* && ! -f "$bin_dir/kwok-stages.yaml" ]]; then

@@ -60,6 +60,10 @@ def test_design_example_file_loads(tmp_path: Path) -> None:
     ({"pools": [{"name": "p", "type": "public"}],
       "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}],
       "router": {"mode": "gateway-api"}}, "router.gateway is required"),
+    ({"pools": [{"name": "p", "type": "public"}],
+      "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}],
+      "router": {"mode": "gateway-api", "gateway": {"name": "gw", "url": "models.example.com"}}},
+     "router.gateway.url"),
     ([1, 2], "mapping"),
 ])
 def test_bad_catalogs_are_refused(tmp_path: Path, data: object, message: str) -> None:

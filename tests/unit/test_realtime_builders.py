@@ -12,7 +12,8 @@ import pytest
 from inferops.api.application import AIApplicationSpec
 from inferops.api.catalog import GatewayRef, RouterConfig, default_catalog
 from inferops.api.realtime import RealTimeServiceSpec
-from inferops.resources.realtime import CONFIG_HASH, Inputs, realtime_children
+from inferops.resources.realtime import CONFIG_HASH, Inputs, realtime_children, service_url
+from inferops.validation.document import ValidationContext, validate_object
 from tests.unit.rules_table import app, echo_rts, multipool, rts, version
 
 K8S = "1.37.0"
@@ -22,7 +23,8 @@ APPS = {name: AIApplicationSpec.model_validate(app(name, websocket=name == "echo
 
 def inputs(obj: dict[str, Any], catalog: Any = None) -> Inputs:
     obj = copy.deepcopy(obj)
-    obj["metadata"].update(namespace="ns", uid="1234")
+    obj["metadata"].setdefault("namespace", "ns")
+    obj["metadata"]["uid"] = "1234"
     spec = RealTimeServiceSpec.model_validate(obj["spec"])
     versions = {(a, v.version): v for a, s in APPS.items() for v in s.versions}
     return Inputs(obj, spec, versions, catalog or default_catalog())
@@ -152,14 +154,53 @@ def test_ratio_change_touches_only_the_router() -> None:
     assert router_before["annotations"][CONFIG_HASH] != router_after["annotations"][CONFIG_HASH]
 
 
+def gateway_catalog(url: str | None = None) -> Any:
+    return default_catalog().model_copy(update={"router": RouterConfig(
+        mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra", url=url))})
+
+
 def test_gateway_api_mode_builds_an_httproute_instead_of_nginx() -> None:
-    catalog = default_catalog().model_copy(update={"router": RouterConfig(
-        mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra"))})
-    children = realtime_children(inputs(CASES["two-versions"], catalog))
+    children = realtime_children(inputs(CASES["two-versions"], gateway_catalog()))
     assert not of_kind(children, "ConfigMap")
+    assert [c["kind"] for c in children].count("Deployment") == 2  # the models, no router
     route = of_kind(children, "HTTPRoute")[0]
     assert route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra"}]
-    assert [b["weight"] for b in route["spec"]["rules"][0]["backendRefs"]] == [70, 30]
+    [rule] = route["spec"]["rules"]
+    assert [b["weight"] for b in rule["backendRefs"]] == [70, 30]
+
+
+def test_gateway_routes_of_two_services_never_overlap() -> None:
+    """Each service is served under /<namespace>/<name> on the shared Gateway, and the
+    prefix is cut off before the model sees the request."""
+    prefixes = []
+    for name, namespace in [("iris", "team-a"), ("iris", "team-b"), ("other", "team-a")]:
+        obj = copy.deepcopy(CASES["two-versions"])
+        obj["metadata"] |= {"name": name, "namespace": namespace}
+        [route] = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
+        [rule] = route["spec"]["rules"]
+        assert rule["matches"] == [{"path": {"type": "PathPrefix",
+                                             "value": f"/{namespace}/{name}"}}]
+        assert rule["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {
+            "type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+        prefixes.append(rule["matches"][0]["path"]["value"])
+    assert len(set(prefixes)) == 3
+
+
+@pytest.mark.parametrize(("url", "expected"), [
+    (None, None),
+    ("https://models.example.com", "https://models.example.com/default/iris-svc"),
+    ("http://10.0.0.7:8080/", "http://10.0.0.7:8080/default/iris-svc"),
+])
+def test_gateway_mode_status_url(url: str | None, expected: str | None) -> None:
+    obj = copy.deepcopy(CASES["two-versions"])
+    obj["metadata"] |= {"name": "iris-svc", "namespace": "default"}
+    assert service_url(inputs(obj, gateway_catalog(url))) == expected
+
+
+def test_nginx_mode_status_url_is_the_stable_service() -> None:
+    obj = copy.deepcopy(CASES["two-versions"])
+    obj["metadata"] |= {"name": "iris-svc", "namespace": "ml"}
+    assert service_url(inputs(obj)) == "http://iris-svc.ml.svc.cluster.local"
 
 
 def test_model_uri_adds_a_fetch_init_container() -> None:
@@ -214,3 +255,13 @@ def test_data_collection_puts_the_agent_in_front_of_the_model() -> None:
     plain = model_deployments(realtime_children(inputs(rts())))[0]
     assert [c["name"] for c in plain["spec"]["template"]["spec"]["containers"]] == ["model"]
     assert plain["spec"]["template"]["spec"]["containers"][0]["ports"][0]["name"] == "http"
+
+
+def test_traffic_limit_is_refused_in_gateway_mode() -> None:
+    """An HTTPRoute cannot limit the rate: the field is refused rather than ignored."""
+    limited = rts(trafficLimit={"requestsPerSecond": 10})
+    problems = validate_object(limited, ValidationContext(catalog=gateway_catalog()))
+    assert [(p.path, p.message) for p in problems] == [(
+        "spec.trafficLimit", "not supported with the gateway-api router (the catalog's "
+        "router.mode); limit the rate at the Gateway instead")]
+    assert validate_object(limited) == []  # nginx mode limits it

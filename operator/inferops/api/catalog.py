@@ -67,6 +67,13 @@ class GatewayRef(ApiModel):
 
     name: str = Field(description="Gateway name.")
     namespace: str | None = Field(None, description="Gateway namespace; default: the service's.")
+    url: str | None = Field(
+        None,
+        pattern=r"^https?://[^/\s?#]+(/[^\s?#]*)?$",
+        description="Where clients reach the Gateway (for example https://models.example.com). "
+        "Every service is routed under /<namespace>/<name>/ there, and status.url says so; "
+        "without it status.url stays empty in gateway-api mode.",
+    )
 
 
 class RouterConfig(ApiModel):

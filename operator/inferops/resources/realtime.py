@@ -261,8 +261,16 @@ def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
     return [config_map, deployment, service]
 
 
+def route_prefix(namespace: str, name: str) -> str:
+    """Where a service lives on the shared Gateway: one path per service, so that the routes
+    of different services never compete for the same requests."""
+    return f"/{namespace}/{name}"
+
+
 def http_route(inputs: Inputs) -> dict[str, Any]:
-    """Gateway API mode: weighted backendRefs instead of the nginx router."""
+    """Gateway API mode: weighted backendRefs instead of the nginx router, under the
+    service's own path prefix, which is cut off again before the request reaches a model
+    (the model serves its API at /)."""
     gateway = inputs.catalog.router.gateway
     if gateway is None:
         raise ValueError("router.gateway is required in gateway-api mode")
@@ -279,7 +287,22 @@ def http_route(inputs: Inputs) -> dict[str, Any]:
             "parentRefs": [parent],
             "rules": [
                 {
-                    "matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                    "matches": [
+                        {
+                            "path": {
+                                "type": "PathPrefix",
+                                "value": route_prefix(inputs.namespace, inputs.name),
+                            }
+                        }
+                    ],
+                    "filters": [
+                        {
+                            "type": "URLRewrite",
+                            "urlRewrite": {
+                                "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
+                            },
+                        }
+                    ],
                     "backendRefs": [
                         {
                             "name": version_service_name(inputs.name, e),
@@ -309,7 +332,11 @@ def realtime_children(inputs: Inputs) -> list[dict[str, Any]]:
 
 
 def service_url(inputs: Inputs) -> str | None:
-    """The stable in-cluster URL; in gateway-api mode the Gateway's own address serves it."""
-    if inputs.catalog.router.mode == "gateway-api":
-        return None
+    """The stable in-cluster URL; in gateway-api mode the service's path on the Gateway,
+    when the catalog says where the Gateway is."""
+    router = inputs.catalog.router
+    if router.mode == "gateway-api":
+        if router.gateway is None or router.gateway.url is None:
+            return None
+        return router.gateway.url.rstrip("/") + route_prefix(inputs.namespace, inputs.name)
     return f"http://{inputs.name}.{inputs.namespace}.svc.cluster.local"

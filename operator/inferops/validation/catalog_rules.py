@@ -20,6 +20,13 @@ def _flavor(catalog: Catalog, name: str, path: str) -> tuple[Flavor | None, Find
 
 
 def realtime_catalog_rules(spec: RealTimeServiceSpec, catalog: Catalog) -> Iterator[Finding]:
+    if spec.traffic_limit is not None and catalog.router.mode == "gateway-api":
+        # An HTTPRoute has no rate limit of its own; silently not limiting would be worse.
+        yield (
+            "spec.trafficLimit",
+            "not supported with the gateway-api router (the catalog's router.mode); "
+            "limit the rate at the Gateway instead",
+        )
     multi = spec.multi_pool_load_balancing
     multi_pools = (multi.pools or []) if multi is not None and multi.enabled else None
     if multi_pools is None:

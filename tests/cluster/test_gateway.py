@@ -1,0 +1,134 @@
+"""gateway-api mode on the real API server, with the Gateway API's own HTTPRoute CRD.
+
+The CRD (standard channel, pinned in build.sh) carries the Gateway API's schema and CEL
+rules, so the API server itself checks every route the operator writes: weights, the path
+match, the URL rewrite. No Gateway implementation runs here; what a Gateway would do with
+the route is Gateway API conformance, not ours.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from k8s_helpers import Kubectl, wait_for
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from inferops.api.catalog import default_catalog
+from tests.cluster.controlplane import BUILD_SH
+from tests.cluster.operator_process import Operator, running_operator
+from tests.cluster.test_realtime import Cluster
+from tests.unit.rules_table import app, rts, version
+
+ROUTE_CRD = "httproutes.gateway.networking.k8s.io"
+GATEWAY_URL = "https://models.example.test"
+
+
+def route_crd_file() -> Path:
+    """The pinned HTTPRoute CRD, fetched by build.sh (a no-op when it is there)."""
+    subprocess.run(["bash", str(BUILD_SH), "kubectl"], check=True, stdout=subprocess.DEVNULL)
+    path = subprocess.run(["bash", str(BUILD_SH), "--print-gateway-crd"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    return Path(path)
+
+
+@pytest.fixture(scope="module")
+def route_crd(kubectl: Kubectl, api_client: Any, control_plane: Any) -> Iterator[None]:
+    """The HTTPRoute CRD, installed for this module unless the cluster has one already."""
+    ext = client.ApiextensionsV1Api(api_client)
+    try:
+        ext.read_custom_resource_definition(ROUTE_CRD)
+        installed = False
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+        path = route_crd_file()
+        kubectl("apply", "--server-side", "--field-manager=inferops-tests", "-f", str(path))
+        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+        installed = True
+    yield
+    if installed:
+        ext.delete_custom_resource_definition(ROUTE_CRD)
+        if control_plane is None:  # a real cluster: leave it as it was
+            wait_for(lambda: ROUTE_CRD not in {
+                c.metadata.name for c in ext.list_custom_resource_definition().items},
+                timeout=180, what=f"{ROUTE_CRD} deleted")
+
+
+@pytest.fixture
+def operator(kubeconfig: Path, namespace: str, kwok_nodes: list[str], route_crd: None,
+             tmp_path: Path) -> Iterator[Operator]:
+    catalog = tmp_path / "catalog.yaml"
+    document = default_catalog().model_dump(mode="json", by_alias=True, exclude_none=True)
+    document["router"] = {"mode": "gateway-api", "gateway": {
+        "name": "web", "namespace": "gateways", "url": GATEWAY_URL}}
+    catalog.write_text(yaml.safe_dump(document))
+    with running_operator(kubeconfig, [namespace], ["--catalog", str(catalog)]) as running:
+        yield running
+
+
+def routes(api_client: Any, namespace: str) -> dict[str, Any]:
+    items = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes")["items"]
+    return {r["metadata"]["name"]: r for r in items}
+
+
+def backends(route: dict[str, Any]) -> list[tuple[str, int]]:
+    [rule] = route["spec"]["rules"]
+    return [(b["name"], b["weight"]) for b in rule["backendRefs"]]
+
+
+@pytest.fixture
+def cluster(api_client: Any, namespace: str) -> Cluster:
+    return Cluster(api_client, namespace)
+
+
+def test_routes_are_accepted_weighted_and_follow_the_spec(
+        cluster: Cluster, operator: Operator, api_client: Any) -> None:
+    ns = cluster.ns
+    cluster.create(app("iris"))
+    cluster.create(rts(version("1.0.0", 70, computeNodes=2), version("2.0.0", 30)))
+    cluster.create(rts(version("1.0.0", 100), name="other"))
+    status = cluster.phase("Running")
+    assert status["url"] == f"{GATEWAY_URL}/{ns}/svc"
+    assert cluster.phase("Running", name="other")["url"] == f"{GATEWAY_URL}/{ns}/other"
+    assert not any(d.endswith("-router") for d in cluster.deployments())  # no nginx
+
+    found = routes(api_client, ns)
+    assert sorted(found) == ["other", "svc"]
+    route = found["svc"]
+    assert route["spec"]["parentRefs"] == [
+        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "web",
+         "namespace": "gateways"}]  # the API server's defaults filled in
+    [rule] = route["spec"]["rules"]
+    assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": f"/{ns}/svc"}}]
+    assert rule["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {
+        "type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+    names = [name for name, _ in backends(route)]
+    assert [w for _, w in backends(route)] == [70, 30]
+    assert all(cluster.core.read_namespaced_service(n, ns) for n in names)
+
+    # A ratio change rewrites the weights; a removed version leaves the route.
+    cluster.patch_spec({"versions": [version("1.0.0", 20, computeNodes=2),
+                                     version("2.0.0", 80)]})
+    cluster.phase("Running")
+    wait_for(lambda: [w for _, w in backends(routes(api_client, ns)["svc"])] == [20, 80],
+             timeout=30, what="weights 20/80")
+    cluster.patch_spec({"versions": [version("2.0.0", 100)]})
+    cluster.phase("Running")
+    wait_for(lambda: backends(routes(api_client, ns)["svc"]) == [(names[1], 100)],
+             timeout=30, what="the removed version's backend gone")
+
+
+def test_traffic_limit_fails_in_gateway_mode(cluster: Cluster, operator: Operator,
+                                             api_client: Any) -> None:
+    cluster.create(app("iris"))
+    cluster.create(rts(trafficLimit={"requestsPerSecond": 10}))
+    status = cluster.phase("Failed")
+    assert "spec.trafficLimit: not supported with the gateway-api router" in status["message"]
+    assert routes(api_client, cluster.ns) == {}
