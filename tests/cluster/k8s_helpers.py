@@ -11,6 +11,8 @@ from pathlib import Path
 from typing import Any
 
 import controlplane as cpmod
+from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 
 def kubectl_path() -> str:
@@ -69,3 +71,13 @@ def wait_for(
     raise AssertionError(
         f"timed out after {timeout}s waiting for {what or predicate} (last: {last!r})"
     )
+
+
+def read_crd(api_client: Any, name: str) -> Any:
+    """The CustomResourceDefinition called `name`, or None when there is none."""
+    try:
+        return client.ApiextensionsV1Api(api_client).read_custom_resource_definition(name)
+    except ApiException as exc:
+        if exc.status == 404:
+            return None
+        raise

@@ -30,7 +30,7 @@ from typing import Any
 import helm_python as helm
 import pytest
 import yaml
-from k8s_helpers import Kubectl, wait_for
+from k8s_helpers import Kubectl, read_crd, wait_for
 from kubernetes import client
 from kubernetes import config as k8s_config
 from kubernetes.client.rest import ApiException
@@ -89,12 +89,9 @@ def adopt_crds(api: Any, name: str, namespace: str) -> tuple[list[str], bool]:
     ext = client.ApiextensionsV1Api(api)
     adopted = []
     for crd_name in OWN_CRDS:
-        try:
-            crd = ext.read_custom_resource_definition(crd_name)
-        except ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise
+        crd = read_crd(api, crd_name)
+        if crd is None:
+            continue
         owner = (crd.metadata.annotations or {}).get(HELM_ANNOTATIONS[0])
         if owner not in (None, name):
             return [], False
@@ -114,15 +111,11 @@ def hand_back_crds(api: Any, names: list[str]) -> None:
 
 
 def crd_state(api: Any, names: list[str]) -> str:
-    ext = client.ApiextensionsV1Api(api)
     states = []
     for crd_name in names:
-        try:
-            crd = ext.read_custom_resource_definition(crd_name)
-        except ApiException as exc:
-            if exc.status == 404:
-                continue
-            raise
+        crd = read_crd(api, crd_name)
+        if crd is None:
+            continue
         conditions = [f"{c.type}={c.status} ({c.reason}: {c.message})"
                       for c in crd.status.conditions or []]
         states.append(f"{crd_name}: finalizers {crd.metadata.finalizers}, {conditions}")

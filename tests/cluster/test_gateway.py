@@ -15,9 +15,8 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_helpers import Kubectl, wait_for
+from k8s_helpers import Kubectl, read_crd, wait_for
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from inferops.api.catalog import default_catalog
 from tests.cluster.controlplane import BUILD_SH
@@ -41,23 +40,17 @@ def route_crd_file() -> Path:
 def route_crd(kubectl: Kubectl, api_client: Any, control_plane: Any) -> Iterator[None]:
     """The HTTPRoute CRD, installed for this module unless the cluster has one already."""
     ext = client.ApiextensionsV1Api(api_client)
-    try:
-        ext.read_custom_resource_definition(ROUTE_CRD)
-        installed = False
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
+    installed = read_crd(api_client, ROUTE_CRD) is None
+    if installed:
         path = route_crd_file()
         kubectl("apply", "--server-side", "--field-manager=inferops-tests", "-f", str(path))
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
-        installed = True
     yield
     if installed:
         ext.delete_custom_resource_definition(ROUTE_CRD)
         if control_plane is None:  # a real cluster: leave it as it was
-            wait_for(lambda: ROUTE_CRD not in {
-                c.metadata.name for c in ext.list_custom_resource_definition().items},
-                timeout=180, what=f"{ROUTE_CRD} deleted")
+            wait_for(lambda: read_crd(api_client, ROUTE_CRD) is None, timeout=180,
+                     what=f"{ROUTE_CRD} deleted")
 
 
 @pytest.fixture
