@@ -33,6 +33,11 @@ class TooLargeError(StorageError):
         self.size = size
 
 
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
 @dataclass(frozen=True)
 class Location:
     """One file or folder. `text` is the location as the user wrote it (kept in manifests)."""
@@ -326,12 +331,17 @@ class Storage:
             # interpreter's string table, which a batch worker writing one result file per
             # input would churn (see Location.child).
             directory, name = os.path.split(location.path.rstrip("/") or location.path)
+            tmp = os.path.join(directory, f".{name}.tmp")
             try:
-                if directory:
+                try:
+                    _write_file(tmp, data)
+                except FileNotFoundError:
+                    # The folder is made on the first write into it only: checking it on
+                    # every write cost a batch worker two system calls per result file.
+                    if not directory:
+                        raise
                     os.makedirs(directory, exist_ok=True)
-                tmp = os.path.join(directory, f".{name}.tmp")
-                with open(tmp, "wb") as handle:
-                    handle.write(data)
+                    _write_file(tmp, data)
                 os.replace(tmp, os.path.join(directory, name))  # readers never see half a file
             except OSError as exc:
                 raise StorageError(f"{location.text}: {exc.strerror}") from None

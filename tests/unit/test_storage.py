@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import shutil
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -64,6 +65,12 @@ def test_local_round_trip(tmp_path: Path) -> None:
         storage.read(folder.child("a.txt"), max_bytes=2)
     with pytest.raises(StorageError, match="No such file"):
         storage.read(folder.child("missing.txt"))
+    shutil.rmtree(tmp_path / "out" / "b")  # a folder made by an earlier write is gone
+    storage.write(folder.child("b/c/3.txt"), b"three")
+    storage.write(folder.child("a.txt"), b"uno")
+    assert storage.read(folder.child("b/c/3.txt")) == b"three"
+    assert storage.read(folder.child("a.txt")) == b"uno"
+    assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["3.txt", "a.txt", "b", "c"]
 
 
 def test_s3_round_trip_and_listing(s3: Any) -> None:
