@@ -3,7 +3,8 @@
 The CRD (standard channel, pinned in build.sh) carries the Gateway API's schema and CEL
 rules, so the API server itself checks every route the operator writes: weights, the path
 match, the URL rewrite. No Gateway implementation runs here; what a Gateway would do with
-the route is Gateway API conformance, not ours.
+the route is Gateway API conformance, not ours. The first test starts before the CRD is
+installed: a cluster without the Gateway API is what a user meets first.
 """
 
 from __future__ import annotations
@@ -36,30 +37,43 @@ def route_crd_file() -> Path:
     return Path(path)
 
 
-@pytest.fixture(scope="module")
-def route_crd(kubectl: Kubectl, api_client: Any, control_plane: Any) -> Iterator[None]:
-    """The HTTPRoute CRD, installed for this module unless the cluster has one already."""
-    ext = client.ApiextensionsV1Api(api_client)
-    installed = read_crd(api_client, ROUTE_CRD) is None
-    if installed:
+class RouteCrd:
+    """The HTTPRoute CRD: installed on demand (the first test starts without it), and
+    removed after the module when this module installed it."""
+
+    def __init__(self, kubectl: Kubectl, api_client: Any) -> None:
+        self.kubectl = kubectl
+        self.api = api_client
+        self.preinstalled = read_crd(api_client, ROUTE_CRD) is not None
+        self.installed = False
+
+    def install(self) -> None:
+        if self.preinstalled or self.installed:
+            return
         path = route_crd_file()
-        kubectl("apply", "--server-side", "--field-manager=inferops-tests", "-f", str(path))
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
-    yield
-    if installed:
-        ext.delete_custom_resource_definition(ROUTE_CRD)
+        self.kubectl("apply", "--server-side", "--field-manager=inferops-tests", "-f", str(path))
+        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+        self.installed = True
+
+
+@pytest.fixture(scope="module")
+def route_crd(kubectl: Kubectl, api_client: Any, control_plane: Any) -> Iterator[RouteCrd]:
+    crd = RouteCrd(kubectl, api_client)
+    yield crd
+    if crd.installed:
+        client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(ROUTE_CRD)
         if control_plane is None:  # a real cluster: leave it as it was
             wait_for(lambda: read_crd(api_client, ROUTE_CRD) is None, timeout=180,
                      what=f"{ROUTE_CRD} deleted")
 
 
 @pytest.fixture
-def operator(kubeconfig: Path, namespace: str, kwok_nodes: list[str], route_crd: None,
+def operator(kubeconfig: Path, namespace: str, kwok_nodes: list[str], route_crd: RouteCrd,
              tmp_path: Path) -> Iterator[Operator]:
-    catalog = tmp_path / "catalog.yaml"
     document = default_catalog().model_dump(mode="json", by_alias=True, exclude_none=True)
     document["router"] = {"mode": "gateway-api", "gateway": {
         "name": "web", "namespace": "gateways", "url": GATEWAY_URL}}
+    catalog = tmp_path / "catalog.yaml"
     catalog.write_text(yaml.safe_dump(document))
     with running_operator(kubeconfig, [namespace], ["--catalog", str(catalog)]) as running:
         yield running
@@ -81,8 +95,28 @@ def cluster(api_client: Any, namespace: str) -> Cluster:
     return Cluster(api_client, namespace)
 
 
+def test_without_the_gateway_api_the_service_waits_for_it(
+        cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any) -> None:
+    """Runs first in this module: the cluster has no HTTPRoute yet. The service is Failed
+    with a reason and applies nothing, then recovers on its own once the CRD is there."""
+    if route_crd.preinstalled:
+        pytest.skip("this cluster has the Gateway API already")
+    cluster.create(app("iris"))
+    cluster.create(rts(version("1.0.0", 100)))
+    status = cluster.phase("Failed")
+    ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+    assert ready["reason"] == "RouterUnavailable"
+    assert "does not serve gateway.networking.k8s.io/v1 HTTPRoute" in status["message"]
+    assert cluster.deployments() == {}  # no models that no route could reach
+    route_crd.install()
+    status = cluster.phase("Running", timeout=120)  # the 30 s retry timer, on a busy machine
+    assert status["url"] == f"{GATEWAY_URL}/{cluster.ns}/svc"
+    assert list(routes(api_client, cluster.ns)) == ["svc"]
+
+
 def test_routes_are_accepted_weighted_and_follow_the_spec(
-        cluster: Cluster, operator: Operator, api_client: Any) -> None:
+        cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any) -> None:
+    route_crd.install()
     ns = cluster.ns
     cluster.create(app("iris"))
     cluster.create(rts(version("1.0.0", 70, computeNodes=2), version("2.0.0", 30)))
@@ -119,7 +153,8 @@ def test_routes_are_accepted_weighted_and_follow_the_spec(
 
 
 def test_traffic_limit_fails_in_gateway_mode(cluster: Cluster, operator: Operator,
-                                             api_client: Any) -> None:
+                                             route_crd: RouteCrd, api_client: Any) -> None:
+    route_crd.install()
     cluster.create(app("iris"))
     cluster.create(rts(trafficLimit={"requestsPerSecond": 10}))
     status = cluster.phase("Failed")

@@ -1,4 +1,5 @@
-"""Quota fallback for clusters without the webhook: blocked objects recover when room appears."""
+"""Objects the cluster blocks, not their spec, recover when it lets them: a quota with room
+again (the fallback for clusters without the webhook), or the Gateway API installed."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from inferops.api.kinds import BATCH, REALTIME
 from inferops.api.names import API_VERSION, GROUP, KIND_REALTIME, VERSION
 from inferops.handlers import events
 from inferops.reconcile.batch import reconcile_batch
-from inferops.reconcile.common import Outcome
+from inferops.reconcile.common import WAITING_ON_CLUSTER, Outcome
 from inferops.reconcile.conditions import condition
 from inferops.reconcile.realtime import reconcile_realtime
 from inferops.validation.quota import REASON
@@ -21,6 +22,10 @@ RETRY_SECONDS = 30
 
 def quota_blocked(status: Mapping[str, Any], **_: Any) -> bool:
     return bool(condition(status.get("conditions"), "Ready").get("reason") == REASON)
+
+
+def waiting_on_cluster(status: Mapping[str, Any], **_: Any) -> bool:
+    return condition(status.get("conditions"), "Ready").get("reason") in WAITING_ON_CLUSTER
 
 
 def _reconcile(kind: str, memo: Any, namespace: str, name: str) -> None:
@@ -45,8 +50,9 @@ def sibling_deleted(type: str, body: kopf.Body, namespace: str | None, memo: Any
             _reconcile(kind, memo, str(namespace), obj["metadata"]["name"])
 
 
-@kopf.timer(GROUP, VERSION, REALTIME.plural, interval=RETRY_SECONDS, when=quota_blocked)
-@kopf.timer(GROUP, VERSION, BATCH.plural, interval=RETRY_SECONDS, when=quota_blocked)
+@kopf.timer(GROUP, VERSION, REALTIME.plural, interval=RETRY_SECONDS, when=waiting_on_cluster)
+@kopf.timer(GROUP, VERSION, BATCH.plural, interval=RETRY_SECONDS, when=waiting_on_cluster)
 def retry_blocked(body: kopf.Body, name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    """A raised quota (Namespace annotation) is noticed without any event on the service."""
+    """A raised quota (Namespace annotation) or newly installed CRDs are noticed without
+    any event on the service."""
     _reconcile(str(body.get("kind")), memo, str(namespace), name)

@@ -40,6 +40,12 @@ class Blocker:
     message: str
 
 
+# Failed because the cluster lacks what the catalog's router needs (the Gateway API).
+ROUTER_UNAVAILABLE = "RouterUnavailable"
+# Reasons that the cluster, not the spec, can lift: such objects are retried on a timer.
+WAITING_ON_CLUSTER = frozenset({QUOTA_REASON, ROUTER_UNAVAILABLE})
+
+
 def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
@@ -89,9 +95,10 @@ def write_blocked(kube: Kube, obj: Mapping[str, Any], block: Blocker) -> Outcome
 
 
 def is_blocked_status(obj: Mapping[str, Any]) -> bool:
-    """Failed for this generation because of the spec or a quota (not by the workload)."""
+    """Failed for this generation because of the spec, a quota or a missing API (not by
+    the workload)."""
     status = obj.get("status") or {}
     ready = condition(status.get("conditions"), "Ready")
     return status.get("observedGeneration") == obj["metadata"].get("generation") and ready.get(
         "reason"
-    ) in ("InvalidSpec", QUOTA_REASON)
+    ) in ("InvalidSpec", QUOTA_REASON, ROUTER_UNAVAILABLE)

@@ -86,6 +86,17 @@ class Kube:
         data = response.data
         return json.loads(data) if data else None
 
+    def served(self, api_version: str, kind: str) -> bool:
+        """Whether the API server serves this kind (discovery, which every user may read)."""
+        prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
+        try:
+            resources = self.request("GET", prefix) or {}
+        except KubeError as exc:
+            if exc.status == 404:  # the group or version is not installed at all
+                return False
+            raise
+        return any(r.get("kind") == kind for r in resources.get("resources", []))
+
     def apply(self, obj: Mapping[str, Any]) -> Obj:
         """Server-side apply with field manager `inferops`, taking ownership of conflicts."""
         meta = obj["metadata"]

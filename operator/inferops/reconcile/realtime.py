@@ -13,10 +13,13 @@ from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_REALTIME
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.reconcile.common import (
+    ROUTER_UNAVAILABLE,
     Apps,
+    Blocker,
     Outcome,
     applications,
     blocker,
+    is_blocked_status,
     now,
     write_blocked,
     write_status,
@@ -31,6 +34,12 @@ CHILD_KINDS = (
     ("v1", "Service"),
     ("v1", "ConfigMap"),
     ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+)
+ROUTE_KIND = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+ROUTE_MISSING = (
+    "the catalog's router.mode is gateway-api, but this cluster does not serve "
+    "gateway.networking.k8s.io/v1 HTTPRoute: install the Gateway API CRDs (the operator "
+    "retries every 30 s) or set router.mode to nginx"
 )
 
 
@@ -54,6 +63,9 @@ def reconcile_realtime(kube: Kube, catalog: Catalog, namespace: str, name: str) 
     if block is not None:
         # Existing children keep serving: a bad edit must not take a running service down.
         return write_blocked(kube, obj, block)
+    if catalog.router.mode == "gateway-api" and not kube.served(*ROUTE_KIND):
+        # Checked before anything is applied: models without a route would serve nobody.
+        return write_blocked(kube, obj, Blocker(ROUTER_UNAVAILABLE, ROUTE_MISSING))
     inputs = _inputs(obj, catalog, apps)
     desired = realtime_children(inputs)
     for child in desired:
@@ -73,6 +85,8 @@ def refresh_realtime_status(
     status = obj.get("status") or {}
     if status.get("observedGeneration") != obj["metadata"].get("generation"):
         return None  # this generation is not applied yet: reconcile_realtime reports it
+    if is_blocked_status(obj):
+        return None  # Failed for its spec, a quota or the router: reconcile_realtime's status
     apps = applications(kube, namespace)
     if blocker(kube, catalog, obj, apps) is not None:
         return None  # Failed for its spec or quota: reconcile_realtime owns that status
