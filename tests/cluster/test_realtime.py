@@ -18,7 +18,7 @@ from k8s_helpers import wait_for
 from kubernetes import client
 
 from inferops.api.names import GROUP, VERSION
-from tests.cluster.operator_process import Operator, running_operator
+from tests.cluster.operator_process import Operator, metric_samples, running_operator
 from tests.unit.rules_table import app, rts, version
 
 OWNER = "serving.inferops.dev/owner-name"
@@ -126,6 +126,13 @@ def test_create_ratio_change_prune_stop_and_start(cluster: Cluster, operator: Op
     reasons = [e.reason for e in cluster.core.list_namespaced_event(cluster.ns).items
                if e.involved_object.name == "svc"]
     assert {"Running", "Pruned", "Stopped"} <= set(reasons)
+
+    # Child events drove the status (refreshes ran); bursts of them shared refreshes.
+    refreshes = metric_samples(operator.metrics_url, "inferops_status_refreshes_total")
+    counts = {dict(labels)["result"]: int(value) for labels, value in refreshes.items()
+              if dict(labels)["kind"] == "RealTimeService"}
+    assert counts.get("run", 0) >= 1
+    print(f"[refreshes] child events {sum(counts.values())}: {counts}")
 
 
 def test_invalid_spec_is_failed_with_a_message_naming_the_field(cluster: Cluster,

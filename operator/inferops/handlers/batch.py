@@ -9,7 +9,8 @@ import kopf
 from inferops.api.kinds import BATCH
 from inferops.api.names import GROUP, KIND_BATCH, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
 from inferops.handlers import events
-from inferops.handlers.metrics import timed
+from inferops.handlers.coalesce import Coalescer
+from inferops.handlers.metrics import refresh, timed
 from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
 from inferops.reconcile.common import Outcome
 
@@ -17,6 +18,8 @@ KIND = KIND_BATCH
 RESOURCE = (GROUP, VERSION, BATCH.plural)
 CHILDREN = {LABEL_OWNER_KIND: KIND_BATCH}
 TIMER_SECONDS = 15
+# Child events of one owner within this many seconds share one status refresh.
+REFRESH = Coalescer(0.5)
 
 
 def _report(outcome: Outcome | None) -> None:
@@ -34,10 +37,15 @@ def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
 @kopf.on.event("", "v1", "pods", labels=CHILDREN)
-def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
     owner = labels.get(LABEL_OWNER_NAME)
     if owner:
-        _report(refresh_batch_status(memo.kube, str(namespace), owner))
+        await refresh(
+            REFRESH,
+            KIND,
+            (namespace, owner),
+            lambda: _report(refresh_batch_status(memo.kube, str(namespace), owner)),
+        )
 
 
 @kopf.timer(

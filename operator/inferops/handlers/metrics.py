@@ -1,12 +1,15 @@
-"""Prometheus metrics of the operator: reconciles, their duration, phase transitions."""
+"""Prometheus metrics of the operator: reconciles, their duration, phase transitions,
+status refreshes."""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram, start_http_server
+
+from inferops.handlers.coalesce import Coalescer
 
 RECONCILES = Counter(
     "inferops_reconciles_total", "Reconciles by kind and result.", ["kind", "result"]
@@ -14,6 +17,12 @@ RECONCILES = Counter(
 RECONCILE_SECONDS = Histogram("inferops_reconcile_seconds", "Reconcile duration by kind.", ["kind"])
 TRANSITIONS = Counter(
     "inferops_phase_transitions_total", "Phase changes of the custom resources.", ["kind", "phase"]
+)
+REFRESHES = Counter(
+    "inferops_status_refreshes_total",
+    "Status refreshes asked for by child events, by kind: run, or coalesced into one "
+    "already waiting.",
+    ["kind", "result"],
 )
 ADMISSIONS = Counter(
     "inferops_admission_reviews_total", "Webhook verdicts by kind.", ["kind", "allowed"]
@@ -33,6 +42,12 @@ def timed(kind: str) -> Iterator[None]:
         RECONCILES.labels(kind, "ok").inc()
     finally:
         RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - start)
+
+
+async def refresh(coalescer: Coalescer, kind: str, key: Hashable, fn: Callable[[], None]) -> None:
+    """A coalesced status refresh, counted."""
+    ran = await coalescer.run(key, fn)
+    REFRESHES.labels(kind, "run" if ran else "coalesced").inc()
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:

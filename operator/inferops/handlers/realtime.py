@@ -10,7 +10,8 @@ import kopf
 from inferops.api.kinds import APPLICATION, REALTIME
 from inferops.api.names import GROUP, KIND_REALTIME, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
 from inferops.handlers import events
-from inferops.handlers.metrics import timed
+from inferops.handlers.coalesce import Coalescer
+from inferops.handlers.metrics import refresh, timed
 from inferops.reconcile.common import Outcome
 from inferops.reconcile.realtime import reconcile_realtime, refresh_realtime_status
 
@@ -18,6 +19,8 @@ KIND = KIND_REALTIME
 RESOURCE = (GROUP, VERSION, REALTIME.plural)
 CHILDREN = {LABEL_OWNER_KIND: KIND_REALTIME}
 TIMER_SECONDS = 15
+# Child events of one owner within this many seconds share one status refresh.
+REFRESH = Coalescer(0.5)
 
 
 def _report(outcome: Outcome | None) -> None:
@@ -49,10 +52,17 @@ def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
 @kopf.on.event("", "v1", "pods", labels=CHILDREN)
-def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
+async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, **_: Any) -> None:
     owner = labels.get(LABEL_OWNER_NAME)
     if owner:
-        _report(refresh_realtime_status(memo.kube, memo.catalog, str(namespace), owner))
+        await refresh(
+            REFRESH,
+            KIND,
+            (namespace, owner),
+            lambda: _report(
+                refresh_realtime_status(memo.kube, memo.catalog, str(namespace), owner)
+            ),
+        )
 
 
 @kopf.timer(
