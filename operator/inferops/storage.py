@@ -126,11 +126,16 @@ class Storage:
     """Reads and writes locations; the S3 client is made on first use (thread-safe)."""
 
     def __init__(
-        self, endpoint: str | None = None, region: str | None = None, timeout: float = 60.0
+        self,
+        endpoint: str | None = None,
+        region: str | None = None,
+        timeout: float = 60.0,
+        connections: int = 10,
     ) -> None:
         self.endpoint = _endpoint(endpoint)
         self.region = region or os.environ.get("AWS_REGION") or DEFAULT_REGION
         self.timeout = timeout
+        self.connections = connections  # S3 connection pool: one per thread that calls it
         self._client: Any = None
 
     @property
@@ -144,6 +149,7 @@ class Storage:
                 connect_timeout=self.timeout,
                 read_timeout=self.timeout,
                 retries={"max_attempts": 3},
+                max_pool_connections=self.connections,
             )
             self._client = boto3.session.Session().client(
                 "s3", endpoint_url=self.endpoint, region_name=self.region, config=config

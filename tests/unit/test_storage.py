@@ -148,3 +148,9 @@ def test_https_download_streams_to_disk(https_like_server: str, tmp_path: Path) 
     missing = type(loc)("https", f"{https_like_server}/missing.bin")
     with pytest.raises(StorageError, match="download failed"):
         storage.read(missing)
+
+
+def test_s3_connection_pool_follows_the_worker_threads() -> None:
+    """botocore's pool (10 by default) would queue the calls of more threads than that."""
+    assert Storage("http://127.0.0.1:9", connections=32).s3.meta.config.max_pool_connections == 32
+    assert Storage("http://127.0.0.1:9").s3.meta.config.max_pool_connections == 10

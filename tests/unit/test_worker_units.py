@@ -77,6 +77,27 @@ def test_config_checks_its_values() -> None:
         config_from_service(service, app, "http://x", "t")
 
 
+@pytest.mark.parametrize(("concurrency", "io_threads", "expected"), [
+    (1, None, 10),  # botocore's pool size at least
+    (4, None, 10),
+    (16, None, 32),  # a read and a write per request in flight
+    (100, None, 64),  # capped
+    (16, 5, 5),  # as configured
+])
+def test_storage_threads(concurrency: int, io_threads: int | None, expected: int) -> None:
+    config = config_from_service(batch_service("/in", "/out"), application(SEED_SCHEMA),
+                                 "http://x", "t", concurrency=concurrency,
+                                 io_threads=io_threads)
+    assert config.storage_threads == expected
+    assert config_from_env({"INFEROPS_BATCH_CONFIG": config_to_env_json(config)}) == config
+
+
+def test_io_threads_must_be_positive() -> None:
+    with pytest.raises(ConfigError, match=r"io_threads: must be an integer >= 1, not 0"):
+        config_from_service(batch_service("/in", "/out"), application(SEED_SCHEMA),
+                            "http://x", "t", io_threads=0)
+
+
 def test_chunk_numbers_never_collide() -> None:
     for count in (1, 2, 3, 7):
         numbers = [chunk_number(k, i, count) for i in range(count) for k in range(20)]

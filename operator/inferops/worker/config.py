@@ -39,6 +39,16 @@ DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 DEFAULT_MANIFEST_MAX_LINES = 10_000
 
 
+MAX_IO_THREADS = 64
+
+
+def io_threads_default(concurrency: int) -> int:
+    """Every source in flight needs a read and then a write: with object storage a few tens
+    of milliseconds away, fewer threads than that would leave the model idle. 10 at least
+    (botocore's own pool size), 64 at most."""
+    return min(MAX_IO_THREADS, max(10, 2 * concurrency))
+
+
 class ConfigError(ValueError):
     """A worker configuration that cannot be used; the message names the field."""
 
@@ -75,6 +85,12 @@ class WorkerConfig:
     s3_region: str | None = None
     # http:// sources (pre-signed URLs of an in-cluster store without TLS, or tests).
     allow_http_sources: bool = False
+    # Threads (and S3 connections) for storage calls; None: `io_threads_default`.
+    io_threads: int | None = None
+
+    @property
+    def storage_threads(self) -> int:
+        return self.io_threads or io_threads_default(self.concurrency)
 
     def __post_init__(self) -> None:
         problems = []
@@ -100,6 +116,11 @@ class WorkerConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{name}: must be an integer >= 1, not {value!r}")
+        threads = self.io_threads
+        if threads is not None and (
+            not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
+        ):
+            problems.append(f"io_threads: must be an integer >= 1, not {threads!r}")
         if not isinstance(self.retries, int) or self.retries < 0:
             problems.append(f"retries: must be an integer >= 0, not {self.retries!r}")
         for name in ("request_timeout_seconds", "flush_seconds"):

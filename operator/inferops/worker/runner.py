@@ -2,8 +2,10 @@
 
 Sources are processed concurrently but committed in shard order through a bounded window
 (a slow source holds back commits, never memory): the manifest then always holds a prefix
-of the shard, which is what makes resume exact. Blocking storage calls run in a small
-thread pool; HTTP runs on the event loop (`client.ModelClient`).
+of the shard, which is what makes resume exact. Blocking storage calls run in a thread
+pool of two threads per request in flight (`config.io_threads_default`: a source needs a
+read and a write, and object storage is milliseconds away); HTTP runs on the event loop
+(`client.ModelClient`).
 """
 
 from __future__ import annotations
@@ -32,7 +34,6 @@ T = TypeVar("T")
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
 CSV_EXTENSION = ".csv"
-IO_THREADS = 10  # botocore's default connection pool size: more threads would only queue
 LISTING_BATCH = 256
 RESULT_TYPE = "text/plain; charset=utf-8"
 INLINE_IO_BYTES = 256 * 1024
@@ -334,8 +335,9 @@ async def run_worker(config: WorkerConfig, storage: Storage | None = None) -> Su
         raise WorkerError(str(exc)) from None
     if output.scheme == "https":
         raise WorkerError(f"{config.output_path}: cannot write to an https:// location")
-    storage = storage or Storage(config.s3_endpoint, config.s3_region)
-    pool = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="inferops-io")
+    threads = config.storage_threads
+    storage = storage or Storage(config.s3_endpoint, config.s3_region, connections=threads)
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inferops-io")
     try:
         async with ModelClient(config) as client:
             return await _Run(config, storage, output, client, pool).run()
