@@ -25,6 +25,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -184,7 +185,7 @@ def main() -> int:
     with ExitStack() as stack:
         endpoint = stack.enter_context(moto_server())
         proxy = stack.enter_context(delaying_proxy(endpoint, args.latency_ms / 1000))
-        work = Path(stack.enter_context(_tempdir()))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="batch-s3-bench-")))
         url = "http://" + stack.enter_context(
             model_server(examples_dir() / MODEL_DIR, work / "model.log")
         )
@@ -202,14 +203,6 @@ def main() -> int:
     }
     print(json.dumps(result, indent=2))
     return 0
-
-
-@contextmanager
-def _tempdir() -> Iterator[str]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="batch-s3-bench-") as tmp:
-        yield tmp
 
 
 if __name__ == "__main__":

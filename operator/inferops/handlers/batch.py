@@ -9,8 +9,8 @@ import kopf
 from inferops.api.kinds import BATCH
 from inferops.api.names import GROUP, KIND_BATCH, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
 from inferops.handlers import events
-from inferops.handlers.coalesce import Coalescer
-from inferops.handlers.metrics import refresh, timed
+from inferops.handlers.coalesce import Coalescer, refresh
+from inferops.handlers.metrics import timed
 from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
 from inferops.reconcile.common import Outcome
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Hashable
 
+from inferops.handlers.metrics import REFRESHES
+
 
 class Coalescer:
     """Runs `fn` after `delay` seconds, once for all calls with the same key meanwhile."""
@@ -31,3 +33,9 @@ class Coalescer:
             self._waiting.discard(key)
         await asyncio.to_thread(fn)  # the reconcilers do blocking API calls
         return True
+
+
+async def refresh(coalescer: Coalescer, kind: str, key: Hashable, fn: Callable[[], None]) -> None:
+    """A coalesced status refresh, counted in inferops_status_refreshes_total."""
+    ran = await coalescer.run(key, fn)
+    REFRESHES.labels(kind, "run" if ran else "coalesced").inc()

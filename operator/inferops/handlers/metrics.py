@@ -4,12 +4,10 @@ status refreshes."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram, start_http_server
-
-from inferops.handlers.coalesce import Coalescer
 
 RECONCILES = Counter(
     "inferops_reconciles_total", "Reconciles by kind and result.", ["kind", "result"]
@@ -42,12 +40,6 @@ def timed(kind: str) -> Iterator[None]:
         RECONCILES.labels(kind, "ok").inc()
     finally:
         RECONCILE_SECONDS.labels(kind).observe(time.monotonic() - start)
-
-
-async def refresh(coalescer: Coalescer, kind: str, key: Hashable, fn: Callable[[], None]) -> None:
-    """A coalesced status refresh, counted."""
-    ran = await coalescer.run(key, fn)
-    REFRESHES.labels(kind, "run" if ran else "coalesced").inc()
 
 
 def serve(port: int, address: str = "0.0.0.0") -> None:

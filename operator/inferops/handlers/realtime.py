@@ -10,8 +10,8 @@ import kopf
 from inferops.api.kinds import APPLICATION, REALTIME
 from inferops.api.names import GROUP, KIND_REALTIME, LABEL_OWNER_KIND, LABEL_OWNER_NAME, VERSION
 from inferops.handlers import events
-from inferops.handlers.coalesce import Coalescer
-from inferops.handlers.metrics import refresh, timed
+from inferops.handlers.coalesce import Coalescer, refresh
+from inferops.handlers.metrics import timed
 from inferops.reconcile.common import Outcome
 from inferops.reconcile.realtime import reconcile_realtime, refresh_realtime_status
 
