@@ -7,7 +7,32 @@ from typing import Any
 
 import pytest
 
+from tests.cluster.fixtures import (  # the cluster fixtures, shared by tests/cluster and tests/e2e
+    api_client,
+    cluster_api_client,
+    cluster_kubeconfig,
+    cluster_kubectl,
+    control_plane,
+    crds,
+    kubeconfig,
+    kubectl,
+    kwok_nodes,
+    namespace,
+)
 from tests.s3server import CREDENTIALS, client, reset, s3_server
+
+__all__ = [
+    "api_client",
+    "cluster_api_client",
+    "cluster_kubeconfig",
+    "cluster_kubectl",
+    "control_plane",
+    "crds",
+    "kubeconfig",
+    "kubectl",
+    "kwok_nodes",
+    "namespace",
+]
 
 
 @pytest.fixture(scope="session")

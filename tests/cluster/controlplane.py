@@ -45,6 +45,7 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,11 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:  # run as a script: realnode and hoststate sit beside it
+    sys.path.insert(0, str(HERE))
+
+from realnode import NODE_IP, NODE_NAME, RealNode, node_images, unavailable_reason  # noqa: E402
+
 BUILD_SH = HERE / "build.sh"
 
 #: The fake nodes kwok manages: name -> (labels, allocatable/capacity).
@@ -90,8 +96,9 @@ DEFAULT_NODES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
 KWOK_POD_CIDR = "10.244.0.0/16"
 SERVICE_CIDR = "10.0.0.0/24"
 
-# Start order; stop goes the other way.
+# Start order; stop goes the other way (the real node's own components stop first).
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
+NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 
 
 def default_cluster_dir() -> Path:
@@ -196,8 +203,15 @@ class _PKI:
         return key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption())
 
     def issue(
-        self, name: str, cn: str, orgs: tuple[str, ...] = (), server: bool = False
+        self,
+        name: str,
+        cn: str,
+        orgs: tuple[str, ...] = (),
+        server: bool = False,
+        sans: tuple[str, ...] | None = None,
     ) -> tuple[Path, Path]:
+        """A key and certificate signed by the CA; ``sans`` (IPs or DNS names) for servers,
+        by default the API server's names."""
         key = ec.generate_private_key(ec.SECP256R1())
         attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
         attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
@@ -236,25 +250,34 @@ class _PKI:
             )
         )
         if server:
-            b = b.add_extension(
-                x509.SubjectAlternativeName(
-                    [
-                        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                        x509.DNSName("localhost"),
-                        # the in-cluster names, so a real-cluster-like client config also verifies
-                        x509.IPAddress(ipaddress.ip_address("10.0.0.1")),
-                        x509.DNSName("kubernetes"),
-                        x509.DNSName("kubernetes.default"),
-                        x509.DNSName("kubernetes.default.svc"),
-                        x509.DNSName("kubernetes.default.svc.cluster.local"),
-                    ]
-                ),
-                critical=False,
-            )
+            names = APISERVER_SANS if sans is None else sans
+            b = b.add_extension(x509.SubjectAlternativeName(_general_names(names)), critical=False)
         cert = b.sign(self.ca_key, hashes.SHA256())
         crt = self._write(f"{name}.crt", cert.public_bytes(serialization.Encoding.PEM))
         keyf = self._write(f"{name}.key", self._key_pem(key))
         return crt, keyf
+
+
+# the in-cluster names too, so a real-cluster-like client config also verifies
+APISERVER_SANS = (
+    "127.0.0.1",
+    "localhost",
+    "10.0.0.1",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+
+
+def _general_names(names: tuple[str, ...]) -> list[x509.GeneralName]:
+    out: list[x509.GeneralName] = []
+    for n in names:
+        try:
+            out.append(x509.IPAddress(ipaddress.ip_address(n)))
+        except ValueError:
+            out.append(x509.DNSName(n))
+    return out
 
 
 def _b64(p: Path) -> str:
@@ -360,6 +383,9 @@ class ControlPlane:
     ``kwok``/``scheduler``: None means "if the binary was built".
     ``detach``: leave the processes running when this Python process exits (the CLI's
     ``up``); otherwise an atexit hook stops them.
+    ``real_node``: also run a real node (``realnode.RealNode``): the API server then listens
+    on the node's bridge address instead of loopback, so pods reach it through the
+    ``kubernetes`` Service; ``node_images(containerd_socket)`` loads the images it needs.
     """
 
     def __init__(
@@ -372,6 +398,8 @@ class ControlPlane:
         nodes: dict[str, tuple[dict[str, str], dict[str, str]]] | None = None,
         detach: bool = False,
         verbosity: int = 1,
+        real_node: bool = False,
+        node_images: Callable[[str], None] | None = None,
     ):
         self.workdir = Path(workdir).expanduser().resolve()
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir else default_bin_dir()
@@ -391,6 +419,14 @@ class ControlPlane:
         self.timings: dict[str, float] = {}
         self._ssl: ssl.SSLContext | None = None
         self._atexit = False
+        self.host = "127.0.0.1"
+        self.pki: _PKI | None = None
+        self.node: RealNode | None = None
+        self.node_problems: list[str] = []
+        self.node_unavailable: str | None = None  # why no real node runs, when asked for one
+        if real_node:
+            self.node = RealNode(self, node_images)
+            self.host = NODE_IP
 
     # ---- binaries
 
@@ -447,10 +483,17 @@ class ControlPlane:
     def _start(self, t0: float, timeout: float) -> None:
         deadline = t0 + timeout
         self.ports = {n: free_port() for n in ("etcd-client", "etcd-peer", "apiserver")}
-        self.server = f"https://127.0.0.1:{self.ports['apiserver']}"
+        if self.node is not None:
+            self.node.network_up()  # the API server listens on the bridge's address
+        self.server = f"https://{self.host}:{self.ports['apiserver']}"
 
-        pki = _PKI(self.pki_dir)
-        srv_crt, srv_key = pki.issue("apiserver", "kube-apiserver", server=True)
+        pki = self.pki = _PKI(self.pki_dir)
+        srv_crt, srv_key = pki.issue(
+            "apiserver", "kube-apiserver", server=True, sans=(*APISERVER_SANS, self.host)
+        )
+        kubelet_crt, kubelet_key = pki.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
+        )
         adm_crt, adm_key = pki.issue("admin", "inferops-admin", ("system:masters",))
         kc_dir = self.workdir / "kubeconfigs"
         kc_dir.mkdir(exist_ok=True)
@@ -494,8 +537,8 @@ class ControlPlane:
             "kube-apiserver",
             [
                 f"--etcd-servers=http://127.0.0.1:{etcd_port}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.host}",
+                f"--advertise-address={self.host}",
                 f"--secure-port={self.ports['apiserver']}",
                 f"--tls-cert-file={srv_crt}",
                 f"--tls-private-key-file={srv_key}",
@@ -506,9 +549,16 @@ class ControlPlane:
                 f"--service-cluster-ip-range={SERVICE_CIDR}",
                 "--authorization-mode=Node,RBAC",
                 "--allow-privileged=true",
-                # the "kubernetes" Endpoints would name 127.0.0.1, which Endpoints validation
-                # rejects; nothing in these tests runs in-cluster clients
-                "--endpoint-reconciler-type=none",
+                # on loopback the "kubernetes" Endpoints would name 127.0.0.1, which Endpoints
+                # validation rejects; with a real node it names the bridge address
+                f"--endpoint-reconciler-type={'lease' if self.node else 'none'}",
+                # namespaces that opt in send their pods to the real node (realnode.py)
+                "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+                f"--kubelet-client-certificate={kubelet_crt}",
+                f"--kubelet-client-key={kubelet_key}",
+                f"--kubelet-certificate-authority={pki.ca_crt}",
+                # the node's name does not resolve: dial its address
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--profiling=false",
                 f"--v={self.verbosity}",
             ],
@@ -576,6 +626,9 @@ class ControlPlane:
         )
         if self.kwok_enabled:
             self._wait(self._nodes_schedulable, deadline, "kwok nodes Ready and untainted")
+        if self.node is not None:
+            self.node.start(deadline)
+            self.timings["node"] = time.monotonic() - t0
         self.timings["ready"] = time.monotonic() - t0
         self._save_state()
 
@@ -589,8 +642,14 @@ class ControlPlane:
             user="inferops-admin",
         )
 
-    def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> None:
-        binary = self.binary(name)
+    def _spawn(
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str] | None = None,
+        binary: str | os.PathLike[str] | None = None,
+    ) -> None:
+        binary = Path(binary) if binary else self.binary(name)
         penv = dict(os.environ)
         penv.pop("KUBECONFIG", None)
         penv.update(env or {})
@@ -612,8 +671,39 @@ class ControlPlane:
         (self.pids_dir / f"{name}.pid").write_text(f"{p.pid}\n")
         self._save_state()
 
+    def spawn_extra(self, name: str, binary: str, args: list[str]) -> None:
+        """Start another process under this control plane's supervision (logs, pid file)."""
+        self._spawn(name, args, binary=binary)
+
+    def wait(self, check: Any, deadline: float, what: str) -> None:
+        self._wait(check, deadline, what)
+
+    def _pid_files(self) -> dict[str, int]:
+        pids: dict[str, int] = {n: p.pid for n, p in self.procs.items()}
+        if self.pids_dir.is_dir():
+            for f in self.pids_dir.glob("*.pid"):
+                with contextlib.suppress(OSError, ValueError):
+                    pids.setdefault(f.stem, int(f.read_text().strip()))
+        return pids
+
+    def pid_of(self, name: str) -> int | None:
+        pid = self._pid_files().get(name)
+        return pid if pid is not None and _alive(pid) else None
+
+    def stop_component(self, name: str) -> None:
+        pid = self._pid_files().get(name)
+        if pid:
+            _kill_group(pid, name, timeout=20.0)
+        (self.pids_dir / f"{name}.pid").unlink(missing_ok=True)
+        p = self.procs.pop(name, None)
+        if p is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(timeout=5)
+
     def _save_state(self) -> None:
         state = {
+            "host": self.host,
+            "real_node": self.node is not None,
             "server": self.server,
             "ports": self.ports,
             "kubeconfig": str(self.kubeconfig),
@@ -651,20 +741,25 @@ class ControlPlane:
     # ---- HTTP helpers (admin identity)
 
     def request(
-        self, method: str, path: str, body: Any = None, timeout: float = 10.0
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        timeout: float = 10.0,
+        content_type: str = "application/json",
     ) -> tuple[int, Any]:
         """An admin request to the API server; returns (status, parsed JSON or text)."""
         assert self._ssl is not None
         assert self.server
         conn = http.client.HTTPSConnection(
-            "127.0.0.1", self.ports["apiserver"], context=self._ssl, timeout=timeout
+            self.host, self.ports["apiserver"], context=self._ssl, timeout=timeout
         )
         try:
             headers = {"Accept": "application/json"}
             data = None
             if body is not None:
                 data = json.dumps(body).encode()
-                headers["Content-Type"] = "application/json"
+                headers["Content-Type"] = content_type
             conn.request(method, path, body=data, headers=headers)
             resp = conn.getresponse()
             raw = resp.read().decode(errors="replace")
@@ -745,13 +840,21 @@ class ControlPlane:
 
     # ---- stop
 
+    def stop_node(self) -> list[str]:
+        """Stop the real node alone (the control plane keeps running); returns what of the
+        host could not be restored."""
+        if self.node is None:
+            return []
+        self.node_problems = self.node.stop()
+        self.node = None
+        return self.node_problems
+
     def stop(self) -> None:
-        """Stop every process this object (or the pid files in workdir) started."""
-        pids: dict[str, int] = {n: p.pid for n, p in self.procs.items()}
-        if self.pids_dir.is_dir():
-            for f in self.pids_dir.glob("*.pid"):
-                with contextlib.suppress(OSError, ValueError):
-                    pids.setdefault(f.stem, int(f.read_text().strip()))
+        """Stop every process this object (or the pid files in workdir) started; a real node
+        is drained first and the host restored (``node_problems`` lists what was not)."""
+        if self.node is not None:
+            self.node_problems = self.node.stop()
+        pids = self._pid_files()
         for name in reversed(COMPONENTS):
             pid = pids.get(name)
             if pid:
@@ -786,6 +889,9 @@ class ControlPlane:
             state = json.loads(cp.state_file.read_text())
         except (OSError, ValueError):
             return None
+        if state.get("real_node"):
+            cp = cls(workdir, detach=True, real_node=True)
+        cp.host = state.get("host", cp.host)
         cp.server = state.get("server", "")
         cp.ports = state.get("ports", {})
         cp.bin_dir = Path(state.get("bin_dir", cp.bin_dir))
@@ -825,12 +931,20 @@ def _cmd_up(args: argparse.Namespace) -> int:
         existing.cleanup(keep_logs=False)
     if args.build:
         build()
+    real_node = not args.no_node
+    if real_node:
+        reason = unavailable_reason(default_bin_dir())
+        if reason:
+            print(f"no real node: {reason}", file=sys.stderr)
+            real_node = False
     cp = ControlPlane(
         workdir,
         kwok=False if args.no_kwok else None,
         scheduler=False if args.no_scheduler else None,
         detach=True,
         verbosity=args.v,
+        real_node=real_node,
+        node_images=node_images() if real_node else None,
     )
     t0 = time.monotonic()
     cp.start(timeout=args.timeout)
@@ -839,6 +953,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
         parts.append("kube-scheduler")
     if cp.kwok_enabled:
         parts.append(f"kwok ({len(cp.nodes)} nodes)")
+    if cp.node is not None:
+        parts.append(f"real node {NODE_NAME} ({NODE_IP})")
     print(
         f"control plane up at {cp.server} in {time.monotonic() - t0:.1f}s "
         f"(apiserver ready after {cp.timings['kube-apiserver']:.1f}s): {', '.join(parts)}\n"
@@ -860,6 +976,11 @@ def _cmd_down(args: argparse.Namespace) -> int:
         + ("" if args.purge else f" (logs kept in {cp.logs_dir})"),
         file=sys.stderr,
     )
+    if cp.node_problems:
+        print("the host is not as before the real node started:", file=sys.stderr)
+        for line in cp.node_problems:
+            print(f"  {line}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -887,6 +1008,9 @@ def main(argv: list[str] | None = None) -> int:
                 "--build", action="store_true", help="run build.sh first (no-op when built)"
             )
             p.add_argument("--no-kwok", action="store_true", help="no simulated nodes")
+            p.add_argument(
+                "--no-node", action="store_true", help="no real node (kubelet + containerd)"
+            )
             p.add_argument(
                 "--no-scheduler", action="store_true", help="no kube-scheduler (implies --no-kwok)"
             )

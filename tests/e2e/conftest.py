@@ -1,0 +1,132 @@
+"""The end-to-end suite: every container runs, on the real node of the test cluster.
+
+The session's control plane (tests/cluster/fixtures.py) starts a real node when this
+directory is collected: containerd, runc, the CNI bridge, kubelet, kube-proxy and CoreDNS,
+with the images of images/build.py loaded. Where no node can run here (no root, missing
+packages) the suite is skipped with one line saying why; CI sets INFEROPS_REQUIRE_REAL_NODE
+so that a skip there is a failure instead.
+
+Pods of a namespace made by ``node_namespace`` run on the real node and only there; the
+kwok nodes keep every other test's pods.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.cluster.fixtures import REQUIRE_NODE_ENV
+from tests.e2e.support import (
+    APPS_NAMESPACE,
+    OPERATOR_NAMESPACE,
+    NodeS3,
+    Operator,
+    install_operator,
+    node_s3_server,
+)
+
+HERE = Path(__file__).resolve().parent
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "e2e: runs real containers on the test cluster's node")
+    config.addinivalue_line("markers", "host_restore: stops the node; runs after every test")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if HERE in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+    # the host check stops the node, so it goes after everything else
+    last = [i for i in items if i.get_closest_marker("host_restore")]
+    items[:] = [i for i in items if not i.get_closest_marker("host_restore")] + last
+
+
+@pytest.fixture(scope="session")
+def real_node(control_plane: Any) -> Any:
+    """The ControlPlane with its real node (skips, or fails under CI, where none runs)."""
+    if control_plane is None:
+        reason = "INFEROPS_E2E_KUBECONFIG names an external cluster; the suite needs its own node"
+    elif control_plane.node is None:
+        reason = f"no real node: {control_plane.node_unavailable or 'it was stopped'}"
+    else:
+        return control_plane
+    if os.environ.get(REQUIRE_NODE_ENV):
+        pytest.fail(f"{REQUIRE_NODE_ENV} is set: {reason}")
+    pytest.skip(reason)
+
+
+def make_node_namespace(api: Any, name: str, labels: dict[str, str] | None = None) -> str:
+    import realnode
+
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                labels={"inferops-test": "1", "inferops-e2e": "1", **(labels or {})},
+                annotations=dict(realnode.NAMESPACE_ANNOTATIONS),
+            )
+        )
+    )
+    return name
+
+
+def delete_namespace(api: Any, name: str) -> None:
+    try:
+        client.CoreV1Api(api).delete_namespace(name, grace_period_seconds=0)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
+
+
+@pytest.fixture
+def node_namespace(cluster_api_client: Any, real_node: Any) -> Iterator[str]:
+    """A fresh namespace whose pods run on the real node; deleted after the test."""
+    from k8s_helpers import wait_for
+
+    name = make_node_namespace(cluster_api_client, f"e2e-{uuid.uuid4().hex[:8]}")
+    core = client.CoreV1Api(cluster_api_client)
+
+    def sa_exists() -> bool:
+        try:
+            core.read_namespaced_service_account("default", name)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    wait_for(sa_exists, timeout=30, what=f"ServiceAccount {name}/default")
+    try:
+        yield name
+    finally:
+        delete_namespace(cluster_api_client, name)
+
+
+@pytest.fixture(scope="session")
+def node_s3(real_node: Any) -> Iterator[NodeS3]:
+    """An S3-API server (moto) on the node's address, where pods and the tests reach it."""
+    with node_s3_server() as s3:
+        yield s3
+
+
+@pytest.fixture(scope="session")
+def operator(real_node: Any, kubeconfig: Path, cluster_api_client: Any) -> Iterator[Operator]:
+    """The operator installed by the Helm chart with the image the Dockerfile makes, in its
+    own namespace, watching APPS_NAMESPACE; both namespaces run on the real node. The
+    session's CRDs (crds/, the same as the chart's) stay; the chart installs the rest."""
+    for name in (OPERATOR_NAMESPACE, APPS_NAMESPACE):
+        make_node_namespace(cluster_api_client, name)
+    try:
+        with install_operator(kubeconfig, cluster_api_client) as op:
+            yield op
+    finally:
+        for name in (APPS_NAMESPACE, OPERATOR_NAMESPACE):
+            delete_namespace(cluster_api_client, name)

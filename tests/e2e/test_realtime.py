@@ -1,0 +1,265 @@
+"""The iris application and the 70/30 RealTimeService of examples/, as a user applies them:
+every pod real, predictions through the stable Service, the measured split, a ratio change
+that restarts no model pod, the traffic limit, stop and start."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+import realnode
+from k8s_helpers import Kubectl, wait_for
+from kubernetes import client
+
+from inferops.resources.naming import child_name
+from tests.e2e.support import REPO, Operator, current_status, custom_object
+
+pytestmark = pytest.mark.timeout(900)
+
+EXAMPLES = REPO / "examples"
+SERVICE = "iris-online"
+BACKEND_HEADER = "X-Inferops-Backend"
+# the versions' Service names, which the router's X-Inferops-Backend header carries
+V1, V2 = child_name(SERVICE, "iris", "1.0.0"), child_name(SERVICE, "iris", "2.0.0")
+COMPONENT = "app.kubernetes.io/component"
+IRIS_REQUEST = json.dumps(
+    {
+        "data": {
+            "req_data": [
+                {"input_1": 5.1, "input_2": 3.5, "input_3": 1.4, "input_4": 0.2},
+                {"input_1": 6.7, "input_2": 3.0, "input_3": 5.2, "input_4": 2.3},
+            ]
+        }
+    }
+).encode()
+SPECIES = ["setosa", "virginica"]
+
+
+@dataclass
+class Tally:
+    backends: Counter[str] = field(default_factory=Counter)
+    codes: Counter[int] = field(default_factory=Counter)
+    wrong: list[str] = field(default_factory=list)
+
+    def share(self, backend: str) -> float:
+        return 100.0 * self.backends[backend] / max(sum(self.backends.values()), 1)
+
+
+def post(conn: http.client.HTTPConnection, tally: Tally) -> None:
+    conn.request("POST", "/", body=IRIS_REQUEST, headers={"Content-Type": "application/json"})
+    response = conn.getresponse()
+    body = response.read()
+    tally.codes[response.status] += 1
+    if response.status != 200:
+        return
+    predictions = [r["predictresult"] for r in json.loads(body)["resp_data"]]
+    if predictions != SPECIES:
+        tally.wrong.append(body.decode(errors="replace")[:200])
+    tally.backends[response.getheader(BACKEND_HEADER, "")] += 1
+
+
+def measure(host: str, successes: int, rate: float, connections: int = 8) -> Tally:
+    """Sends iris requests at about `rate` per second over several keep-alive connections
+    (kube-proxy spreads connections over the router pods) until `successes` answered 200.
+    Requests refused by the traffic limit (429) are counted and not part of the split."""
+    tally = Tally()
+    conns = [http.client.HTTPConnection(host, 80, timeout=30) for _ in range(connections)]
+    interval = 1.0 / rate
+    start = time.monotonic()
+    sent = 0
+    try:
+        while tally.codes[200] < successes and sent < successes * 3:
+            post(conns[sent % connections], tally)
+            sent += 1
+            delay = start + sent * interval - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+    finally:
+        for conn in conns:
+            conn.close()
+    return tally
+
+
+def burst(host: str, requests: int, threads: int = 8) -> Tally:
+    """As fast as the client goes: beyond the service's trafficLimit."""
+    tally = Tally()
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        conn = http.client.HTTPConnection(host, 80, timeout=30)
+        local = Tally()
+        try:
+            for _ in range(n):
+                post(conn, local)
+        finally:
+            conn.close()
+        with lock:
+            tally.codes.update(local.codes)
+            tally.backends.update(local.backends)
+            tally.wrong += local.wrong
+
+    pool = [threading.Thread(target=worker, args=(requests // threads,)) for _ in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
+    return tally
+
+
+def pods(api: Any, namespace: str) -> list[Any]:
+    selector = f"serving.inferops.dev/owner-name={SERVICE}"
+    return list(client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items)
+
+
+def model_pods(api: Any, namespace: str) -> dict[str, tuple[str, int]]:
+    """Model pods (not the router's) by name: their UID and restart count."""
+    return {
+        p.metadata.name: (
+            p.metadata.uid,
+            sum(c.restart_count for c in p.status.container_statuses or []),
+        )
+        for p in pods(api, namespace)
+        if p.metadata.labels.get(COMPONENT) != "router"
+    }
+
+
+def wait_phase(api: Any, namespace: str, phase: str, timeout: float = 240) -> dict[str, Any]:
+    def reached() -> dict[str, Any] | None:
+        status = current_status(custom_object(api, namespace, "realtimeservices", SERVICE))
+        return status if status.get("phase") == phase else None
+
+    result: dict[str, Any] = wait_for(reached, timeout=timeout, what=f"{SERVICE} {phase}")
+    return result
+
+
+def router_settled(api: Any, namespace: str) -> bool:
+    """Every router pod runs the current config (a ratio change rolls them)."""
+    core = client.CoreV1Api(api)
+    cm = core.read_namespaced_config_map(f"{SERVICE}-router", namespace)
+    routers = [p for p in pods(api, namespace) if p.metadata.labels.get(COMPONENT) == "router"]
+    apps = client.AppsV1Api(api)
+    deployment = apps.read_namespaced_deployment(f"{SERVICE}-router", namespace)
+    want = deployment.spec.template.metadata.annotations["serving.inferops.dev/config-hash"]
+    return (
+        bool(cm.data)
+        and len(routers) == deployment.spec.replicas
+        and all(
+            p.metadata.annotations.get("serving.inferops.dev/config-hash") == want
+            and p.metadata.deletion_timestamp is None
+            and any(c.type == "Ready" and c.status == "True" for c in p.status.conditions or [])
+            for p in routers
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def iris_online(operator: Operator, kubectl: Kubectl, api_client: Any) -> Iterator[str]:
+    ns = operator.apps
+    kubectl(
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        str(EXAMPLES / "iris-application.yaml"),
+        "-f",
+        str(EXAMPLES / "iris-realtime.yaml"),
+    )
+    try:
+        wait_phase(api_client, ns, "Running")
+        service = client.CoreV1Api(api_client).read_namespaced_service(SERVICE, ns)
+        yield service.spec.cluster_ip
+    finally:
+        kubectl("delete", "-n", ns, "rts", SERVICE, "--ignore-not-found", "--wait=true")
+        kubectl("delete", "-n", ns, "aiapp", "iris", "--ignore-not-found", "--wait=true")
+        wait_for(lambda: not pods(api_client, ns), timeout=120, what="iris-online's pods gone")
+
+
+def test_every_pod_runs_on_the_real_node(
+    iris_online: str, operator: Operator, api_client: Any
+) -> None:
+    running = pods(api_client, operator.apps)
+    routers = [p for p in running if p.metadata.labels.get(COMPONENT) == "router"]
+    assert len(running) == 5 and len(routers) == 2, [p.metadata.name for p in running]
+    for pod in running:
+        assert pod.spec.node_name == realnode.NODE_NAME
+        assert pod.status.phase == "Running"
+        for c in pod.status.container_statuses:
+            assert c.ready and c.container_id.startswith("containerd://"), c
+
+
+def test_70_30_split_with_real_predictions(iris_online: str) -> None:
+    tally = measure(iris_online, 2000, rate=60)
+    assert not tally.wrong, tally.wrong[:3]
+    assert tally.codes[200] == 2000 and set(tally.codes) <= {200, 429}, tally.codes
+    assert abs(tally.share(V1) - 70) <= 3 and abs(tally.share(V2) - 30) <= 3, tally.backends
+    print(f"70/30: {dict(tally.backends)} codes {dict(tally.codes)}")
+
+
+def test_50_50_changes_the_split_and_restarts_no_model_pod(
+    iris_online: str, operator: Operator, api_client: Any
+) -> None:
+    ns = operator.apps
+    before = model_pods(api_client, ns)
+    assert len(before) == 3 and all(restarts == 0 for _, restarts in before.values())
+    rts = custom_object(api_client, ns, "realtimeservices", SERVICE)
+    versions = rts["spec"]["versions"]
+    versions[0]["trafficRatio"], versions[1]["trafficRatio"] = 50, 50
+    client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
+        "serving.inferops.dev",
+        "v1alpha1",
+        ns,
+        "realtimeservices",
+        SERVICE,
+        {"spec": {"versions": versions}},
+    )
+    wait_phase(api_client, ns, "Running")
+    wait_for(lambda: router_settled(api_client, ns), timeout=180, what="router rolled")
+    tally = measure(iris_online, 2000, rate=60)
+    assert not tally.wrong and tally.codes[200] == 2000, (tally.codes, tally.wrong[:3])
+    assert abs(tally.share(V1) - 50) <= 3 and abs(tally.share(V2) - 50) <= 3, tally.backends
+    after = model_pods(api_client, ns)
+    assert after == before, (before, after)  # same pods (UIDs), zero restarts
+    print(f"50/50: {dict(tally.backends)}; model pods {sorted(after.values())}")
+
+
+def test_traffic_limit_answers_429_beyond_the_limit(iris_online: str) -> None:
+    tally = burst(iris_online, 800)
+    assert tally.codes[429] > 0, tally.codes
+    assert set(tally.codes) == {200, 429}, tally.codes
+    assert not tally.wrong
+    print(f"burst of 800: {dict(tally.codes)}")
+
+
+def test_stop_removes_the_pods_and_start_brings_them_back(
+    iris_online: str, operator: Operator, api_client: Any
+) -> None:
+    ns = operator.apps
+    patch = client.CustomObjectsApi(api_client).patch_namespaced_custom_object
+    patch(
+        "serving.inferops.dev",
+        "v1alpha1",
+        ns,
+        "realtimeservices",
+        SERVICE,
+        {"spec": {"stopped": True}},
+    )
+    wait_phase(api_client, ns, "Stopped")
+    wait_for(lambda: not pods(api_client, ns), timeout=120, what="no pods while stopped")
+    patch(
+        "serving.inferops.dev",
+        "v1alpha1",
+        ns,
+        "realtimeservices",
+        SERVICE,
+        {"spec": {"stopped": False}},
+    )
+    wait_phase(api_client, ns, "Running")
+    tally = measure(iris_online, 50, rate=20)
+    assert tally.codes[200] == 50 and not tally.wrong
