@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Build (or reuse) the binaries of the local test control plane from published Go modules:
-#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
+#   etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok,
+#   kubelet and kube-proxy (the real node), coredns (its cluster DNS, see coredns.py)
 # into  ${INFEROPS_K8S_CACHE:-$HOME/.cache/inferops/k8s}/<k8s-version>/bin/
 # and the Gateway API's HTTPRoute CRD (standard channel, from the sigs.k8s.io/gateway-api
 # module) into ${INFEROPS_K8S_CACHE:-...}/gateway-api/<version>/httproutes.yaml.
@@ -8,9 +9,9 @@
 # Usage: tests/cluster/build.sh [--print-bin-dir|--print-gateway-crd] [--force] [COMPONENT...]
 #   no COMPONENT = all of them. Idempotent: a binary whose stamp file records the pinned
 #   module version is reused, not rebuilt. Versions are pinned by the go.mod files under
-#   tests/cluster/build/{kubernetes,etcd,kwok}/ (three modules: kwok and etcd pin their own
-#   versions of k8s.io/* and grpc/otel, which would fight with k8s.io/kubernetes in one
-#   module graph).
+#   tests/cluster/build/{kubernetes,etcd,kwok,coredns}/ (four modules: kwok, etcd and coredns
+#   pin their own versions of k8s.io/* and grpc/otel, which would fight with k8s.io/kubernetes
+#   in one module graph).
 # Environment:
 #   INFEROPS_K8S_CACHE  cache root (default ~/.cache/inferops/k8s)
 #   GOFLAGS/GOMODCACHE/GOCACHE are left to Go's defaults (they persist on the machine).
@@ -28,7 +29,8 @@ modver() { # modver <go.mod> <module path>  -> version required there
 K8S_VERSION="$(modver "$mods/kubernetes/go.mod" k8s.io/kubernetes)"
 ETCD_VERSION="$(modver "$mods/etcd/go.mod" go.etcd.io/etcd/server/v3)"
 KWOK_VERSION="$(modver "$mods/kwok/go.mod" sigs.k8s.io/kwok)"
-[[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" && -n "$KWOK_VERSION" ]] || {
+COREDNS_VERSION="$(modver "$mods/coredns/go.mod" github.com/coredns/coredns)"
+[[ -n "$K8S_VERSION" && -n "$ETCD_VERSION" && -n "$KWOK_VERSION" && -n "$COREDNS_VERSION" ]] || {
   log "could not read pinned versions from $mods/*/go.mod"; exit 1; }
 
 # The newest release whose module still builds with Go 1.26 (v1.7 wants Go 1.27).
@@ -46,11 +48,11 @@ for a in "$@"; do
     --print-gateway-crd) echo "$gateway_crd"; exit 0 ;;
     --force) force=1 ;;
     -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
-    etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kwok) want+=("$a") ;;
+    etcd|kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|kwok|kubelet|kube-proxy|coredns) want+=("$a") ;;
     *) log "unknown argument: $a"; exit 2 ;;
   esac
 done
-((${#want[@]})) || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok)
+((${#want[@]})) || want=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwok kubelet kube-proxy coredns)
 
 command -v go >/dev/null || { log "go is not installed (need Go >= 1.26)"; exit 1; }
 
@@ -58,6 +60,7 @@ version_of() { # the module version a component is built from (its stamp)
   case "$1" in
     etcd) echo "go.etcd.io/etcd/server/v3@$ETCD_VERSION" ;;
     kwok) echo "sigs.k8s.io/kwok@$KWOK_VERSION" ;;
+    coredns) echo "github.com/coredns/coredns@$COREDNS_VERSION" ;;
     *) echo "k8s.io/kubernetes@$K8S_VERSION" ;;
   esac
 }
@@ -69,7 +72,7 @@ have() { # have <component>: binary present and built from the pinned module ver
   [[ $force == 0 && -x "$b" && -f "$s" ]] && [[ "$(head -n1 "$s")" == "$(version_of "$1")" ]]
 }
 
-todo_k8s=() todo_etcd=0 todo_kwok=0
+todo_k8s=() todo_etcd=0 todo_kwok=0 todo_coredns=0
 for c in "${want[@]}"; do
   if have "$c"; then
     log "reuse $bin_dir/$c ($(version_of "$c"))"
@@ -78,6 +81,7 @@ for c in "${want[@]}"; do
   case "$c" in
     etcd) todo_etcd=1 ;;
     kwok) todo_kwok=1 ;;
+    coredns) todo_coredns=1 ;;
     *) todo_k8s+=("$c") ;;
   esac
 done
@@ -116,7 +120,7 @@ gateway_api_crd() {
 }
 gateway_api_crd
 
-if [[ ${#todo_k8s[@]} == 0 && $todo_etcd == 0 && $todo_kwok == 0 ]]; then
+if [[ ${#todo_k8s[@]} == 0 && $todo_etcd == 0 && $todo_kwok == 0 && $todo_coredns == 0 ]]; then
   if [[ " ${want[*]} " == *" kwok "* && ! -f "$bin_dir/kwok-stages.yaml" ]]; then
     kwok_stages
   fi
@@ -171,6 +175,12 @@ if ((todo_kwok)); then
   build "$mods/kwok" "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=${KWOK_VERSION#v}" "$tmp" sigs.k8s.io/kwok/cmd/kwok
   kwok_stages
   mv -f "$tmp/kwok" "$bin_dir/kwok"; stamp kwok
+fi
+if ((todo_coredns)); then
+  # only the plugins that build/coredns/main.go imports: no forward, nothing leaves the host
+  log "building coredns from github.com/coredns/coredns@$COREDNS_VERSION"
+  build "$mods/coredns" "-s -w" "$tmp" .
+  mv -f "$tmp/coredns" "$bin_dir/coredns"; stamp coredns
 fi
 
 log "done in $(( $(date +%s) - t0 ))s: $bin_dir"

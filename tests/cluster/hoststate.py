@@ -89,11 +89,16 @@ def nft_tables() -> dict[str, str]:
     return tables
 
 
+# Where a node mounts (kubelet and containerd roots, pod network namespaces, cgroups).
+# Mounts elsewhere belong to other software on the machine (an image build, say).
+NODE_MOUNT_PREFIXES = ("/run/", "/var/", "/sys/fs/cgroup", "/tmp/inferops-", str(Path.home()))
+
+
 def _mounts() -> list[str]:
     points = []
     for line in (_read(Path("/proc/self/mountinfo")) or "").splitlines():
         parts = line.split()
-        if len(parts) > 4:
+        if len(parts) > 4 and parts[4].startswith(NODE_MOUNT_PREFIXES):
             points.append(parts[4])
     return sorted(set(points))
 

@@ -157,21 +157,27 @@ def guard_rules(service_cidr: str, kwok_cidr: str) -> str:
 """
 
 
-def _unmount_under(prefixes: Iterable[Path]) -> list[str]:
-    roots = [str(p) for p in prefixes]
-    problems = []
+def _mounts_under(roots: list[str]) -> list[str]:
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
         point = line.split()[4]
         if any(point == r or point.startswith(r + "/") for r in roots):
             points.append(point)
-    for point in sorted(set(points), key=len, reverse=True):
-        p = subprocess.run(["umount", point], capture_output=True, text=True, check=False)
-        if p.returncode != 0:
-            p = subprocess.run(["umount", "-l", point], capture_output=True, text=True, check=False)
+    return sorted(set(points), key=len, reverse=True)
+
+
+def _unmount_under(prefixes: Iterable[Path]) -> list[str]:
+    """Unmount everything at or below the prefixes, deepest first; returns what stays."""
+    roots = [str(p) for p in prefixes]
+    for _ in range(3):  # a mount can hide another one at the same point
+        points = _mounts_under(roots)
+        if not points:
+            return []
+        for point in points:
+            p = subprocess.run(["umount", point], capture_output=True, check=False)
             if p.returncode != 0:
-                problems.append(f"umount {point}: {p.stderr.strip()}")
-    return problems
+                subprocess.run(["umount", "-l", point], capture_output=True, check=False)
+    return [f"still mounted: {point}" for point in _mounts_under(roots)]
 
 
 class RealNode:
@@ -504,8 +510,15 @@ state = "{self.state_dir}"
         if running:
             self._remove_stale_containers()
         cp.stop_component("containerd")
-        netns = list(Path("/run/netns").glob("cni-*")) if Path("/run/netns").is_dir() else []
-        problems += _unmount_under([self.dir, self.containerd_root, self.state_dir, *netns])
+        before = HostState.load(self.before_file) if self.before_file.exists() else None
+        netns_dir = Path("/run/netns")
+        netns = list(netns_dir.glob("cni-*")) if netns_dir.is_dir() else []
+        # containerd makes /run/netns a shared bind mount of itself; a pod's namespace mounted
+        # before that hides under it, so the folder's own mount goes too when it is ours
+        ours = [netns_dir] if before is not None and str(netns_dir) not in before.mounts else []
+        problems += _unmount_under(
+            [self.dir, self.containerd_root, self.state_dir, *netns, *ours]
+        )
         for ns in netns:
             with contextlib.suppress(OSError):
                 ns.unlink()
@@ -516,8 +529,7 @@ state = "{self.state_dir}"
 
         sh("ip", "route", "del", SERVICE_CIDR, "dev", BRIDGE, check=False)
         sh("ip", "route", "del", "blackhole", KWOK_POD_CIDR, check=False)
-        if self.before_file.exists():
-            before = HostState.load(self.before_file)
+        if before is not None:
             problems += before.restore()
             problems += before.diff(HostState.capture())
             if not problems:

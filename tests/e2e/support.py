@@ -93,12 +93,12 @@ def install_operator(kubeconfig: Path, api: Any) -> Iterator[Operator]:
 
 
 def pod_log(api: Any, namespace: str, name: str, container: str | None = None) -> str:
+    # raw bytes: the client would otherwise parse a log that looks like JSON into a dict
     try:
-        return str(
-            client.CoreV1Api(api).read_namespaced_pod_log(
-                name, namespace, container=container, tail_lines=200
-            )
+        response = client.CoreV1Api(api).read_namespaced_pod_log(
+            name, namespace, container=container, tail_lines=200, _preload_content=False
         )
+        return str(response.data.decode(errors="replace"))
     except ApiException as exc:
         return f"(no log: {exc.status} {exc.reason})"
 
@@ -198,8 +198,7 @@ def run_pod(
     else:
         pod = core.read_namespaced_pod(name, namespace)
         raise AssertionError(f"pod {namespace}/{name} still {phase}: {pod.status}")
-    log = core.read_namespaced_pod_log(name, namespace, container="main")
-    return phase, str(log)
+    return phase, pod_log(api, namespace, name, "main")
 
 
 def python_pod(api: Any, namespace: str, name: str, code: str, timeout: float = 120) -> Any:

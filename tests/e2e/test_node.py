@@ -111,7 +111,9 @@ def test_model_server_runs_in_a_real_container(
     assert pod.status.pod_ip.startswith("10.245.0.")
 
     service = client.CoreV1Api(cluster_api_client).read_namespaced_service("iris", node_namespace)
-    code, body = http_json(f"http://{service.spec.cluster_ip}/", IRIS_REQUEST)
+    # kube-proxy programs the Service a moment after the pod is Ready
+    code, body = wait_for(lambda: _answer(f"http://{service.spec.cluster_ip}/"), timeout=30,
+                          what="the Service answering")
     assert code == 200, body
     assert [r["predictresult"] for r in body["resp_data"]] == ["setosa", "virginica"]
 
@@ -129,6 +131,13 @@ def test_model_server_runs_in_a_real_container(
         "import os; print(os.getuid())",
     )
     assert out.strip() == "10001"
+
+
+def _answer(url: str) -> tuple[int, Any] | None:
+    try:
+        return http_json(url, IRIS_REQUEST)
+    except OSError:
+        return None
 
 
 DNS_PROBE = """
@@ -261,7 +270,7 @@ def test_pods_reach_the_node_but_nothing_beyond(
             .replace("{outside}", outside_host)
         )
         out = python_pod(cluster_api_client, node_namespace, "reach", code)
-    assert out == {"node": "connected", "outside": "timeout"}, out
+    assert out == {"node": "connected", "outside": "TimeoutError"}, out
 
 
 @contextlib.contextmanager
