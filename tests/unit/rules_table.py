@@ -27,11 +27,31 @@ def app(name: str = "iris", versions: tuple[str, ...] = ("1.0.0", "2.0.0"),
                                    "apis": [copy.deepcopy(api)]} for v in versions]}}
 
 
+WS_TYPE = "application/json; transport=websocket"
+
+
+def stream_app() -> Obj:
+    """A WebSocket app: 1.0.0 declares POST / then the WebSocket API GET /ws, 2.0.0 only /ws."""
+    obj = app("stream", ("1.0.0", "2.0.0"), websocket=True)
+    ws = {"method": "get", "url": "/ws", "request": {
+        "Content-type": WS_TYPE,
+        "data": {"type": "object", "properties": {"x": {"type": "number"}}}}}
+    obj["spec"]["versions"][0]["apis"].append(copy.deepcopy(ws))
+    obj["spec"]["versions"][1]["apis"] = [copy.deepcopy(ws)]
+    return obj
+
+
+def ws_api(change: Callable[[Obj], Any]) -> Obj:
+    """stream_app() with its first version's WebSocket API changed."""
+    return edit(stream_app(), lambda o: change(o["spec"]["versions"][0]["apis"][1]))
+
+
 APPS: list[Obj] = [
     app(),
     app("echo", ("1.0.0",), websocket=True),
     {"apiVersion": API, "kind": "AIApplication", "metadata": {"name": "broken"},
      "spec": {"versions": [{"version": "1.0.0", "image": "model:1"}]}},
+    stream_app(),
 ]
 
 
@@ -153,6 +173,8 @@ ROWS: list[Row] = [
     Row("websocket-flipped-off", echo_rts(False), [("spec.websocket", "cannot be changed")],
         old=echo_rts(True)),
     Row("websocket-unchanged", echo_rts(True), old=echo_rts(True)),
+    Row("websocket-app-with-websocket-api",
+        rts(version() | {"application": "stream"}, websocket=True), layer="reference"),
     Row("traffic-limit-ok", rts(trafficLimit={"requestsPerSecond": 10, "burst": 5})),
     Row("traffic-limit-zero", rts(trafficLimit={"requestsPerSecond": 0}),
         [("spec.trafficLimit.requestsPerSecond", ">= 1")]),
@@ -206,6 +228,16 @@ ROWS: list[Row] = [
     Row("app-unwalkable-schema", edit(app(), lambda o: o["spec"]["versions"][0]["apis"][0]
                                       ["request"]["data"].update(type="tensor")),
         [("spec.versions[0].apis[0].request.data.type", "unknown type")], layer="reference"),
+    # WebSocket APIs (request Content-type with transport=websocket; README, applications).
+    Row("app-websocket-api", stream_app()),
+    Row("app-websocket-api-quoted-param", ws_api(lambda a: a["request"].update(
+        {"Content-type": 'application/json;Transport="WebSocket"'}))),
+    Row("app-websocket-api-post", ws_api(lambda a: a.update(method="post")),
+        [("spec.versions[0].apis[1].method", "must use method get")], layer="reference"),
+    Row("app-websocket-api-file", ws_api(lambda a: a["request"]["data"]["properties"].update(
+        x={"type": "file"})),
+        [("spec.versions[0].apis[1].request.data", "JSON text messages, not files")],
+        layer="reference"),
     # Catalog rules (seeds: free flavors, dedicated pools, batch in the public pool).
     Row("free-flavor-one-version", rts(version("1.0.0", 100, specification="free.1u2g")),
         layer="catalog"),
@@ -255,4 +287,9 @@ ROWS: list[Row] = [
         layer="reference"),
     Row("batch-mapping-ok", bs(mapping={"type": "object", "properties": {
         "x": {"type": "number", "index": 0}}}), layer="reference"),
+    Row("batch-http-api-of-websocket-app", bs(application="stream"), layer="reference"),
+    Row("batch-request-path-websocket", bs(application="stream", requestPath="/ws"),
+        [("spec.requestPath", "'/ws' is a WebSocket API")], layer="reference"),
+    Row("batch-first-api-websocket", bs(application="stream", version="2.0.0"),
+        [("spec.requestPath", "first API '/ws' is a WebSocket API")], layer="reference"),
 ]

@@ -4,6 +4,20 @@ It serves `GET /health` and every API of the model's `config.json`: JSON input
 (`{"data": {"req_data": [...]}}`, one prediction per item) or file input (multipart/form-data
 under the schema's file property). Malformed requests get 400 with a message, bodies over
 the limit 413; image decoding runs in a thread pool so the event loop keeps serving.
+
+An API whose request Content-type carries `transport=websocket` (see
+`inferops.worker.mapping.is_websocket_api`) is a streaming prediction over WebSocket:
+
+- the client sends text messages holding the POST body, `{"data": {"req_data": [...]}}`;
+- for each, in order, the server answers one message per item, `{"index": i, **result}`
+  (the result is the POST answer's `resp_data[i]`), then `{"done": true, "count": n}`; or a
+  single `{"error": "..."}` when the message is not valid JSON or not the model's shape.
+  Either way the connection stays open for the next message;
+- a binary frame closes the connection with 1003 (unsupported data), a message over the
+  size limit with 1009 (message too big), invalid UTF-8 with 1007, other protocol errors
+  with 1002;
+- the server pings every `heartbeat` seconds, so idle proxies keep the connection and
+  dead peers are dropped; a plain GET without the upgrade gets 426.
 """
 
 from __future__ import annotations
@@ -14,14 +28,32 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from aiohttp import BodyPartReader, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 
-from inferops.runtime.models import BadInputError, Model, ModelError, load_model, read_json
-from inferops.worker.mapping import file_property, request_schema
+from inferops.runtime.models import (
+    BadInputError,
+    JsonObject,
+    Model,
+    ModelError,
+    load_model,
+    read_json,
+)
+from inferops.worker.mapping import (
+    file_property,
+    is_websocket_api,
+    request_schema,
+    websocket_api_problem,
+)
 
 log = logging.getLogger(__name__)
 DEFAULT_MAX_BODY = 16 * 1024 * 1024
+DEFAULT_MAX_MESSAGE = 1024 * 1024  # largest WebSocket message (after decompression)
+DEFAULT_HEARTBEAT = 30.0  # seconds between WebSocket pings
+BINARY_REFUSED = b"binary frames are not supported: send JSON text messages"
+LINGER_SECONDS = 2.0  # after a protocol error, how long the peer may go on sending
+LINGER_POLL = 0.05
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
@@ -34,6 +66,7 @@ class Endpoint:
     method: str
     url: str
     file_field: str | None
+    websocket: bool = False
 
 
 def read_endpoints(directory: Path) -> list[Endpoint]:
@@ -46,17 +79,39 @@ def read_endpoints(directory: Path) -> list[Endpoint]:
     for api in apis:
         if not isinstance(api, dict) or not isinstance(api.get("url"), str):
             raise ModelError(f"{path}: every API needs a url")
+        if is_websocket_api(api):
+            problem = websocket_api_problem(api)
+            if problem is not None:
+                raise ModelError(f"{path}: API {api['url']}: {problem[1]}")
+            endpoints.append(Endpoint("GET", api["url"], None, websocket=True))
+            continue
         method = str(api.get("method", "post")).upper()
         endpoints.append(Endpoint(method, api["url"], file_property(request_schema(api))))
     return endpoints
 
 
+def _parse_json(text: str) -> tuple[Any, str | None]:
+    """(value, None) or (None, why the text is not acceptable JSON)."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "not valid JSON: it nests too deeply"
+    except json.JSONDecodeError as exc:
+        return None, f"not valid JSON: {exc}"
+    except ValueError:  # an integer literal over Python's digit limit
+        return None, "not valid JSON: a number has too many digits"
+
+
 def _json_handler(model: Model) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
         try:
-            body = await request.json(loads=json.loads)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return _error(400, "request body is not valid JSON")
+            text = raw.decode(request.charset or "utf-8")
+        except (UnicodeDecodeError, LookupError):  # bad bytes or an unknown charset
+            return _error(400, "request body is not valid JSON text")
+        body, problem = _parse_json(text)
+        if problem is not None:
+            return _error(400, f"request body is {problem}")
         try:
             return web.json_response(model.predict_json(body))
         except BadInputError as exc:
@@ -88,6 +143,110 @@ def _file_handler(model: Model, field: str) -> Handler:
     return handle
 
 
+def stream_replies(model: Model, text: str) -> list[JsonObject]:
+    """The WebSocket messages answering one text message, in order (see the module doc)."""
+    body, problem = _parse_json(text)
+    if problem is not None:
+        return [{"error": f"message is {problem}"}]
+    try:
+        answer = model.predict_json(body)
+    except BadInputError as exc:
+        return [{"error": str(exc)}]
+    items = answer.get("resp_data")
+    results = items if isinstance(items, list) else [answer]
+    replies: list[JsonObject] = [
+        {"index": i, **(item if isinstance(item, dict) else {"result": item})}
+        for i, item in enumerate(results)
+    ]
+    replies.append({"done": True, "count": len(results)})
+    return replies
+
+
+class _WebSocket(web.WebSocketResponse):
+    """A WebSocketResponse that half-closes, not closes, after the peer's protocol error.
+
+    aiohttp refuses an oversize message as soon as it reads the frame header: it sends the
+    close frame (1009) and closes the socket while the peer is still sending the message.
+    Closing a socket with unread data makes the kernel answer with a reset, which can beat
+    the close frame to the client (a proxy in between may drop both). Half-closing instead
+    (FIN after the close frame) while the handler lingers, reading and dropping the rest,
+    delivers the close code; the handler's return closes the socket. Other closes (normal,
+    heartbeat timeout) stay aiohttp's own.
+    """
+
+    def _close_transport(self) -> None:
+        reader = self._reader
+        transport = self._req.transport if self._req is not None else None
+        if (
+            reader is not None
+            and reader.exception() is not None  # the peer's stream broke the protocol
+            and transport is not None
+            and not transport.is_closing()
+            and transport.can_write_eof()
+        ):
+            transport.write_eof()
+        else:
+            super()._close_transport()
+
+
+async def _linger(request: web.Request, seconds: float) -> None:
+    """Reads and drops what the peer still sends until it closes, for at most `seconds`."""
+    transport = request.transport
+    if transport is None or transport.is_closing():
+        return
+    if not transport.is_reading():
+        transport.resume_reading()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while loop.time() < deadline:
+        transport = request.transport
+        if transport is None or transport.is_closing():
+            return
+        await asyncio.sleep(LINGER_POLL)
+
+
+def _websocket_handler(model: Model, max_message: int, heartbeat: float) -> Handler:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        # aiohttp refuses a message of max_msg_size bytes or more; ours may be max_message.
+        ws = _WebSocket(max_msg_size=max_message + 1, heartbeat=heartbeat)
+        if not ws.can_prepare(request).ok:
+            return web.json_response(
+                {"error": "this API speaks WebSocket: connect with Upgrade: websocket"},
+                status=426,
+                headers={"Upgrade": "websocket"},
+            )
+        await ws.prepare(request)
+        try:
+            async for message in ws:
+                if message.type is WSMsgType.TEXT:
+                    try:
+                        replies = [
+                            json.dumps(r, allow_nan=False)
+                            for r in stream_replies(model, message.data)
+                        ]
+                    except Exception:  # a bug, not a bad message: log it, keep the connection
+                        log.exception("prediction failed")
+                        replies = [json.dumps({"error": "internal error while predicting"})]
+                    for reply in replies:
+                        await ws.send_str(reply)
+                elif message.type is WSMsgType.BINARY:
+                    await ws.close(code=WSCloseCode.UNSUPPORTED_DATA, message=BINARY_REFUSED)
+                elif message.type is WSMsgType.ERROR:  # aiohttp has closed it (1009, 1007, ...)
+                    code = getattr(message.data, "code", None)
+                    why = (
+                        f"a message over {max_message} bytes"
+                        if code == WSCloseCode.MESSAGE_TOO_BIG
+                        else message.data
+                    )
+                    log.info("websocket closed with %s: %s", code, why)
+                    await _linger(request, LINGER_SECONDS)
+        except ConnectionError as exc:  # the peer went away while we were answering
+            log.info("websocket peer gone: %s", exc)
+        return ws
+
+    return handle
+
+
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
@@ -105,18 +264,25 @@ async def _health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(directory: Path, max_body: int = DEFAULT_MAX_BODY) -> web.Application:
+def build_app(
+    directory: Path,
+    max_body: int = DEFAULT_MAX_BODY,
+    *,
+    max_message: int = DEFAULT_MAX_MESSAGE,
+    heartbeat: float = DEFAULT_HEARTBEAT,
+) -> web.Application:
     """The aiohttp application serving one model directory."""
     model = load_model(directory)
     endpoints = read_endpoints(directory)
     app = web.Application(client_max_size=max_body, middlewares=[_errors])
     app.router.add_get("/health", _health)
     for endpoint in endpoints:
-        handler = (
-            _file_handler(model, endpoint.file_field)
-            if endpoint.file_field
-            else _json_handler(model)
-        )
+        if endpoint.websocket:
+            handler = _websocket_handler(model, max_message, heartbeat)
+        elif endpoint.file_field:
+            handler = _file_handler(model, endpoint.file_field)
+        else:
+            handler = _json_handler(model)
         app.router.add_route(endpoint.method, endpoint.url, handler)
     return app
 

@@ -57,9 +57,13 @@ class LinearSoftmax:
             value = item.get(name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise BadInputError(f"data.req_data[{i}].{name} must be a number")
-            if not math.isfinite(value):
+            try:
+                number = float(value)  # an int beyond float's range overflows
+            except OverflowError:
+                number = math.inf
+            if not math.isfinite(number):
                 raise BadInputError(f"data.req_data[{i}].{name} must be finite")
-            row.append(float(value))
+            row.append(number)
         return row
 
     def predict_json(self, body: Any) -> JsonObject:
@@ -72,6 +76,8 @@ class LinearSoftmax:
         results = []
         for i, item in enumerate(items):
             probs = self.probabilities(self._row(item, i))
+            if not all(math.isfinite(p) for p in probs):  # scores overflowed
+                raise BadInputError(f"data.req_data[{i}] has values too large to score")
             best = max(range(len(probs)), key=probs.__getitem__)
             results.append(
                 {

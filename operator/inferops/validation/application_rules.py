@@ -6,7 +6,14 @@ from collections import Counter
 from dataclasses import dataclass
 
 from inferops.api.application import AppVersion
-from inferops.worker.mapping import InputType, input_type, request_schema, schema_problems
+from inferops.worker.mapping import (
+    InputType,
+    input_type,
+    is_websocket_api,
+    request_schema,
+    schema_problems,
+    websocket_api_problem,
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,11 @@ def check_version(version: AppVersion, path: str) -> VersionVerdict:
             problems = schema_problems(api.request.data, f"{path}.apis[{i}].request.data")
             if problems:
                 return invalid(*problems[0])
+        declared = api.model_dump(by_alias=True)
+        if is_websocket_api(declared):
+            problem = websocket_api_problem(declared)
+            if problem is not None:
+                return invalid(f"{path}.apis[{i}].{problem[0]}", problem[1])
     first = version.apis[0]
     schema = request_schema(first.model_dump(by_alias=True))
     return VersionVerdict(version.version, True, input_type(schema), "")

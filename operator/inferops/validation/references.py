@@ -8,12 +8,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inferops.api.application import AIApplicationSpec, AppVersion
+from inferops.api.application import AIApplicationSpec, ApiDefinition, AppVersion
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.names import KIND_APPLICATION
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.validation.application_rules import VersionVerdict, check_version
-from inferops.worker.mapping import mapped_columns, request_schema, schema_problems
+from inferops.worker.mapping import (
+    is_websocket_api,
+    mapped_columns,
+    request_schema,
+    schema_problems,
+)
 
 Finding = tuple[str, str]
 
@@ -130,6 +135,15 @@ def batch_reference_rules(
             "spec.requestPath",
             (f"{spec.request_path!r} is not one of the app's API urls: {', '.join(urls)}"),
         )
+    else:
+        api = _batch_api(known, spec.request_path)
+        if is_websocket_api(api.model_dump(by_alias=True)):
+            which = repr(api.url) if spec.request_path else f"the app's first API {api.url!r}"
+            yield (
+                "spec.requestPath",
+                f"{which} is a WebSocket API; batch services call HTTP APIs "
+                "(name one in requestPath)",
+            )
     if spec.mapping is not None and known.verdict.input_type == "json":
         findings = schema_problems(spec.mapping, "spec.mapping")
         yield from findings
@@ -137,7 +151,11 @@ def batch_reference_rules(
             yield "spec.mapping", "no leaf has a valid index, so every request would be empty"
 
 
+def _batch_api(known: KnownVersion, request_path: str | None) -> ApiDefinition:
+    """The API a batch service calls: the first with its requestPath, else the first one."""
+    return next((a for a in known.spec.apis if a.url == request_path), known.spec.apis[0])
+
+
 def request_api_schema(known: KnownVersion, request_path: str | None) -> dict[str, Any]:
     """The request schema of the API a batch service calls."""
-    api = next((a for a in known.spec.apis if a.url == request_path), known.spec.apis[0])
-    return request_schema(api.model_dump(by_alias=True))
+    return request_schema(_batch_api(known, request_path).model_dump(by_alias=True))

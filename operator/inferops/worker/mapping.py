@@ -17,6 +17,7 @@ InputType = Literal["file", "json"]
 LEAF_TYPES = frozenset({"string", "number", "integer", "boolean"})
 KNOWN_TYPES = LEAF_TYPES | {"object", "array", "file", "null"}
 MAX_SCHEMA_DEPTH = 32
+WEBSOCKET = "websocket"  # the `transport` parameter of a WebSocket API's request Content-type
 
 
 class RowError(ValueError):
@@ -210,6 +211,33 @@ def request_schema(api: JsonObject) -> JsonObject:
     request = api.get("request")
     data = request.get("data") if isinstance(request, dict) else None
     return data if isinstance(data, dict) else {"type": "object", "properties": {}}
+
+
+def is_websocket_api(api: Any) -> bool:
+    """Whether a config.json API is served over WebSocket rather than plain HTTP.
+
+    A WebSocket API says so in its request Content-type with the parameter
+    `transport=websocket`, e.g. `application/json; transport=websocket`: the messages are
+    JSON in the request schema's shape, and media-type readers still see JSON.
+    """
+    request = api.get("request") if isinstance(api, dict) else None
+    content_type = request.get("Content-type") if isinstance(request, dict) else None
+    if not isinstance(content_type, str):
+        return False
+    for parameter in content_type.split(";")[1:]:
+        key, _, value = parameter.partition("=")
+        if key.strip().lower() == "transport" and value.strip().strip('"').lower() == WEBSOCKET:
+            return True
+    return False
+
+
+def websocket_api_problem(api: JsonObject) -> tuple[str, str] | None:
+    """(field, message) when a WebSocket API cannot be served as declared, else None."""
+    if str(api.get("method", "")).lower() != "get":
+        return "method", "a WebSocket API must use method get (the WebSocket handshake is a GET)"
+    if file_property(request_schema(api)) is not None:
+        return "request.data", "a WebSocket API takes JSON text messages, not files"
+    return None
 
 
 RowBuilder = Callable[[Sequence[str]], JsonObject]
