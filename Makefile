@@ -4,15 +4,18 @@ CLUSTER_DIR ?= $(or $(INFEROPS_CLUSTER_DIR),$(HOME)/.cache/inferops/cluster)
 
 .PHONY: cluster-build cluster-up cluster-down cluster-status test-cluster
 
-## build (or reuse) etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kwok
+## build (or reuse) etcd, the Kubernetes binaries (kubelet and kube-proxy too), kwok, CoreDNS
 cluster-build:
 	bash tests/cluster/build.sh
 
-## start the control plane on loopback, wait for /readyz, print the kubeconfig path
+## start the control plane and (as root) the real node, wait until ready, print the kubeconfig
+## path; CLUSTER_FLAGS=--no-node for the control plane alone (on loopback)
+CLUSTER_FLAGS ?=
 cluster-up: cluster-build
-	$(PYTHON) tests/cluster/controlplane.py up --dir "$(CLUSTER_DIR)"
+	$(PYTHON) tests/cluster/controlplane.py up --dir "$(CLUSTER_DIR)" $(CLUSTER_FLAGS)
 
-## stop every process of the control plane and delete its data (logs are kept)
+## drain and stop the real node (restoring the host), stop the control plane, delete its
+## data (logs are kept); fails if the host is not as before
 cluster-down:
 	$(PYTHON) tests/cluster/controlplane.py down --dir "$(CLUSTER_DIR)"
 
@@ -38,18 +41,19 @@ $(VENV)/.installed: pyproject.toml
 ## create .venv with the package and its dev tools
 install: $(VENV)/.installed
 
-## ruff (lint and format) and mypy --strict
+## ruff (lint and format) and mypy --strict (the package, and images/build.py)
 lint: install
-	$(VENV)/bin/ruff check operator tests
-	$(VENV)/bin/ruff format --check operator
+	$(VENV)/bin/ruff check operator tests images
+	$(VENV)/bin/ruff format --check operator images
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict images/build.py
 
 ## regenerate crds/ from the models
 crds: install
 	$(VENV)/bin/inferops crds --output-dir crds
 
-## everything CI runs: install, lint, type-check, build the control plane, all tests
-test: lint cluster-build
+## everything CI runs: install, lint, type-check, build the cluster and the images, all tests
+test: lint cluster-build images
 	$(VPY) -m pytest -p no:cacheprovider
 
 # ---- Helm chart, container image and the kind workflow -----------------------------------
@@ -59,6 +63,7 @@ test: lint cluster-build
 IMAGE_REPO ?= ghcr.io/inferops/inferops
 IMAGE_TAG ?= 0.1.0
 IMAGE ?= $(IMAGE_REPO):$(IMAGE_TAG)
+ROUTER_IMAGE ?= ghcr.io/inferops/inferops-router:$(IMAGE_TAG)
 DOCKER ?= docker
 KIND ?= kind
 HELM ?= helm
@@ -70,7 +75,7 @@ RELEASE_NAMESPACE ?= inferops-system
 EXAMPLES_NAMESPACE ?= inferops-examples
 KIND_KUBECTL = $(KUBECTL) --kubeconfig "$(KIND_KUBECONFIG)"
 
-.PHONY: chart-sync argocd-cm image kind-up kind-load deploy e2e kind-down
+.PHONY: chart-sync argocd-cm image router-image images kind-up kind-load deploy e2e kind-down
 
 ## regenerate the chart's CRD templates and catalog schema from crds/ and the catalog model
 chart-sync: install
@@ -80,9 +85,24 @@ chart-sync: install
 argocd-cm:
 	@$(PYTHON) docs/argocd_cm.py
 
-## the operator image (multi-stage, non-root): $(IMAGE)
+## with Docker (workstations, kind): the operator image $(IMAGE) from ./Dockerfile
 image:
 	$(DOCKER) build -t "$(IMAGE)" .
+
+## with Docker: the router image $(ROUTER_IMAGE) (the catalog's default images.router)
+router-image:
+	$(DOCKER) build -t "$(ROUTER_IMAGE)" images/router
+
+# Without Docker or a registry (CI, the real node of the cluster tests): images/build.py
+# builds all four images with buildah (debian:bookworm-slim by debootstrap, the operator
+# image from the same ./Dockerfile, the router, the pause image) into OCI archives under
+# $(IMAGES_CACHE), rebuilding only what changed. IMAGES_FLAGS: e.g. --force, or names.
+IMAGES_CACHE ?= $(or $(INFEROPS_IMAGE_CACHE),$(HOME)/.cache/inferops/images)
+IMAGES_FLAGS ?=
+
+## without Docker: build (or reuse) the four images as OCI archives in $(IMAGES_CACHE)
+images:
+	$(PYTHON) images/build.py --cache-dir "$(IMAGES_CACHE)" $(IMAGES_FLAGS)
 
 ## a kind cluster from kind-config.yaml; its kubeconfig in $(KIND_KUBECONFIG)
 kind-up:
@@ -91,9 +111,9 @@ kind-up:
 	  || $(KIND) create cluster --name "$(KIND_CLUSTER)" --config kind-config.yaml --wait 120s
 	$(KIND) get kubeconfig --name "$(KIND_CLUSTER)" > "$(KIND_KUBECONFIG)"
 
-## build the image and load it into the kind nodes
-kind-load: image
-	$(KIND) load docker-image "$(IMAGE)" --name "$(KIND_CLUSTER)"
+## build the operator and router images and load them into the kind nodes
+kind-load: image router-image
+	$(KIND) load docker-image "$(IMAGE)" "$(ROUTER_IMAGE)" --name "$(KIND_CLUSTER)"
 
 ## install (or upgrade) the chart, apply the examples, wait for them
 deploy: kind-load

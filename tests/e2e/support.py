@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -86,10 +87,44 @@ def install_operator(kubeconfig: Path, api: Any) -> Iterator[Operator]:
             raise AssertionError(
                 f"operator not Ready: {[p.status for p in pods]}\n{logs}"
             ) from None
+        # kube-proxy programs the webhook's Service a moment after the pod is Ready; until
+        # then the API server's calls to it are refused
+        webhook = core.read_namespaced_service(f"{RELEASE}-webhook", OPERATOR_NAMESPACE)
+        wait_for(
+            lambda: tcp_open(webhook.spec.cluster_ip, 443),
+            timeout=60,
+            what="the webhook Service reachable",
+        )
         yield Operator(RELEASE, OPERATOR_NAMESPACE, APPS_NAMESPACE, pod)
     finally:
         config.uninstall(RELEASE, ignore_not_found=True, timeout=60)
         config.close()
+
+
+def pods_report(api: Any, namespace: str, selector: str = "") -> str:
+    """Each pod's phase, container states and the end of every container's log: what a
+    failed end-to-end test needs to say."""
+    out = []
+    for pod in client.CoreV1Api(api).list_namespaced_pod(namespace, label_selector=selector).items:
+        name = pod.metadata.name
+        out.append(f"--- pod {name} on {pod.spec.node_name}: {pod.status.phase}")
+        statuses = (pod.status.init_container_statuses or []) + (
+            pod.status.container_statuses or []
+        )
+        for c in statuses:
+            state = c.state.terminated or c.state.waiting or c.state.running
+            out.append(f"  {c.name}: restarts {c.restart_count}, {state}")
+            log = pod_log(api, namespace, name, c.name)
+            out += [f"    | {line}" for line in log.splitlines()[-15:]]
+    return "\n".join(out)
+
+
+def tcp_open(host: str, port: int) -> bool:
+    try:
+        socket.create_connection((host, port), timeout=2).close()
+        return True
+    except OSError:
+        return False
 
 
 def pod_log(api: Any, namespace: str, name: str, container: str | None = None) -> str:
@@ -131,7 +166,9 @@ def node_s3_server() -> Iterator[NodeS3]:
         [sys.executable, "-m", "moto.server", "-H", NODE_IP, "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **CREDENTIALS},
+        # pods address it by a Service name (minio.storage.svc): with path-style requests the
+        # bucket is in the path, never in the Host's first label
+        env={**os.environ, **CREDENTIALS, "S3_IGNORE_SUBDOMAIN_BUCKETNAME": "true"},
     )
     try:
         wait_until_serving(f"{endpoint}/moto-api/", process, 30, "the moto server")

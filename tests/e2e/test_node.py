@@ -112,8 +112,11 @@ def test_model_server_runs_in_a_real_container(
 
     service = client.CoreV1Api(cluster_api_client).read_namespaced_service("iris", node_namespace)
     # kube-proxy programs the Service a moment after the pod is Ready
-    code, body = wait_for(lambda: _answer(f"http://{service.spec.cluster_ip}/"), timeout=30,
-                          what="the Service answering")
+    code, body = wait_for(
+        lambda: _answer(f"http://{service.spec.cluster_ip}/"),
+        timeout=30,
+        what="the Service answering",
+    )
     assert code == 200, body
     assert [r["predictresult"] for r in body["resp_data"]] == ["setosa", "virginica"]
 

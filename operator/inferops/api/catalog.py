@@ -97,7 +97,8 @@ class Images(ApiModel):
         description="Image with the inferops command (batch worker, agent, fetch-model).",
     )
     router: str = Field(
-        "nginxinc/nginx-unprivileged:1.27-alpine", description="Unprivileged nginx image."
+        "ghcr.io/inferops/inferops-router:0.1.0",
+        description="Unprivileged nginx image (uid 101, port 8080; see images/router).",
     )
 
 

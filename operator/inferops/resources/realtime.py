@@ -34,7 +34,7 @@ AGENT_PORT = 8081
 AGENT_HEALTH = "/inferops-agent/healthz"
 VERSION_PORT = 8080
 ROUTER_REPLICAS = 2
-ROUTER_UID = 101  # the nginx user of the unprivileged image
+ROUTER_UID = 101  # the nginx user of the router image (images/router/Dockerfile)
 CONFIG_HASH = "serving.inferops.dev/config-hash"
 
 VersionKey = tuple[str, str]

@@ -1,0 +1,3 @@
+module github.com/inferops/inferops/images/pause
+
+go 1.22

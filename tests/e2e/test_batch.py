@@ -1,0 +1,179 @@
+"""examples/iris-batch-manifest.yaml on real pods: the seed's CSV rows and a manifest with a
+missing source in object storage, two workers sharing the sources, the seed's output format.
+
+The example names its object store `http://minio.storage.svc:9000`; here that Service has
+no selector and its EndpointSlice points at an S3 server (moto) on the node's address, so
+the example applies unchanged and its pods resolve and reach the store like any Service.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import realnode
+from k8s_helpers import Kubectl, wait_for
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from tests.e2e.support import (
+    REPO,
+    NodeS3,
+    Operator,
+    current_status,
+    custom_object,
+    pods_report,
+)
+from tests.s3server import CREDENTIALS
+
+pytestmark = pytest.mark.timeout(900)
+
+EXAMPLES = REPO / "examples"
+BUCKET = "inferops-examples"
+SEED_CSV = "5.1,3.5,1.4,0.2\n4.9,3.0,1.4,0.2\n4.7,3.2,1.3,0.2\n"
+OTHER_CSV = "6.7,3.0,5.2,2.3\n5.9,3.0,4.2,1.5\n"
+SOURCES = [
+    f"s3://{BUCKET}/iris/input/data.csv",
+    f"s3://{BUCKET}/iris/input/more.csv",
+    f"s3://{BUCKET}/iris/input/missing.csv",
+]
+OUTPUT = f"s3://{BUCKET}/iris/output-manifest/"
+
+
+@pytest.fixture(scope="module")
+def object_store(node_s3: NodeS3, cluster_api_client: Any) -> Iterator[NodeS3]:
+    """`minio.storage.svc:9000` in the cluster, served by the S3 server on the node."""
+    core = client.CoreV1Api(cluster_api_client)
+    port = int(node_s3.endpoint.rsplit(":", 1)[1])
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name="storage", labels={"inferops-test": "1"})
+        )
+    )
+    try:
+        core.create_namespaced_service(
+            "storage",
+            {
+                "metadata": {"name": "minio"},
+                "spec": {"ports": [{"name": "s3", "port": 9000, "targetPort": port}]},
+            },
+        )
+        client.DiscoveryV1Api(cluster_api_client).create_namespaced_endpoint_slice(
+            "storage",
+            {
+                "metadata": {
+                    "name": "minio-node",
+                    "labels": {"kubernetes.io/service-name": "minio"},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [realnode.NODE_IP]}],
+                "ports": [{"name": "s3", "port": port, "protocol": "TCP"}],
+            },
+        )
+        yield node_s3
+    finally:
+        core.delete_namespace("storage")
+
+
+def read_s3(s3: Any, uri: str) -> str:
+    bucket, _, key = uri.removeprefix("s3://").partition("/")
+    return str(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode())
+
+
+def test_manifest_batch_on_two_real_workers(
+    operator: Operator, kubectl: Kubectl, api_client: Any, object_store: NodeS3
+) -> None:
+    ns = operator.apps
+    object_store.reset()
+    s3 = object_store.client()
+    s3.create_bucket(Bucket=BUCKET)
+    s3.put_object(Bucket=BUCKET, Key="iris/input/data.csv", Body=SEED_CSV.encode())
+    s3.put_object(Bucket=BUCKET, Key="iris/input/more.csv", Body=OTHER_CSV.encode())
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="iris/input.manifest",
+        Body="".join(json.dumps({"source": s}) + "\n" for s in SOURCES).encode(),
+    )
+    core = client.CoreV1Api(api_client)
+    core.create_namespaced_secret(
+        ns,
+        {
+            "metadata": {"name": "object-storage"},
+            "stringData": {
+                k: v for k, v in CREDENTIALS.items() if k.startswith("AWS_") and "KEY" in k
+            },
+        },
+    )
+    kubectl(
+        "apply",
+        "-n",
+        ns,
+        "-f",
+        str(EXAMPLES / "iris-application.yaml"),
+        "-f",
+        str(EXAMPLES / "iris-batch-manifest.yaml"),
+    )
+    try:
+
+        def finished() -> dict[str, Any] | None:
+            status = current_status(
+                custom_object(api_client, ns, "batchservices", "iris-batch-manifest")
+            )
+            return status if status.get("phase") in ("Completed", "Failed") else None
+
+        status = wait_for(finished, timeout=400, what="iris-batch-manifest finished")
+        assert status["phase"] == "Completed", f"{status}\n{pods_report(api_client, ns)}"
+        assert status["progress"] == {"total": 3, "succeeded": 2, "failed": 1}, status
+        task = status["taskId"]
+
+        # two real pods, one per completion index, both on the node and both succeeded
+        pods = core.list_namespaced_pod(ns, label_selector="job-name").items
+        pods = [
+            p
+            for p in pods
+            if p.metadata.labels.get("job-name", "").startswith("iris-batch-manifest")
+        ]
+        assert sorted(
+            p.metadata.annotations["batch.kubernetes.io/job-completion-index"] for p in pods
+        ) == ["0", "1"], [p.metadata.name for p in pods]
+        for pod in pods:
+            assert pod.spec.node_name == realnode.NODE_NAME
+            assert pod.status.phase == "Succeeded"
+
+        # worker i writes manifest number i: no two workers share a file
+        manifests = sorted(status["outputManifests"])
+        assert manifests == [
+            f"{OUTPUT}infer-result-{task}.manifest",
+            f"{OUTPUT}infer-result-{task}_1.manifest",
+        ], manifests
+        lines = [json.loads(line) for m in manifests for line in read_s3(s3, m).splitlines()]
+        by_source = {line["source"]: line for line in lines}
+        assert sorted(by_source) == sorted(SOURCES) and len(lines) == 3  # each exactly once
+        for source in SOURCES[:2]:
+            name = source.rsplit("/", 1)[1]
+            assert by_source[source] == {
+                "source": source,
+                "result": "SUCCESSFUL",
+                "inference-loc": f"{OUTPUT}infer-result-{task}/{name}_result.txt",
+            }
+        failed = by_source[SOURCES[2]]
+        assert list(failed) == ["source", "result", "error_message"], failed
+        assert failed["result"] == "FAILED" and failed["error_message"]
+
+        # one JSON line per CSV row, in row order, with the model's real answer
+        def species(source: str) -> list[str]:
+            text = read_s3(s3, by_source[source]["inference-loc"])
+            return [json.loads(line)["resp_data"][0]["predictresult"] for line in text.splitlines()]
+
+        assert species(SOURCES[0]) == ["setosa"] * 3
+        assert species(SOURCES[1]) == ["virginica", "versicolor"]
+        print(f"batch {task}: {status['progress']}; manifests {manifests}; failed {failed}")
+    finally:
+        kubectl("delete", "-n", ns, "bs", "iris-batch-manifest", "--ignore-not-found")
+        try:
+            core.delete_namespaced_secret("object-storage", ns)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
