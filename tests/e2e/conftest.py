@@ -28,7 +28,9 @@ from tests.e2e.support import (
     OPERATOR_NAMESPACE,
     NodeS3,
     Operator,
+    delete_namespace,
     install_operator,
+    make_node_namespace,
     node_s3_server,
 )
 
@@ -61,29 +63,6 @@ def real_node(control_plane: Any) -> Any:
     if os.environ.get(REQUIRE_NODE_ENV):
         pytest.fail(f"{REQUIRE_NODE_ENV} is set: {reason}")
     pytest.skip(reason)
-
-
-def make_node_namespace(api: Any, name: str, labels: dict[str, str] | None = None) -> str:
-    import realnode
-
-    client.CoreV1Api(api).create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(
-                name=name,
-                labels={"inferops-test": "1", "inferops-e2e": "1", **(labels or {})},
-                annotations=dict(realnode.NAMESPACE_ANNOTATIONS),
-            )
-        )
-    )
-    return name
-
-
-def delete_namespace(api: Any, name: str) -> None:
-    try:
-        client.CoreV1Api(api).delete_namespace(name, grace_period_seconds=0)
-    except ApiException as exc:
-        if exc.status != 404:
-            raise
 
 
 @pytest.fixture

@@ -24,7 +24,7 @@ CLUSTER_DIR = os.path.join(os.path.dirname(__file__), "..", "cluster")
 if CLUSTER_DIR not in sys.path:
     sys.path.insert(0, CLUSTER_DIR)
 
-from realnode import NODE_IP  # noqa: E402
+from realnode import NAMESPACE_ANNOTATIONS, NODE_IP  # noqa: E402
 
 PROJECT_IMAGE = "ghcr.io/inferops/inferops:0.1.0"
 REPO = Path(__file__).resolve().parents[2]
@@ -176,6 +176,27 @@ def node_s3_server() -> Iterator[NodeS3]:
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def make_node_namespace(api: Any, name: str, labels: dict[str, str] | None = None) -> str:
+    client.CoreV1Api(api).create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(
+                name=name,
+                labels={"inferops-test": "1", "inferops-e2e": "1", **(labels or {})},
+                annotations=dict(NAMESPACE_ANNOTATIONS),
+            )
+        )
+    )
+    return name
+
+
+def delete_namespace(api: Any, name: str) -> None:
+    try:
+        client.CoreV1Api(api).delete_namespace(name, grace_period_seconds=0)
+    except ApiException as exc:
+        if exc.status != 404:
+            raise
 
 
 def pod_phase(api: Any, namespace: str, name: str) -> str:
