@@ -671,9 +671,11 @@ class ControlPlane:
         (self.pids_dir / f"{name}.pid").write_text(f"{p.pid}\n")
         self._save_state()
 
-    def spawn_extra(self, name: str, binary: str, args: list[str]) -> None:
+    def spawn_extra(
+        self, name: str, binary: str, args: list[str], env: dict[str, str] | None = None
+    ) -> None:
         """Start another process under this control plane's supervision (logs, pid file)."""
-        self._spawn(name, args, binary=binary)
+        self._spawn(name, args, env=env, binary=binary)
 
     def wait(self, check: Any, deadline: float, what: str) -> None:
         self._wait(check, deadline, what)

@@ -43,6 +43,7 @@ NODE_LABEL = "node.inferops.dev/real"
 GUARD_TABLE = ("inet", "inferops_guard")
 CNI_BIN_DIRS = ("/usr/lib/cni", "/opt/cni/bin")
 PAUSE_IMAGE = "ghcr.io/inferops/pause:0.1.0"
+NO_REGISTRY = "http://127.0.0.1:9"  # the discard port: nothing listens there
 
 #: Annotations that send every pod of a namespace to the real node (and only there).
 NAMESPACE_ANNOTATIONS = {
@@ -263,6 +264,13 @@ class RealNode:
             "containerd",
             shutil.which("containerd") or "containerd",
             ["--config", str(cfg / "containerd.toml")],
+            # Every image comes from images/build.py. A pod naming any other image must fail
+            # here, not make containerd (on the host's network) call a registry: its HTTP
+            # goes to a closed loopback port, so nothing is resolved or sent beyond the host.
+            env=dict.fromkeys(
+                ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"), NO_REGISTRY
+            )
+            | {"NO_PROXY": "", "no_proxy": ""},
         )
         cp.wait(self._ctr_ok, deadline, "containerd")
         self._remove_stale_containers()
@@ -516,9 +524,7 @@ state = "{self.state_dir}"
         # containerd makes /run/netns a shared bind mount of itself; a pod's namespace mounted
         # before that hides under it, so the folder's own mount goes too when it is ours
         ours = [netns_dir] if before is not None and str(netns_dir) not in before.mounts else []
-        problems += _unmount_under(
-            [self.dir, self.containerd_root, self.state_dir, *netns, *ours]
-        )
+        problems += _unmount_under([self.dir, self.containerd_root, self.state_dir, *netns, *ours])
         for ns in netns:
             with contextlib.suppress(OSError):
                 ns.unlink()

@@ -33,6 +33,7 @@ from tests.e2e.support import (
     make_node_namespace,
     node_s3_server,
 )
+from tests.s3server import CREDENTIALS
 
 HERE = Path(__file__).resolve().parent
 
@@ -109,3 +110,56 @@ def operator(real_node: Any, kubeconfig: Path, cluster_api_client: Any) -> Itera
     finally:
         for name in (APPS_NAMESPACE, OPERATOR_NAMESPACE):
             delete_namespace(cluster_api_client, name)
+
+
+@pytest.fixture(scope="session")
+def object_store(node_s3: NodeS3, cluster_api_client: Any) -> Iterator[NodeS3]:
+    """`minio.storage.svc:9000` in the cluster (the examples' object store): a Service
+    without selector whose EndpointSlice points at the S3 server on the node's address."""
+    import realnode
+
+    core = client.CoreV1Api(cluster_api_client)
+    port = int(node_s3.endpoint.rsplit(":", 1)[1])
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(name="storage", labels={"inferops-test": "1"})
+        )
+    )
+    try:
+        core.create_namespaced_service(
+            "storage",
+            {
+                "metadata": {"name": "minio"},
+                "spec": {"ports": [{"name": "s3", "port": 9000, "targetPort": port}]},
+            },
+        )
+        client.DiscoveryV1Api(cluster_api_client).create_namespaced_endpoint_slice(
+            "storage",
+            {
+                "metadata": {
+                    "name": "minio-node",
+                    "labels": {"kubernetes.io/service-name": "minio"},
+                },
+                "addressType": "IPv4",
+                "endpoints": [{"addresses": [realnode.NODE_IP]}],
+                "ports": [{"name": "s3", "port": port, "protocol": "TCP"}],
+            },
+        )
+        yield node_s3
+    finally:
+        delete_namespace(cluster_api_client, "storage")
+
+
+@pytest.fixture(scope="session")
+def storage_secret(operator: Operator, cluster_api_client: Any) -> str:
+    """The Secret `object-storage` the examples' storage.secretRef names (the S3 keys)."""
+    client.CoreV1Api(cluster_api_client).create_namespaced_secret(
+        operator.apps,
+        {
+            "metadata": {"name": "object-storage"},
+            "stringData": {
+                k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
+            },
+        },
+    )
+    return "object-storage"

@@ -51,9 +51,12 @@ class Operator:
 
 
 @contextmanager
-def install_operator(kubeconfig: Path, api: Any) -> Iterator[Operator]:
+def install_operator(
+    kubeconfig: Path, api: Any, flavors: list[dict[str, Any]] | None = None
+) -> Iterator[Operator]:
     """`helm install` of charts/inferops (the Helm SDK, no helm binary), waiting until the
-    operator's pod is Ready; `helm uninstall` after."""
+    operator's pod is Ready; `helm uninstall` after. `flavors`: the catalog's flavors
+    instead of E2E_FLAVORS (bench/router_cluster_bench.py gives its model more CPU)."""
     import helm_python as helm
     from k8s_helpers import wait_for
 
@@ -66,7 +69,7 @@ def install_operator(kubeconfig: Path, api: Any) -> Iterator[Operator]:
         },
         "watchNamespaces": [APPS_NAMESPACE],
         "crds": {"install": False},
-        "catalog": {"flavors": E2E_FLAVORS},
+        "catalog": {"flavors": E2E_FLAVORS if flavors is None else flavors},
     }
     config.install(str(CHART), RELEASE, values, namespace=OPERATOR_NAMESPACE, timeout=120)
     core = client.CoreV1Api(api)

@@ -9,14 +9,12 @@ the example applies unchanged and its pods resolve and reach the store like any 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import realnode
 from k8s_helpers import Kubectl, wait_for
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from tests.e2e.support import (
     REPO,
@@ -26,7 +24,6 @@ from tests.e2e.support import (
     custom_object,
     pods_report,
 )
-from tests.s3server import CREDENTIALS
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -42,48 +39,17 @@ SOURCES = [
 OUTPUT = f"s3://{BUCKET}/iris/output-manifest/"
 
 
-@pytest.fixture(scope="module")
-def object_store(node_s3: NodeS3, cluster_api_client: Any) -> Iterator[NodeS3]:
-    """`minio.storage.svc:9000` in the cluster, served by the S3 server on the node."""
-    core = client.CoreV1Api(cluster_api_client)
-    port = int(node_s3.endpoint.rsplit(":", 1)[1])
-    core.create_namespace(
-        client.V1Namespace(
-            metadata=client.V1ObjectMeta(name="storage", labels={"inferops-test": "1"})
-        )
-    )
-    try:
-        core.create_namespaced_service(
-            "storage",
-            {
-                "metadata": {"name": "minio"},
-                "spec": {"ports": [{"name": "s3", "port": 9000, "targetPort": port}]},
-            },
-        )
-        client.DiscoveryV1Api(cluster_api_client).create_namespaced_endpoint_slice(
-            "storage",
-            {
-                "metadata": {
-                    "name": "minio-node",
-                    "labels": {"kubernetes.io/service-name": "minio"},
-                },
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": [realnode.NODE_IP]}],
-                "ports": [{"name": "s3", "port": port, "protocol": "TCP"}],
-            },
-        )
-        yield node_s3
-    finally:
-        core.delete_namespace("storage")
-
-
 def read_s3(s3: Any, uri: str) -> str:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     return str(s3.get_object(Bucket=bucket, Key=key)["Body"].read().decode())
 
 
 def test_manifest_batch_on_two_real_workers(
-    operator: Operator, kubectl: Kubectl, api_client: Any, object_store: NodeS3
+    operator: Operator,
+    kubectl: Kubectl,
+    api_client: Any,
+    object_store: NodeS3,
+    storage_secret: str,
 ) -> None:
     ns = operator.apps
     object_store.reset()
@@ -97,15 +63,6 @@ def test_manifest_batch_on_two_real_workers(
         Body="".join(json.dumps({"source": s}) + "\n" for s in SOURCES).encode(),
     )
     core = client.CoreV1Api(api_client)
-    core.create_namespaced_secret(
-        ns,
-        {
-            "metadata": {"name": "object-storage"},
-            "stringData": {
-                k: v for k, v in CREDENTIALS.items() if k.startswith("AWS_") and "KEY" in k
-            },
-        },
-    )
     kubectl(
         "apply",
         "-n",
@@ -172,8 +129,3 @@ def test_manifest_batch_on_two_real_workers(
         print(f"batch {task}: {status['progress']}; manifests {manifests}; failed {failed}")
     finally:
         kubectl("delete", "-n", ns, "bs", "iris-batch-manifest", "--ignore-not-found")
-        try:
-            core.delete_namespaced_secret("object-storage", ns)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
