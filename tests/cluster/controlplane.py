@@ -995,6 +995,19 @@ def _cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_node_namespace(args: argparse.Namespace) -> int:
+    """A Namespace whose pods run on the real node (and only there), for kubectl apply."""
+    from realnode import NAMESPACE_ANNOTATIONS
+
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": args.name, "annotations": NAMESPACE_ANNOTATIONS},
+    }
+    print(json.dumps(namespace, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -1020,10 +1033,18 @@ def main(argv: list[str] | None = None) -> int:
             p.add_argument("-v", type=int, default=1, help="klog verbosity of the components")
         if name == "down":
             p.add_argument("--purge", action="store_true", help="also delete the logs")
+    ns = sub.add_parser("node-namespace", help="print a Namespace whose pods run on the node")
+    ns.add_argument("name")
     args = ap.parse_args(argv)
     if getattr(args, "no_scheduler", False):
         args.no_kwok = True
-    return {"up": _cmd_up, "down": _cmd_down, "status": _cmd_status}[args.cmd](args)
+    commands = {
+        "up": _cmd_up,
+        "down": _cmd_down,
+        "status": _cmd_status,
+        "node-namespace": _cmd_node_namespace,
+    }
+    return commands[args.cmd](args)
 
 
 if __name__ == "__main__":
