@@ -58,7 +58,14 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # run as a script: realnode and hoststate sit beside it
     sys.path.insert(0, str(HERE))
 
-from realnode import NODE_IP, NODE_NAME, RealNode, node_images, unavailable_reason  # noqa: E402
+from realnode import (  # noqa: E402
+    NODE_IP,
+    NODE_NAME,
+    NodeBusyError,
+    RealNode,
+    node_images,
+    unavailable_reason,
+)
 
 BUILD_SH = HERE / "build.sh"
 
@@ -484,7 +491,11 @@ class ControlPlane:
         deadline = t0 + timeout
         self.ports = {n: free_port() for n in ("etcd-client", "etcd-peer", "apiserver")}
         if self.node is not None:
-            self.node.network_up()  # the API server listens on the bridge's address
+            try:
+                self.node.network_up()  # the API server listens on the bridge's address
+            except NodeBusyError:
+                self.node = None  # the running node is another's: stop() must not touch it
+                raise
         self.server = f"https://{self.host}:{self.ports['apiserver']}"
 
         pki = self.pki = _PKI(self.pki_dir)

@@ -56,6 +56,10 @@ NAMESPACE_ANNOTATIONS = {
 NODE_COMPONENTS = ("containerd", "kubelet", "kube-proxy", "coredns")
 
 
+class NodeBusyError(RuntimeError):
+    """Another real node runs on this machine; nothing of it may be touched."""
+
+
 def containerd_root() -> Path:
     """Kept between runs, so imported images are reused (``INFEROPS_CONTAINERD_ROOT``)."""
     env = os.environ.get("INFEROPS_CONTAINERD_ROOT")
@@ -201,7 +205,7 @@ class RealNode:
     def network_up(self) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
         if Path(f"/sys/class/net/{BRIDGE}").exists():
-            raise RuntimeError(
+            raise NodeBusyError(
                 f"bridge {BRIDGE} exists: another real node runs here, or one was not torn "
                 "down (make cluster-down)"
             )
