@@ -61,7 +61,7 @@ for _path in (REPO, REPO / "tests" / "cluster"):
 
 import controlplane as cpmod  # noqa: E402
 import realnode  # noqa: E402
-from k8s_helpers import Kubectl, kubectl_path  # noqa: E402
+from k8s_helpers import Kubectl, kubectl_path, wait_for_default_service_account  # noqa: E402
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
@@ -424,21 +424,6 @@ def install_crds(kubectl: Kubectl) -> None:
         kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(f))
 
 
-def wait_for_service_account(api: Any, namespace: str) -> None:
-    core = client.CoreV1Api(api)
-
-    def exists() -> bool:
-        try:
-            core.read_namespaced_service_account("default", namespace)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-
-    wait_until(exists, 60, f"ServiceAccount {namespace}/default")
-
-
 def bench_flavors(cpu: str) -> list[dict[str, Any]]:
     """E2E_FLAVORS with the bench's flavor at `cpu` (request = limit: Guaranteed QoS)."""
     flavors: list[dict[str, Any]] = json.loads(json.dumps(E2E_FLAVORS))  # a deep copy
@@ -483,7 +468,7 @@ def own_cluster(args: argparse.Namespace) -> tuple[dict[str, Any] | None, int]:
         try:
             for name in (OPERATOR_NAMESPACE, APPS_NAMESPACE):
                 make_node_namespace(api, name)
-            wait_for_service_account(api, APPS_NAMESPACE)
+            wait_for_default_service_account(api, APPS_NAMESPACE)
             with install_operator(cp.kubeconfig, api, flavors=bench_flavors(args.model_cpu)):
                 print(f"operator installed by the chart (flavor {FLAVOR}: {args.model_cpu} CPU)")
                 document = run_in(api, kubectl, APPS_NAMESPACE, args)
@@ -526,7 +511,7 @@ def existing_cluster(args: argparse.Namespace) -> tuple[dict[str, Any] | None, i
                 raise
             make_node_namespace(api, namespace, {"inferops-bench": "1"})
             created = True
-            wait_for_service_account(api, namespace)
+            wait_for_default_service_account(api, namespace)
         else:
             for plural, name in (("aiapplications", APPLICATION), ("realtimeservices", SERVICE)):
                 try:

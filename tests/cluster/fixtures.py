@@ -34,7 +34,11 @@ if str(HERE) not in sys.path:
 
 import controlplane as cpmod  # noqa: E402
 import realnode  # noqa: E402
-from k8s_helpers import Kubectl, kubectl_path, wait_for  # noqa: E402
+from k8s_helpers import (  # noqa: E402
+    Kubectl,
+    kubectl_path,
+    wait_for_default_service_account,
+)
 
 E2E_KUBECONFIG_ENV = "INFEROPS_E2E_KUBECONFIG"
 #: Set (as CI does) to fail instead of skipping the end-to-end suite where no node can run.
@@ -209,16 +213,7 @@ def namespace(cluster_api_client: Any) -> Iterator[str]:
         client.V1Namespace(metadata=client.V1ObjectMeta(name=name, labels={"inferops-test": "1"}))
     )
 
-    def sa_exists() -> bool:
-        try:
-            core.read_namespaced_service_account("default", name)
-            return True
-        except ApiException as e:
-            if e.status == 404:
-                return False
-            raise
-
-    wait_for(sa_exists, timeout=30, what=f"ServiceAccount {name}/default")
+    wait_for_default_service_account(cluster_api_client, name)
     try:
         yield name
     finally:

@@ -81,3 +81,19 @@ def read_crd(api_client: Any, name: str) -> Any:
         if exc.status == 404:
             return None
         raise
+
+
+def wait_for_default_service_account(api: Any, namespace: str, timeout: float = 30) -> None:
+    """Pods can be created once the namespace's `default` ServiceAccount exists."""
+    core = client.CoreV1Api(api)
+
+    def exists() -> bool:
+        try:
+            core.read_namespaced_service_account("default", namespace)
+            return True
+        except ApiException as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    wait_for(exists, timeout=timeout, what=f"ServiceAccount {namespace}/default")

@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from tests.cluster.fixtures import REQUIRE_NODE_ENV
 from tests.e2e.support import (
@@ -69,21 +68,10 @@ def real_node(control_plane: Any) -> Any:
 @pytest.fixture
 def node_namespace(cluster_api_client: Any, real_node: Any) -> Iterator[str]:
     """A fresh namespace whose pods run on the real node; deleted after the test."""
-    from k8s_helpers import wait_for
+    from k8s_helpers import wait_for_default_service_account
 
     name = make_node_namespace(cluster_api_client, f"e2e-{uuid.uuid4().hex[:8]}")
-    core = client.CoreV1Api(cluster_api_client)
-
-    def sa_exists() -> bool:
-        try:
-            core.read_namespaced_service_account("default", name)
-            return True
-        except ApiException as exc:
-            if exc.status == 404:
-                return False
-            raise
-
-    wait_for(sa_exists, timeout=30, what=f"ServiceAccount {name}/default")
+    wait_for_default_service_account(cluster_api_client, name)
     try:
         yield name
     finally:

@@ -295,3 +295,41 @@ def current_status(obj: dict[str, Any]) -> dict[str, Any]:
     """The status when it is about the current spec (observedGeneration), else {}."""
     status = obj.get("status") or {}
     return status if status.get("observedGeneration") == obj["metadata"]["generation"] else {}
+
+
+def wait_phase(
+    api: Any, namespace: str, plural: str, name: str, phases: tuple[str, ...], timeout: float = 240
+) -> dict[str, Any]:
+    """The status once its phase (for the current generation) is one of `phases`; on time
+    out, the failure says what every pod of the namespace is doing."""
+    from k8s_helpers import wait_for
+
+    def reached() -> dict[str, Any] | None:
+        status = current_status(custom_object(api, namespace, plural, name))
+        return status if status.get("phase") in phases else None
+
+    try:
+        result: dict[str, Any] = wait_for(reached, timeout=timeout, what=f"{name} {phases}")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{pods_report(api, namespace)}") from None
+    return result
+
+
+def apply_objects(kubectl: Any, namespace: str, objects: list[dict[str, Any]]) -> None:
+    kubectl(
+        "apply",
+        "-n",
+        namespace,
+        "-f",
+        "-",
+        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}),
+    )
+
+
+def fresh_buckets(store: NodeS3, *buckets: str) -> Any:
+    """An S3 client on an emptied store holding just these (empty) buckets."""
+    store.reset()
+    s3 = store.client()
+    for bucket in buckets:
+        s3.create_bucket(Bucket=bucket)
+    return s3

@@ -13,16 +13,16 @@ from typing import Any
 
 import pytest
 import realnode
-from k8s_helpers import Kubectl, wait_for
+from k8s_helpers import Kubectl
 from kubernetes import client
 
 from tests.e2e.support import (
     REPO,
     NodeS3,
     Operator,
-    current_status,
-    custom_object,
+    fresh_buckets,
     pods_report,
+    wait_phase,
 )
 
 pytestmark = pytest.mark.timeout(900)
@@ -52,9 +52,7 @@ def test_manifest_batch_on_two_real_workers(
     storage_secret: str,
 ) -> None:
     ns = operator.apps
-    object_store.reset()
-    s3 = object_store.client()
-    s3.create_bucket(Bucket=BUCKET)
+    s3 = fresh_buckets(object_store, BUCKET)
     s3.put_object(Bucket=BUCKET, Key="iris/input/data.csv", Body=SEED_CSV.encode())
     s3.put_object(Bucket=BUCKET, Key="iris/input/more.csv", Body=OTHER_CSV.encode())
     s3.put_object(
@@ -73,14 +71,9 @@ def test_manifest_batch_on_two_real_workers(
         str(EXAMPLES / "iris-batch-manifest.yaml"),
     )
     try:
-
-        def finished() -> dict[str, Any] | None:
-            status = current_status(
-                custom_object(api_client, ns, "batchservices", "iris-batch-manifest")
-            )
-            return status if status.get("phase") in ("Completed", "Failed") else None
-
-        status = wait_for(finished, timeout=400, what="iris-batch-manifest finished")
+        status = wait_phase(
+            api_client, ns, "batchservices", "iris-batch-manifest", ("Completed", "Failed"), 400
+        )
         assert status["phase"] == "Completed", f"{status}\n{pods_report(api_client, ns)}"
         assert status["progress"] == {"total": 3, "succeeded": 2, "failed": 1}, status
         task = status["taskId"]

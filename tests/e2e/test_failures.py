@@ -8,7 +8,6 @@ pull on the machine itself, and nothing leaves it."""
 from __future__ import annotations
 
 import copy
-import json
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from tests.e2e.support import (
     PROJECT_IMAGE,
     REPO,
     Operator,
+    apply_objects,
     current_status,
     custom_object,
     pods_report,
@@ -102,14 +102,7 @@ def test_failures_end_failed_naming_the_cause(
 ) -> None:
     ns = operator.apps
     assert operator_restarts(api_client, operator) == [0]
-    kubectl(
-        "apply",
-        "-n",
-        ns,
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects()}),
-    )
+    apply_objects(kubectl, ns, objects())
     try:
 
         def statuses() -> dict[str, dict[str, Any]]:

@@ -21,10 +21,10 @@ from tests.e2e.support import (
     REPO,
     NodeS3,
     Operator,
-    current_status,
-    custom_object,
+    apply_objects,
+    fresh_buckets,
     http_json,
-    pods_report,
+    wait_phase,
 )
 
 pytestmark = pytest.mark.timeout(600)
@@ -93,31 +93,12 @@ def test_fetched_model_serves_and_the_agent_collects_requests(
     storage_secret: str,
 ) -> None:
     ns = operator.apps
-    object_store.reset()
-    s3 = object_store.client()
-    s3.create_bucket(Bucket=MODELS)
-    s3.create_bucket(Bucket=COLLECT)
+    s3 = fresh_buckets(object_store, MODELS, COLLECT)
     for f in sorted(Path(REPO / "examples" / "iris" / "model").iterdir()):
         s3.put_object(Bucket=MODELS, Key=f"iris/{f.name}", Body=f.read_bytes())
-    kubectl(
-        "apply",
-        "-n",
-        ns,
-        "-f",
-        "-",
-        input=json.dumps({"apiVersion": "v1", "kind": "List", "items": [application(), service()]}),
-    )
+    apply_objects(kubectl, ns, [application(), service()])
     try:
-
-        def running() -> bool:
-            obj = custom_object(api_client, ns, "realtimeservices", SERVICE)
-            return current_status(obj).get("phase") == "Running"
-
-        try:
-            wait_for(running, timeout=240, what=f"{SERVICE} Running")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{pods_report(api_client, ns)}") from None
-
+        wait_phase(api_client, ns, "realtimeservices", SERVICE, ("Running",))
         core = client.CoreV1Api(api_client)
         selector = f"serving.inferops.dev/owner-name={SERVICE},app.kubernetes.io/component!=router"
         [pod] = core.list_namespaced_pod(ns, label_selector=selector).items

@@ -19,7 +19,7 @@ from k8s_helpers import Kubectl, wait_for
 from kubernetes import client
 
 from inferops.resources.naming import child_name
-from tests.e2e.support import REPO, Operator, current_status, custom_object
+from tests.e2e.support import REPO, Operator, custom_object, wait_phase
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -130,13 +130,14 @@ def model_pods(api: Any, namespace: str) -> dict[str, tuple[str, int]]:
     }
 
 
-def wait_phase(api: Any, namespace: str, phase: str, timeout: float = 240) -> dict[str, Any]:
-    def reached() -> dict[str, Any] | None:
-        status = current_status(custom_object(api, namespace, "realtimeservices", SERVICE))
-        return status if status.get("phase") == phase else None
+def patch_spec(api: Any, namespace: str, spec: dict[str, Any]) -> None:
+    client.CustomObjectsApi(api).patch_namespaced_custom_object(
+        "serving.inferops.dev", "v1alpha1", namespace, "realtimeservices", SERVICE, {"spec": spec}
+    )
 
-    result: dict[str, Any] = wait_for(reached, timeout=timeout, what=f"{SERVICE} {phase}")
-    return result
+
+def wait_service(api: Any, namespace: str, phase: str) -> dict[str, Any]:
+    return wait_phase(api, namespace, "realtimeservices", SERVICE, (phase,))
 
 
 def router_settled(api: Any, namespace: str) -> bool:
@@ -172,7 +173,7 @@ def iris_online(operator: Operator, kubectl: Kubectl, api_client: Any) -> Iterat
         str(EXAMPLES / "iris-realtime.yaml"),
     )
     try:
-        wait_phase(api_client, ns, "Running")
+        wait_service(api_client, ns, "Running")
         service = client.CoreV1Api(api_client).read_namespaced_service(SERVICE, ns)
         yield service.spec.cluster_ip
     finally:
@@ -211,15 +212,8 @@ def test_50_50_changes_the_split_and_restarts_no_model_pod(
     rts = custom_object(api_client, ns, "realtimeservices", SERVICE)
     versions = rts["spec"]["versions"]
     versions[0]["trafficRatio"], versions[1]["trafficRatio"] = 50, 50
-    client.CustomObjectsApi(api_client).patch_namespaced_custom_object(
-        "serving.inferops.dev",
-        "v1alpha1",
-        ns,
-        "realtimeservices",
-        SERVICE,
-        {"spec": {"versions": versions}},
-    )
-    wait_phase(api_client, ns, "Running")
+    patch_spec(api_client, ns, {"versions": versions})
+    wait_service(api_client, ns, "Running")
     wait_for(lambda: router_settled(api_client, ns), timeout=180, what="router rolled")
     tally = measure(iris_online, 2000, rate=60)
     assert not tally.wrong and tally.codes[200] == 2000, (tally.codes, tally.wrong[:3])
@@ -241,25 +235,10 @@ def test_stop_removes_the_pods_and_start_brings_them_back(
     iris_online: str, operator: Operator, api_client: Any
 ) -> None:
     ns = operator.apps
-    patch = client.CustomObjectsApi(api_client).patch_namespaced_custom_object
-    patch(
-        "serving.inferops.dev",
-        "v1alpha1",
-        ns,
-        "realtimeservices",
-        SERVICE,
-        {"spec": {"stopped": True}},
-    )
-    wait_phase(api_client, ns, "Stopped")
+    patch_spec(api_client, ns, {"stopped": True})
+    wait_service(api_client, ns, "Stopped")
     wait_for(lambda: not pods(api_client, ns), timeout=120, what="no pods while stopped")
-    patch(
-        "serving.inferops.dev",
-        "v1alpha1",
-        ns,
-        "realtimeservices",
-        SERVICE,
-        {"spec": {"stopped": False}},
-    )
-    wait_phase(api_client, ns, "Running")
+    patch_spec(api_client, ns, {"stopped": False})
+    wait_service(api_client, ns, "Running")
     tally = measure(iris_online, 50, rate=20)
     assert tally.codes[200] == 50 and not tally.wrong

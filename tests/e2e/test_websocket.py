@@ -10,10 +10,10 @@ from typing import Any
 import aiohttp
 import pytest
 import realnode
-from k8s_helpers import Kubectl, wait_for
+from k8s_helpers import Kubectl
 from kubernetes import client
 
-from tests.e2e.support import REPO, Operator, current_status, custom_object, pods_report
+from tests.e2e.support import REPO, Operator, wait_phase
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -57,15 +57,7 @@ def test_messages_flow_through_the_stable_service(
         str(REPO / "examples" / "iris-websocket-realtime.yaml"),
     )
     try:
-
-        def running() -> bool:
-            obj = custom_object(api_client, ns, "realtimeservices", SERVICE)
-            return current_status(obj).get("phase") == "Running"
-
-        try:
-            wait_for(running, timeout=240, what=f"{SERVICE} Running")
-        except AssertionError as exc:
-            raise AssertionError(f"{exc}\n{pods_report(api_client, ns)}") from None
+        wait_phase(api_client, ns, "realtimeservices", SERVICE, ("Running",))
         selector = f"serving.inferops.dev/owner-name={SERVICE}"
         pods = client.CoreV1Api(api_client).list_namespaced_pod(ns, label_selector=selector)
         assert pods.items and all(p.spec.node_name == realnode.NODE_NAME for p in pods.items)
