@@ -12,6 +12,7 @@ kwok nodes keep every other test's pods.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Iterator
@@ -79,29 +80,37 @@ def node_namespace(cluster_api_client: Any, real_node: Any) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def node_s3(real_node: Any) -> Iterator[NodeS3]:
-    """An S3-API server (moto) on the node's address, where pods and the tests reach it."""
-    with node_s3_server() as s3:
-        yield s3
+def teardowns(real_node: Any) -> Iterator[contextlib.ExitStack]:
+    """The session's resources in the cluster (the chart, namespaces, the S3 server), undone
+    in reverse at the end of the session, or earlier by the host check, which must stop the
+    node (and with it the API server's address) only after them. Closing twice is a no-op."""
+    with contextlib.ExitStack() as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")
-def operator(real_node: Any, kubeconfig: Path, cluster_api_client: Any) -> Iterator[Operator]:
+def node_s3(teardowns: contextlib.ExitStack) -> NodeS3:
+    """An S3-API server (moto) on the node's address, where pods and the tests reach it."""
+    return teardowns.enter_context(node_s3_server())
+
+
+@pytest.fixture(scope="session")
+def operator(
+    teardowns: contextlib.ExitStack, kubeconfig: Path, cluster_api_client: Any
+) -> Operator:
     """The operator installed by the Helm chart with the image the Dockerfile makes, in its
     own namespace, watching APPS_NAMESPACE; both namespaces run on the real node. The
     session's CRDs (crds/, the same as the chart's) stay; the chart installs the rest."""
     for name in (OPERATOR_NAMESPACE, APPS_NAMESPACE):
         make_node_namespace(cluster_api_client, name)
-    try:
-        with install_operator(kubeconfig, cluster_api_client) as op:
-            yield op
-    finally:
-        for name in (APPS_NAMESPACE, OPERATOR_NAMESPACE):
-            delete_namespace(cluster_api_client, name)
+        teardowns.callback(delete_namespace, cluster_api_client, name)
+    return teardowns.enter_context(install_operator(kubeconfig, cluster_api_client))
 
 
 @pytest.fixture(scope="session")
-def object_store(node_s3: NodeS3, cluster_api_client: Any) -> Iterator[NodeS3]:
+def object_store(
+    teardowns: contextlib.ExitStack, node_s3: NodeS3, cluster_api_client: Any
+) -> NodeS3:
     """`minio.storage.svc:9000` in the cluster (the examples' object store): a Service
     without selector whose EndpointSlice points at the S3 server on the node's address."""
     import realnode
@@ -113,29 +122,24 @@ def object_store(node_s3: NodeS3, cluster_api_client: Any) -> Iterator[NodeS3]:
             metadata=client.V1ObjectMeta(name="storage", labels={"inferops-test": "1"})
         )
     )
-    try:
-        core.create_namespaced_service(
-            "storage",
-            {
-                "metadata": {"name": "minio"},
-                "spec": {"ports": [{"name": "s3", "port": 9000, "targetPort": port}]},
-            },
-        )
-        client.DiscoveryV1Api(cluster_api_client).create_namespaced_endpoint_slice(
-            "storage",
-            {
-                "metadata": {
-                    "name": "minio-node",
-                    "labels": {"kubernetes.io/service-name": "minio"},
-                },
-                "addressType": "IPv4",
-                "endpoints": [{"addresses": [realnode.NODE_IP]}],
-                "ports": [{"name": "s3", "port": port, "protocol": "TCP"}],
-            },
-        )
-        yield node_s3
-    finally:
-        delete_namespace(cluster_api_client, "storage")
+    teardowns.callback(delete_namespace, cluster_api_client, "storage")
+    core.create_namespaced_service(
+        "storage",
+        {
+            "metadata": {"name": "minio"},
+            "spec": {"ports": [{"name": "s3", "port": 9000, "targetPort": port}]},
+        },
+    )
+    client.DiscoveryV1Api(cluster_api_client).create_namespaced_endpoint_slice(
+        "storage",
+        {
+            "metadata": {"name": "minio-node", "labels": {"kubernetes.io/service-name": "minio"}},
+            "addressType": "IPv4",
+            "endpoints": [{"addresses": [realnode.NODE_IP]}],
+            "ports": [{"name": "s3", "port": port, "protocol": "TCP"}],
+        },
+    )
+    return node_s3
 
 
 @pytest.fixture(scope="session")

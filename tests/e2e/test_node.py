@@ -287,8 +287,12 @@ def _listening(host: str) -> Iterator[int]:
 
 
 @pytest.mark.host_restore
-def test_stopping_the_node_restores_the_host(real_node: Any) -> None:
-    """Runs last (conftest): the node is drained and stopped, and every sysctl, netfilter
-    table, link, route, mount, cgroup and folder is as before it started."""
+def test_stopping_the_node_restores_the_host(
+    real_node: Any, teardowns: contextlib.ExitStack
+) -> None:
+    """Runs last (conftest): the session's resources are removed, the node is drained and
+    stopped, and every sysctl, netfilter table, link, route, mount, cgroup and folder is as
+    before it started."""
+    teardowns.close()
     problems = real_node.stop_node()
     assert problems == [], "\n".join(problems)
