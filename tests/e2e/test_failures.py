@@ -36,7 +36,8 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
     ),
     "fail-crash": (
         {"image": PROJECT_IMAGE, "args": ["model-server", "--model", "/nonexistent"]},
-        ("CrashLoopBackOff",),
+        # the model's own last words, from its termination message
+        ("/nonexistent/model.json: cannot read",),
     ),
     "fail-never-ready": (
         {

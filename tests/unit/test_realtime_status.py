@@ -56,6 +56,33 @@ def test_phase_table(deps: list[Any], router: Any, pods: list[Any], old: Any, ph
     assert status["traffic"] == "iris:1.0.0=70,iris:2.0.0=30"
 
 
+RESTARTING = {"metadata": {"name": "p"}, "status": {"containerStatuses": [
+    {"name": "model", "ready": False, "restartCount": 3, "state": {"running": {}},
+     "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
+                                  "message": "starting\nmodel dir /nope: no config.json\n"}}}]}}
+READY_AFTER_RESTART = {"metadata": {"name": "q"}, "status": {"containerStatuses": [
+    {"name": "model", "ready": True, "restartCount": 1, "state": {"running": {}},
+     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}
+
+
+@pytest.mark.parametrize(("pods", "expected"), [
+    ([CRASHING], "p/model: CrashLoopBackOff"),
+    # between two back-offs the container runs again: its last exit still names the cause
+    ([RESTARTING], "p/model: restarting, last exit code 1 (Error): model dir /nope: no config.json"),
+    ([READY_AFTER_RESTART], None),  # recovered: nothing to report
+])
+def test_a_failed_rollout_names_the_crash(pods: list[Any], expected: str | None) -> None:
+    status = realtime_status(SPEC, generation=1, old=None,
+                             observed=Observed([deployment("1.0.0", 2, 0, deadline=True),
+                                                deployment("2.0.0", 1, 1)], ROUTER_OK, pods),
+                             url=None, now=NOW)
+    assert status["phase"] == "Failed"
+    if expected is None:
+        assert status["message"] == "not ready within timeoutMinutes (20): 1/3 instances ready"
+    else:
+        assert status["message"].endswith(f"; {expected}"), status["message"]
+
+
 def test_timeout_counts_from_the_start_of_the_rollout() -> None:
     deps = [deployment("1.0.0", 2, 0), deployment("2.0.0", 1, 0)]
     first = realtime_status(SPEC, generation=1, old=None, observed=Observed(deps, ROUTER_OK, []),

@@ -62,15 +62,34 @@ def _deadline_exceeded(deployment: Obj) -> bool:
 
 
 def crash_looping(pods: Sequence[Obj]) -> list[str]:
-    """'pod/container: reason' for containers stuck restarting or unable to start."""
+    """'pod/container: why' for containers stuck restarting or unable to start: the kubelet's
+    waiting reason and, once a container has exited and restarted, its last exit (code,
+    reason, the last line of its termination message). The last exit also holds between
+    two back-offs, while the kubelet shows the restarted container running, not ready."""
     found = []
     for pod in pods:
         statuses = (pod.get("status") or {}).get("containerStatuses") or []
         for status in statuses:
+            where = f"{pod['metadata']['name']}/{status.get('name')}"
             reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
+            last = (status.get("lastState") or {}).get("terminated")
             if reason in CRASH_REASONS:
-                found.append(f"{pod['metadata']['name']}/{status.get('name')}: {reason}")
+                found.append(f"{where}: {reason}{_last_exit(last)}")
+            elif last and int(status.get("restartCount") or 0) > 0 and not status.get("ready"):
+                found.append(f"{where}: restarting{_last_exit(last)}")
     return found
+
+
+def _last_exit(terminated: Obj | None) -> str:
+    if not terminated:
+        return ""
+    text = f", last exit code {terminated.get('exitCode')}"
+    if terminated.get("reason"):
+        text += f" ({terminated['reason']})"
+    lines = [line for line in str(terminated.get("message") or "").splitlines() if line.strip()]
+    if lines:
+        text += f": {lines[-1].strip()[:200]}"
+    return text
 
 
 def traffic_summary(spec: RealTimeServiceSpec) -> str:

@@ -122,6 +122,8 @@ def model_container(
         "env": env,
         "resources": resources(flavor),
         "securityContext": container_security_context(),
+        # a model that exits says why in its status (the end of its log), and so in ours
+        "terminationMessagePolicy": "FallbackToLogsOnError",
         **probes(version, timeout_minutes, port_name),
     }
     if version.command:
