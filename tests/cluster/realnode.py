@@ -89,9 +89,14 @@ def _images_module() -> Any:
     return module
 
 
+def _file_stamp(path: Path) -> str:
+    st = Path(path).stat()
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}"
+
+
 def node_images() -> Callable[[str], None]:
     """Builds (or reuses) the images of images/build.py and loads into containerd those
-    that it does not hold yet, keyed by the archive each came from."""
+    that it does not hold yet, keyed by the archive each came from (path, size, time)."""
 
     def load(socket: str) -> None:
         images = _images_module()
@@ -102,10 +107,12 @@ def node_images() -> Callable[[str], None]:
         except (OSError, ValueError):
             done = {}
         listed = set(sh("ctr", "--address", socket, "-n", "k8s.io", "images", "ls", "-q").split())
-        todo = {n: a for n, a in archives.items() if done.get(n) != str(a) or n not in listed}
+        # an image rebuilt in place keeps its archive's path: compare the file itself
+        stamp = {n: _file_stamp(a) for n, a in archives.items()}
+        todo = {n: a for n, a in archives.items() if done.get(n) != stamp[n] or n not in listed}
         if todo:
             images.import_images(todo, socket)
-            done.update({n: str(a) for n, a in todo.items()})
+            done.update({n: stamp[n] for n in todo})
             marker.write_text(json.dumps(done, indent=1) + "\n")
 
     return load
