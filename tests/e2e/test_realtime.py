@@ -87,6 +87,23 @@ def measure(host: str, successes: int, rate: float, connections: int = 8) -> Tal
     return tally
 
 
+def answers_on_fresh_connections(host: str, connections: int = 16) -> bool:
+    """kube-proxy follows an endpoint change a moment after the pods do: until then a new
+    connection may still be sent to a router pod that is gone."""
+    for _ in range(connections):
+        conn = http.client.HTTPConnection(host, 80, timeout=2)
+        tally = Tally()
+        try:
+            post(conn, tally)
+        except OSError:
+            return False
+        finally:
+            conn.close()
+        if tally.codes[200] + tally.codes[429] != 1:
+            return False
+    return True
+
+
 def burst(host: str, requests: int, threads: int = 8) -> Tally:
     """As fast as the client goes: beyond the service's trafficLimit."""
     tally = Tally()
@@ -175,6 +192,11 @@ def iris_online(operator: Operator, kubectl: Kubectl, api_client: Any) -> Iterat
     try:
         wait_service(api_client, ns, "Running")
         service = client.CoreV1Api(api_client).read_namespaced_service(SERVICE, ns)
+        wait_for(
+            lambda: answers_on_fresh_connections(service.spec.cluster_ip),
+            timeout=60,
+            what="kube-proxy on the router pods",
+        )
         yield service.spec.cluster_ip
     finally:
         kubectl("delete", "-n", ns, "rts", SERVICE, "--ignore-not-found", "--wait=true")
@@ -215,6 +237,11 @@ def test_50_50_changes_the_split_and_restarts_no_model_pod(
     patch_spec(api_client, ns, {"versions": versions})
     wait_service(api_client, ns, "Running")
     wait_for(lambda: router_settled(api_client, ns), timeout=180, what="router rolled")
+    wait_for(
+        lambda: answers_on_fresh_connections(iris_online),
+        timeout=60,
+        what="kube-proxy on the new router pods",
+    )
     tally = measure(iris_online, 2000, rate=60)
     assert not tally.wrong and tally.codes[200] == 2000, (tally.codes, tally.wrong[:3])
     assert abs(tally.share(V1) - 50) <= 3 and abs(tally.share(V2) - 50) <= 3, tally.backends
@@ -240,5 +267,10 @@ def test_stop_removes_the_pods_and_start_brings_them_back(
     wait_for(lambda: not pods(api_client, ns), timeout=120, what="no pods while stopped")
     patch_spec(api_client, ns, {"stopped": False})
     wait_service(api_client, ns, "Running")
+    wait_for(
+        lambda: answers_on_fresh_connections(iris_online),
+        timeout=60,
+        what="kube-proxy on the started pods",
+    )
     tally = measure(iris_online, 50, rate=20)
     assert tally.codes[200] == 50 and not tally.wrong
