@@ -61,7 +61,12 @@ for _path in (REPO, REPO / "tests" / "cluster"):
 
 import controlplane as cpmod  # noqa: E402
 import realnode  # noqa: E402
-from k8s_helpers import Kubectl, kubectl_path, wait_for_default_service_account  # noqa: E402
+from k8s_helpers import (  # noqa: E402
+    Kubectl,
+    kubectl_path,
+    wait_established,
+    wait_for_default_service_account,
+)
 from kubernetes import client, config  # noqa: E402
 from kubernetes.client.rest import ApiException  # noqa: E402
 
@@ -421,7 +426,7 @@ def install_crds(kubectl: Kubectl) -> None:
             "-f", str(f),
         )  # fmt: skip
     for f in files:
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(f))
+        wait_established(kubectl, f)
 
 
 def bench_flavors(cpu: str) -> list[dict[str, Any]]:

@@ -37,6 +37,7 @@ import realnode  # noqa: E402
 from k8s_helpers import (  # noqa: E402
     Kubectl,
     kubectl_path,
+    wait_established,
     wait_for_default_service_account,
 )
 
@@ -87,7 +88,7 @@ def _install_crds(kubectl: Kubectl) -> list[Path]:
             str(f),
         )
     for f in files:
-        kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(f))
+        wait_established(kubectl, f)
     return files
 
 

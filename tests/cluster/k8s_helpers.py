@@ -97,3 +97,23 @@ def wait_for_default_service_account(api: Any, namespace: str, timeout: float = 
             raise
 
     wait_for(exists, timeout=timeout, what=f"ServiceAccount {namespace}/default")
+
+
+def wait_established(kubectl: Kubectl, path: Path, timeout: float = 60) -> None:
+    """Every CRD of a file Established. `kubectl wait --for=condition=Established` fails at
+    once, instead of waiting, while a CRD just applied has no conditions yet."""
+    import yaml
+
+    names = [d["metadata"]["name"] for d in yaml.safe_load_all(path.read_text())
+             if d and d.get("kind") == "CustomResourceDefinition"]
+
+    def established() -> bool:
+        for name in names:
+            out = kubectl("get", "crd", name, "-o",
+                          "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                          check=False)
+            if out.strip() != "True":
+                return False
+        return True
+
+    wait_for(established, timeout=timeout, what=f"{', '.join(names)} Established")

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_helpers import Kubectl, read_crd, wait_for
+from k8s_helpers import Kubectl, read_crd, wait_established, wait_for
 from kubernetes import client
 
 from inferops.api.catalog import default_catalog
@@ -52,7 +52,7 @@ class RouteCrd:
             return
         path = route_crd_file()
         self.kubectl("apply", "--server-side", "--field-manager=inferops-tests", "-f", str(path))
-        self.kubectl("wait", "--for=condition=Established", "--timeout=60s", "-f", str(path))
+        wait_established(self.kubectl, path)
         self.installed = True
 
 
