@@ -326,6 +326,12 @@ def apply_objects(kubectl: Any, namespace: str, objects: list[dict[str, Any]]) -
     )
 
 
+def apply_examples(kubectl: Any, namespace: str, *names: str) -> None:
+    """`kubectl apply` of files of examples/, unchanged, as a user would."""
+    files = [arg for name in names for arg in ("-f", str(REPO / "examples" / name))]
+    kubectl("apply", "-n", namespace, *files)
+
+
 def fresh_buckets(store: NodeS3, *buckets: str) -> Any:
     """An S3 client on an emptied store holding just these (empty) buckets."""
     store.reset()

@@ -20,6 +20,7 @@ from tests.e2e.support import (
     REPO,
     NodeS3,
     Operator,
+    apply_examples,
     fresh_buckets,
     pods_report,
     wait_phase,
@@ -61,15 +62,7 @@ def test_manifest_batch_on_two_real_workers(
         Body="".join(json.dumps({"source": s}) + "\n" for s in SOURCES).encode(),
     )
     core = client.CoreV1Api(api_client)
-    kubectl(
-        "apply",
-        "-n",
-        ns,
-        "-f",
-        str(EXAMPLES / "iris-application.yaml"),
-        "-f",
-        str(EXAMPLES / "iris-batch-manifest.yaml"),
-    )
+    apply_examples(kubectl, ns, "iris-application.yaml", "iris-batch-manifest.yaml")
     try:
         status = wait_phase(
             api_client, ns, "batchservices", "iris-batch-manifest", ("Completed", "Failed"), 400

@@ -4,7 +4,6 @@ and stopping it leaves the host as it was."""
 from __future__ import annotations
 
 import contextlib
-import json
 import subprocess
 import sys
 import urllib.request
@@ -16,7 +15,7 @@ import realnode
 from k8s_helpers import Kubectl, wait_for
 from kubernetes import client
 
-from tests.e2e.support import PROJECT_IMAGE, http_json, python_pod
+from tests.e2e.support import PROJECT_IMAGE, apply_objects, http_json, python_pod
 
 IRIS_REQUEST = {
     "data": {
@@ -96,14 +95,7 @@ def ready_pod(api: Any, namespace: str, selector: str) -> Any:
 def test_model_server_runs_in_a_real_container(
     cluster_api_client: Any, cluster_kubectl: Kubectl, node_namespace: str
 ) -> None:
-    cluster_kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps(
-            {"apiVersion": "v1", "kind": "List", "items": model_server(node_namespace, "iris")}
-        ),
-    )
+    apply_objects(cluster_kubectl, node_namespace, model_server(node_namespace, "iris"))
     pod = ready_pod(cluster_api_client, node_namespace, "app=iris")
     assert pod.spec.node_name == realnode.NODE_NAME
     status = pod.status.container_statuses[0]
@@ -162,14 +154,7 @@ print(json.dumps(out))
 def test_cluster_dns_answers_cluster_names_only(
     cluster_api_client: Any, cluster_kubectl: Kubectl, node_namespace: str
 ) -> None:
-    cluster_kubectl(
-        "apply",
-        "-f",
-        "-",
-        input=json.dumps(
-            {"apiVersion": "v1", "kind": "List", "items": model_server(node_namespace, "iris")[1:]}
-        ),
-    )
+    apply_objects(cluster_kubectl, node_namespace, model_server(node_namespace, "iris")[1:])
     service = client.CoreV1Api(cluster_api_client).read_namespaced_service("iris", node_namespace)
     out = python_pod(
         cluster_api_client, node_namespace, "dns", DNS_PROBE.replace("{ns}", node_namespace)

@@ -19,7 +19,7 @@ from k8s_helpers import Kubectl, wait_for
 from kubernetes import client
 
 from inferops.resources.naming import child_name
-from tests.e2e.support import REPO, Operator, custom_object, wait_phase
+from tests.e2e.support import REPO, Operator, apply_examples, custom_object, wait_phase
 
 pytestmark = pytest.mark.timeout(900)
 
@@ -180,15 +180,7 @@ def router_settled(api: Any, namespace: str) -> bool:
 @pytest.fixture(scope="module")
 def iris_online(operator: Operator, kubectl: Kubectl, api_client: Any) -> Iterator[str]:
     ns = operator.apps
-    kubectl(
-        "apply",
-        "-n",
-        ns,
-        "-f",
-        str(EXAMPLES / "iris-application.yaml"),
-        "-f",
-        str(EXAMPLES / "iris-realtime.yaml"),
-    )
+    apply_examples(kubectl, ns, "iris-application.yaml", "iris-realtime.yaml")
     try:
         wait_service(api_client, ns, "Running")
         service = client.CoreV1Api(api_client).read_namespaced_service(SERVICE, ns)

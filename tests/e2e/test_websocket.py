@@ -13,7 +13,7 @@ import realnode
 from k8s_helpers import Kubectl
 from kubernetes import client
 
-from tests.e2e.support import REPO, Operator, wait_phase
+from tests.e2e.support import Operator, apply_examples, wait_phase
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -47,15 +47,7 @@ def test_messages_flow_through_the_stable_service(
     operator: Operator, kubectl: Kubectl, api_client: Any
 ) -> None:
     ns = operator.apps
-    kubectl(
-        "apply",
-        "-n",
-        ns,
-        "-f",
-        str(REPO / "examples" / "iris-websocket-application.yaml"),
-        "-f",
-        str(REPO / "examples" / "iris-websocket-realtime.yaml"),
-    )
+    apply_examples(kubectl, ns, "iris-websocket-application.yaml", "iris-websocket-realtime.yaml")
     try:
         wait_phase(api_client, ns, "realtimeservices", SERVICE, ("Running",))
         selector = f"serving.inferops.dev/owner-name={SERVICE}"
