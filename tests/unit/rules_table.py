@@ -1,4 +1,4 @@
-"""The validation table: valid and invalid objects for every rule in the seeds and DESIGN.md.
+"""The validation table: valid and invalid objects for every rule in the seeds and docs/design.md.
 
 `layer` says which validator must catch a row: "schema" rows are refused by the CRD itself
 (OpenAPI constraints and CEL) and by the Python validation alike; "catalog" and

@@ -1,4 +1,4 @@
-"""The catalog: the built-in default of DESIGN.md, and the catalog file."""
+"""The catalog: the built-in default of docs/design.md, and the catalog file."""
 
 from __future__ import annotations
 

@@ -153,7 +153,7 @@ def _dedicated(name: str) -> Pool:
 
 
 def default_catalog() -> Catalog:
-    """The built-in catalog (DESIGN.md); the Helm chart ships the same values."""
+    """The built-in catalog (docs/design.md); the Helm chart ships the same values."""
     every_pool = [PUBLIC_POOL, "pool-a", "pool-b"]
     return Catalog(
         pools=[Pool(name=PUBLIC_POOL, type="public"), _dedicated("pool-a"), _dedicated("pool-b")],

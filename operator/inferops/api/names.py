@@ -1,4 +1,4 @@
-"""Public names of the API: group, version, kinds and labels (a contract, see DESIGN.md)."""
+"""Public names of the API: group, version, kinds and labels (a contract, see docs/design.md)."""
 
 from __future__ import annotations
 
