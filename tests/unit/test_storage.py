@@ -13,7 +13,14 @@ import pytest
 
 from inferops.cli import main
 from inferops.runtime.fetch_model import fetch_model
-from inferops.storage import Storage, StorageError, parse_location
+from inferops.storage import (
+    HttpsStore,
+    LocalStore,
+    ObjectStore,
+    Storage,
+    StorageError,
+    parse_location,
+)
 
 
 @pytest.mark.parametrize(("text", "scheme", "bucket", "key", "path", "name"), [
@@ -42,6 +49,17 @@ def test_parse_location(text: str, scheme: str, bucket: str, key: str, path: str
 def test_bad_locations(text: str, message: str) -> None:
     with pytest.raises(StorageError, match=message):
         parse_location(text)
+
+
+@pytest.mark.parametrize(("text", "store"), [
+    ("obs://bucket/a.csv", ObjectStore),
+    ("s3://bucket/", ObjectStore),
+    ("file:///tmp/a.csv", LocalStore),
+    ("data/a.csv", LocalStore),
+    ("https://h.example/a.csv", HttpsStore),
+])
+def test_each_scheme_has_its_store(text: str, store: type) -> None:
+    assert type(Storage().store_for(parse_location(text))) is store
 
 
 def test_child_refuses_escaping_names() -> None:

@@ -1,0 +1,106 @@
+"""Local files: file:///path and plain paths (a mounted volume, or tests)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+from inferops.storage.errors import StorageError
+from inferops.storage.location import Location
+from inferops.storage.store import TreeFiles, files_under, read_size, single_file
+
+
+def _write_file(path: str, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+
+
+class LocalStore:
+    """Reads and writes local files; a write replaces the file whole (never half-written)."""
+
+    def list_files(self, folder: Location) -> Iterator[Location]:
+        root = Path(folder.path)
+        if not root.is_dir():
+            raise StorageError(f"{folder.text}: not a folder")
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames.sort()
+            for filename in sorted(filenames):
+                relative = os.path.relpath(os.path.join(dirpath, filename), root)
+                yield folder.child(relative)
+
+    def size(self, location: Location) -> int:
+        try:
+            return os.stat(location.path).st_size
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror}") from None
+
+    def read(self, location: Location, limit: int | None) -> bytes:
+        try:
+            with open(location.path, "rb") as handle:
+                return handle.read(limit) if limit else handle.read()
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror}") from None
+
+    def read_bounded(self, location: Location, max_bytes: int) -> tuple[int, bytes]:
+        try:
+            with open(location.path, "rb") as handle:
+                size = os.fstat(handle.fileno()).st_size
+                data = b"" if size > max_bytes else handle.read(read_size(size, max_bytes))
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror}") from None
+        return size, data
+
+    def read_if_exists(self, location: Location) -> bytes | None:
+        try:
+            with open(location.path, "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror}") from None
+
+    def iter_chunks(self, location: Location, chunk_size: int) -> Iterator[bytes]:
+        try:
+            with open(location.path, "rb") as handle:
+                yield from iter(lambda: handle.read(chunk_size), b"")
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror or exc}") from None
+        except StorageError:
+            raise
+        except Exception as exc:  # e.g. ValueError for a NUL in a path from a manifest
+            raise StorageError(f"{location.text}: download failed: {exc}") from None
+
+    def write(self, location: Location, data: bytes, content_type: str) -> None:
+        # os.path rather than pathlib: pathlib interns every path component into the
+        # interpreter's string table, which a batch worker writing one result file per
+        # input would churn (see Location.child).
+        directory, name = os.path.split(location.path.rstrip("/") or location.path)
+        tmp = os.path.join(directory, f".{name}.tmp")
+        try:
+            try:
+                _write_file(tmp, data)
+            except FileNotFoundError:
+                # The folder is made on the first write into it only: checking it on
+                # every write cost a batch worker two system calls per result file.
+                if not directory:
+                    raise
+                os.makedirs(directory, exist_ok=True)
+                _write_file(tmp, data)
+            os.replace(tmp, os.path.join(directory, name))  # readers never see half a file
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror}") from None
+
+    def download(self, location: Location, target: Path) -> None:
+        try:
+            shutil.copyfile(location.path, target)
+        except OSError as exc:
+            raise StorageError(f"{location.text}: {exc.strerror or exc}") from None
+        except Exception as exc:  # e.g. ValueError for a NUL in a path from a manifest
+            raise StorageError(f"{location.text}: download failed: {exc}") from None
+
+    def tree(self, source: Location) -> TreeFiles:
+        if Path(source.path).is_dir():
+            return files_under(source, self.list_files(source))
+        return single_file(source)
