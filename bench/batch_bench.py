@@ -37,8 +37,8 @@ from typing import Any
 import aiohttp
 import yaml
 
+from inferops.contract.batch_worker import WorkerConfig, config_from_service
 from inferops.demo import MODEL_DIR, DemoError, examples_dir, model_server
-from inferops.worker.config import WorkerConfig, config_from_service
 from inferops.worker.mapping import build_request
 from inferops.worker.runner import run_worker
 

@@ -38,8 +38,8 @@ import aiohttp
 import yaml
 from aiohttp import web
 
+from inferops.contract.batch_worker import config_from_service, io_threads_default
 from inferops.demo import MODEL_DIR, examples_dir, model_server
-from inferops.worker.config import config_from_service, io_threads_default
 from inferops.worker.runner import run_worker
 
 CREDENTIALS = {

@@ -25,9 +25,9 @@ from pathlib import Path
 import aiohttp
 import yaml
 
+from inferops.contract.batch_worker import config_from_service
 from inferops.demo import MODEL_DIR, examples_dir, model_server
 from inferops.worker.client import ModelClient
-from inferops.worker.config import config_from_service
 from inferops.worker.runner import run_local
 
 ROW = "5.1,3.5,1.4,0.2"

@@ -13,10 +13,10 @@ import yaml
 
 from inferops.api.catalog import Catalog, CatalogError, load_catalog
 from inferops.api.crd import all_crds, render_yaml, write_crds
+from inferops.contract.request_schema import generate_mapping, request_schema, select_api
 from inferops.manifests import Document, ManifestError, check_kinds, read_documents
 from inferops.validation import ValidationContext, validate_object
 from inferops.validation.references import index_applications
-from inferops.worker.mapping import generate_mapping, request_schema, select_api
 
 EXIT_INVALID = 1
 EXIT_UNREADABLE = 2

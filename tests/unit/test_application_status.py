@@ -7,9 +7,15 @@ from typing import Any
 
 import pytest
 
-from inferops.reconcile.application import application_status
+from inferops.reconcile.application import application_status as application_status_model
+from inferops.reconcile.common import status_fields
 from inferops.reconcile.conditions import condition, set_condition
 from tests.unit.rules_table import app
+
+
+def application_status(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The status as the operator patches it."""
+    return status_fields(application_status_model(*args, **kwargs))
 
 T0, T1 = "2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z"
 

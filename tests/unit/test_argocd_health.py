@@ -15,11 +15,13 @@ import pytest
 import yaml
 from lupa import lua51
 
+from inferops.api.base import ApiModel
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.reconcile.application import application_status
 from inferops.reconcile.batch_status import batch_status
-from inferops.reconcile.realtime_status import Observed, failed_status, realtime_status
+from inferops.reconcile.common import blocked_status, status_fields
+from inferops.reconcile.realtime_status import Observed, realtime_status
 from tests.unit.rules_table import app, bs, rts, version
 
 REPO = Path(__file__).resolve().parents[2]
@@ -55,12 +57,12 @@ def health(obj: dict[str, Any]) -> tuple[str, str]:
     return str(result.status), str(result.message or "")
 
 
-def with_status(obj: dict[str, Any], status: dict[str, Any] | None,
+def with_status(obj: dict[str, Any], status: ApiModel | dict[str, Any] | None,
                 generation: int = 1) -> dict[str, Any]:
     obj = copy.deepcopy(obj)
     obj["metadata"]["generation"] = generation
     if status is not None:
-        obj["status"] = status
+        obj["status"] = status_fields(status) if isinstance(status, ApiModel) else status
     return obj
 
 
@@ -83,7 +85,7 @@ ROUTER = {"metadata": {"generation": 1, "labels": {}}, "spec": {"replicas": 1},
 
 
 def realtime(ready: int, old: dict[str, Any] | None = None, stopped: bool = False
-             ) -> dict[str, Any]:
+             ) -> ApiModel:
     spec = RTS_SPEC.model_copy(update={"stopped": stopped})
     observed = Observed([deployment("1.0.0", 2, ready), deployment("2.0.0", 1, 1)], ROUTER, [])
     return realtime_status(spec, generation=1, old=old, observed=observed, url="http://svc",
@@ -95,7 +97,7 @@ BS_SPEC = BatchServiceSpec.model_validate(BS["spec"])
 
 
 def batch(job: dict[str, Any] | None, stopped: bool = False, pods: list[Any] | None = None
-          ) -> dict[str, Any]:
+          ) -> ApiModel:
     spec = BS_SPEC.model_copy(update={"stopped": stopped})
     return batch_status(spec, generation=1, old=None, job=job, pods=pods or [], task="t1",
                         now=NOW)
@@ -117,7 +119,7 @@ SAMPLES = [
                                                        "observedGeneration": 1})),
      "Degraded", "Abnormal: 2/3 instances ready"),
     ("rts Stopped", with_status(RTS, realtime(0, stopped=True)), "Suspended", "Stopped"),
-    ("rts Failed", with_status(RTS, failed_status(
+    ("rts Failed", with_status(RTS, blocked_status(
         None, 1, reason="InvalidSpec", message="spec.versions[0].specification: unknown",
         now=NOW)),
      "Degraded", "Failed: spec.versions[0].specification: unknown"),

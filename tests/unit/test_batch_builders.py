@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import datetime
 import json
+from dataclasses import replace
 from typing import Any
 
 import kubernetes_validate
@@ -13,23 +14,31 @@ import pytest
 from inferops.api.application import AIApplicationSpec
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.catalog import default_catalog
-from inferops.reconcile.batch_status import batch_status
+from inferops.contract.batch_worker import config_from_env, config_from_service
+from inferops.reconcile.batch_status import batch_status as batch_status_model
+from inferops.reconcile.common import status_fields
 from inferops.resources.batch import BatchInputs, batch_job, task_id
 from tests.unit.rules_table import app, bs
 
+
+def batch_status(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The status as the operator patches it."""
+    return status_fields(batch_status_model(*args, **kwargs))
+
 K8S = "1.37.0"
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
+UID = "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0"
 
 
 def job_for(obj: dict[str, Any], model_uri: str | None = None) -> dict[str, Any]:
     obj = copy.deepcopy(obj)
-    obj["metadata"].update(namespace="ns", uid="0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+    obj["metadata"].update(namespace="ns", uid=UID)
     spec = BatchServiceSpec.model_validate(obj["spec"])
     app_spec = copy.deepcopy(app()["spec"])
     if model_uri:
         app_spec["versions"][0]["modelUri"] = model_uri
     version = AIApplicationSpec.model_validate(app_spec).versions[0]
-    return batch_job(BatchInputs(obj, spec, version, default_catalog(), '{"x": 1}'))
+    return batch_job(BatchInputs(obj, spec, version, default_catalog()))
 
 
 CASES = {
@@ -60,8 +69,16 @@ def test_indexed_job_shape() -> None:
     assert model["resources"]["limits"] == {"cpu": "2", "memory": "4Gi"}
     worker = pod["containers"][0]
     assert worker["args"] == ["batch-worker"]
-    assert {"name": "INFEROPS_BATCH_CONFIG", "value": '{"x": 1}'} in worker["env"]
     assert {"name": "INFEROPS_BATCH_WORKERS", "value": "3"} in worker["env"]
+    # What a worker pod reads back is the config of this service and its app version, its
+    # model the sidecar on the version's port.
+    env = {e["name"]: e["value"] for e in worker["env"] if "value" in e}
+    expected = config_from_service(
+        CASES["workers"], app(), f"http://127.0.0.1:{model['ports'][0]['containerPort']}",
+        task_id({"metadata": {"uid": UID}}),
+        limits=default_catalog().batch)
+    assert config_from_env({**env, "JOB_COMPLETION_INDEX": "2"}) == replace(
+        expected, worker_index=2)
     assert "nodeSelector" not in pod  # the public pool has no selector in the default catalog
     for container in [*pod["initContainers"], *pod["containers"]]:
         assert container["securityContext"]["allowPrivilegeEscalation"] is False

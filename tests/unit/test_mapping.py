@@ -8,9 +8,7 @@ from typing import Any
 
 import pytest
 
-from inferops.worker.mapping import (
-    RowError,
-    build_request,
+from inferops.contract.request_schema import (
     file_property,
     generate_mapping,
     input_type,
@@ -19,6 +17,7 @@ from inferops.worker.mapping import (
     schema_problems,
     select_api,
 )
+from inferops.worker.mapping import RowError, build_request
 
 DATA = Path(__file__).parent / "data"
 SEED_CONFIG = json.loads((DATA / "seed_config.json").read_text())

@@ -8,8 +8,15 @@ from typing import Any
 import pytest
 
 from inferops.api.realtime import RealTimeServiceSpec
-from inferops.reconcile.realtime_status import Observed, realtime_status
+from inferops.reconcile.common import status_fields
+from inferops.reconcile.realtime_status import Observed
+from inferops.reconcile.realtime_status import realtime_status as realtime_status_model
 from tests.unit.rules_table import rts, version
+
+
+def realtime_status(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """The status as the operator patches it."""
+    return status_fields(realtime_status_model(*args, **kwargs))
 
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from inferops.worker.config import config_from_service, config_to_env_json
+from inferops.contract.batch_worker import config_from_service, config_to_env_json
 from inferops.worker.runner import WorkerError, run_local, run_worker
 from tests.worker_support import (
     FILE_SCHEMA,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from inferops.worker.config import config_from_service
+from inferops.contract.batch_worker import config_from_service
 from inferops.worker.runner import run_worker
 from tests.s3server import wait_until_serving
 from tests.worker_support import IRIS_MODEL, SEED_SCHEMA, application, batch_service, free_port

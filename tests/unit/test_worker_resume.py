@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from inferops.worker.config import WorkerConfig, config_from_service, config_to_env_json
+from inferops.contract.batch_worker import WorkerConfig, config_from_service, config_to_env_json
 from inferops.worker.runner import run_local, run_worker
 from tests.worker_support import (
     SEED_SCHEMA,

@@ -10,9 +10,9 @@ import pytest
 import yaml
 
 from inferops.cli import main
+from inferops.contract.batch_worker import config_from_service
+from inferops.contract.request_schema import generate_mapping
 from inferops.runtime.model_server import build_app
-from inferops.worker.config import config_from_service
-from inferops.worker.mapping import generate_mapping
 from inferops.worker.runner import run_local, run_worker
 from tests.worker_support import (
     IRIS_MODEL,

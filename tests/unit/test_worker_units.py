@@ -12,14 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from inferops.api.catalog import BatchLimits
-from inferops.storage import Storage, parse_location
-from inferops.worker.commands import termination_message, write_termination_log
-from inferops.worker.config import (
+from inferops.contract.batch_worker import (
     ConfigError,
     config_from_env,
     config_from_service,
     config_to_env_json,
 )
+from inferops.storage import Storage, parse_location
 from inferops.worker.csv_rows import is_json_type
 from inferops.worker.encoding import compile_encoder
 from inferops.worker.manifest import chunk_name, chunk_number, manifest_line
@@ -155,19 +154,6 @@ def test_manifest_input_streams_from_storage(tmp_path: Path) -> None:
     assert [(s.position, s.shard_index, s.text) for s in sources] == [
         (1, 0, "/d/1.csv"), (3, 1, "/d/3.csv")]
     assert parse_location(str(manifest)).scheme == "file"
-
-
-def test_termination_message_stays_under_4096_bytes(tmp_path: Path) -> None:
-    few = {"total": 3, "succeeded": 3, "failed": 0, "manifests": ["s3://b/o/x.manifest"]}
-    assert json.loads(termination_message(few)) == few
-    many = {**few, "manifests": [f"s3://bucket/out/infer-result-T_{i}.manifest"
-                                 for i in range(500)]}
-    short = termination_message(many)
-    assert len(short.encode()) < 4096
-    assert json.loads(short) == {"total": 3, "succeeded": 3, "failed": 0, "manifest_count": 500}
-    log = tmp_path / "log"
-    write_termination_log(few, {"INFEROPS_TERMINATION_LOG": str(log)})
-    assert json.loads(log.read_text()) == few
 
 
 # ---- compile_mapping is build_request, only faster ----------------------------------------

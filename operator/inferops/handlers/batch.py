@@ -12,7 +12,6 @@ from inferops.handlers import events
 from inferops.handlers.coalesce import Coalescer, refresh
 from inferops.handlers.metrics import timed
 from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
-from inferops.reconcile.common import Outcome
 
 KIND = KIND_BATCH
 RESOURCE = (GROUP, VERSION, BATCH.plural)
@@ -22,17 +21,12 @@ TIMER_SECONDS = 15
 REFRESH = Coalescer(0.5)
 
 
-def _report(outcome: Outcome | None) -> None:
-    if outcome is not None:
-        events.phase_changed(outcome.obj, outcome.old_phase, outcome.phase, outcome.message)
-
-
 @kopf.on.resume(*RESOURCE)
 @kopf.on.create(*RESOURCE)
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     with timed(KIND):
-        _report(reconcile_batch(memo.kube, memo.catalog, str(namespace), name))
+        events.report(reconcile_batch(memo.kube, memo.catalog, str(namespace), name))
 
 
 @kopf.on.event("batch", "v1", "jobs", labels=CHILDREN)
@@ -44,7 +38,7 @@ async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, *
             REFRESH,
             KIND,
             (namespace, owner),
-            lambda: _report(refresh_batch_status(memo.kube, str(namespace), owner)),
+            lambda: events.report(refresh_batch_status(memo.kube, str(namespace), owner)),
         )
 
 
@@ -55,4 +49,4 @@ async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, *
     when=lambda status, **_: status.get("phase") == "Deploying",
 )
 def deadline(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
-    _report(refresh_batch_status(memo.kube, str(namespace), name))
+    events.report(refresh_batch_status(memo.kube, str(namespace), name))

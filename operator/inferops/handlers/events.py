@@ -1,4 +1,5 @@
-"""Kubernetes Events on the custom resources, for phase transitions and pruning."""
+"""Posts a reconcile's events (phase transitions, pruning, app version verdicts) on its
+object, and counts the transitions."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ from typing import Any
 import kopf
 
 from inferops.handlers.metrics import TRANSITIONS
-
-WARNING_PHASES = frozenset({"Failed", "Abnormal"})
+from inferops.reconcile.common import Outcome
 
 
 def _ref(obj: Mapping[str, Any]) -> kopf.Body:
@@ -22,17 +22,11 @@ def _ref(obj: Mapping[str, Any]) -> kopf.Body:
     }
 
 
-def phase_changed(obj: Mapping[str, Any], old: str | None, new: str | None, message: str) -> None:
-    if new is None or new == old:
+def report(outcome: Outcome | None) -> None:
+    if outcome is None:
         return
-    TRANSITIONS.labels(str(obj.get("kind")), new).inc()
-    text = f"{old or 'new'} -> {new}: {message}" if message else f"{old or 'new'} -> {new}"
-    if new in WARNING_PHASES:
-        kopf.warn(_ref(obj), reason=new, message=text)
-    else:
-        kopf.info(_ref(obj), reason=new, message=text)
-
-
-def pruned(obj: Mapping[str, Any], children: tuple[str, ...]) -> None:
-    for child in children:
-        kopf.info(_ref(obj), reason="Pruned", message=f"deleted {child}: no longer in the spec")
+    if outcome.phase_changed:
+        TRANSITIONS.labels(str(outcome.obj.get("kind")), str(outcome.phase)).inc()
+    for event in outcome.events():
+        post = kopf.warn if event.warning else kopf.info
+        post(_ref(outcome.obj), reason=event.reason, message=event.message)

@@ -8,24 +8,27 @@ from typing import Any
 
 import kopf
 
+from inferops.api import phases
 from inferops.api.kinds import BATCH, REALTIME
 from inferops.api.names import API_VERSION, GROUP, KIND_REALTIME, VERSION
 from inferops.handlers import events
 from inferops.reconcile.batch import reconcile_batch
-from inferops.reconcile.common import WAITING_ON_CLUSTER, Outcome
+from inferops.reconcile.common import Outcome
 from inferops.reconcile.conditions import condition
 from inferops.reconcile.realtime import reconcile_realtime
-from inferops.validation.quota import REASON
 
 RETRY_SECONDS = 30
 
 
 def quota_blocked(status: Mapping[str, Any], **_: Any) -> bool:
-    return bool(condition(status.get("conditions"), "Ready").get("reason") == REASON)
+    reason = condition(status.get("conditions"), phases.READY).get("reason")
+    return bool(reason == phases.QUOTA_EXCEEDED)
 
 
 def waiting_on_cluster(status: Mapping[str, Any], **_: Any) -> bool:
-    return condition(status.get("conditions"), "Ready").get("reason") in WAITING_ON_CLUSTER
+    return condition(status.get("conditions"), phases.READY).get("reason") in (
+        phases.WAITING_ON_CLUSTER
+    )
 
 
 def _reconcile(kind: str, memo: Any, namespace: str, name: str) -> None:
@@ -34,8 +37,7 @@ def _reconcile(kind: str, memo: Any, namespace: str, name: str) -> None:
         outcome = reconcile_realtime(memo.kube, memo.catalog, namespace, name)
     else:
         outcome = reconcile_batch(memo.kube, memo.catalog, namespace, name)
-    if outcome is not None:
-        events.phase_changed(outcome.obj, outcome.old_phase, outcome.phase, outcome.message)
+    events.report(outcome)
 
 
 @kopf.on.event(GROUP, VERSION, REALTIME.plural)

@@ -12,7 +12,6 @@ from inferops.api.names import GROUP, KIND_REALTIME, LABEL_OWNER_KIND, LABEL_OWN
 from inferops.handlers import events
 from inferops.handlers.coalesce import Coalescer, refresh
 from inferops.handlers.metrics import timed
-from inferops.reconcile.common import Outcome
 from inferops.reconcile.realtime import reconcile_realtime, refresh_realtime_status
 
 KIND = KIND_REALTIME
@@ -21,13 +20,6 @@ CHILDREN = {LABEL_OWNER_KIND: KIND_REALTIME}
 TIMER_SECONDS = 15
 # Child events of one owner within this many seconds share one status refresh.
 REFRESH = Coalescer(0.5)
-
-
-def _report(outcome: Outcome | None) -> None:
-    if outcome is None:
-        return
-    events.phase_changed(outcome.obj, outcome.old_phase, outcome.phase, outcome.message)
-    events.pruned(outcome.obj, outcome.pruned)
 
 
 @kopf.index(*RESOURCE)
@@ -47,7 +39,7 @@ def services_by_application(
 @kopf.on.update(*RESOURCE, field="spec")
 def reconcile(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     with timed(KIND):
-        _report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), name))
+        events.report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), name))
 
 
 @kopf.on.event("apps", "v1", "deployments", labels=CHILDREN)
@@ -59,7 +51,7 @@ async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, *
             REFRESH,
             KIND,
             (namespace, owner),
-            lambda: _report(
+            lambda: events.report(
                 refresh_realtime_status(memo.kube, memo.catalog, str(namespace), owner)
             ),
         )
@@ -73,7 +65,7 @@ async def child_changed(labels: kopf.Labels, namespace: str | None, memo: Any, *
 )
 def deadline(name: str, namespace: str | None, memo: Any, **_: Any) -> None:
     """Time passing is not an event: timeoutMinutes is checked while Deploying."""
-    _report(refresh_realtime_status(memo.kube, memo.catalog, str(namespace), name))
+    events.report(refresh_realtime_status(memo.kube, memo.catalog, str(namespace), name))
 
 
 @kopf.on.event(GROUP, VERSION, APPLICATION.plural)
@@ -89,4 +81,4 @@ def application_changed(
         return
     names: set[str] = set(services_by_application.get((str(namespace), name), []))
     for service in sorted(names):
-        _report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), service))
+        events.report(reconcile_realtime(memo.kube, memo.catalog, str(namespace), service))

@@ -1,30 +1,27 @@
-"""The status of a BatchService, from its Job and the workers' termination messages.
+"""The status of a BatchService, from its Job and the workers' reports.
 
-Workers report their counts in their container's termination message (JSON), so progress
-needs no access to object storage: it counts the indexes that have finished.
+Workers leave their report (`inferops.contract.worker_report`) in their container's
+termination message, so progress needs no access to object storage: it counts the indexes
+that have finished.
 """
 
 from __future__ import annotations
 
 import datetime
-import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from inferops.api.batch import BatchServiceSpec
-from inferops.reconcile.conditions import format_time, lifecycle, rollout_start
-from inferops.reconcile.realtime_status import crash_looping
+from inferops.api import phases
+from inferops.api.batch import BatchPhase, BatchProgress, BatchServiceSpec, BatchServiceStatus
+from inferops.contract.worker_report import WorkerReport
+from inferops.reconcile.conditions import rollout_start
+from inferops.reconcile.lifecycle import Rule, Verdict, always, decide, mark, with_detail
+from inferops.reconcile.workload_health import crash_summary, job_condition
 
 Obj = Mapping[str, Any]
 WORKER = "worker"
 INDEX_ANNOTATION = "batch.kubernetes.io/job-completion-index"
-
-
-def _job_condition(job: Obj | None, kind: str) -> Obj | None:
-    for cond in ((job or {}).get("status") or {}).get("conditions") or ():
-        if cond.get("type") == kind and cond.get("status") == "True":
-            return dict(cond)
-    return None
 
 
 def _worker_state(pod: Obj) -> Obj:
@@ -34,26 +31,84 @@ def _worker_state(pod: Obj) -> Obj:
     return {}
 
 
-def worker_reports(pods: Sequence[Obj]) -> dict[str, dict[str, Any]]:
-    """index -> the summary of its last successful worker (one per index, no double count)."""
-    reports: dict[str, dict[str, Any]] = {}
+def worker_reports(pods: Sequence[Obj]) -> dict[str, WorkerReport]:
+    """index -> the report of its last successful worker (one per index, no double count)."""
+    reports: dict[str, WorkerReport] = {}
     for pod in sorted(pods, key=lambda p: p["metadata"].get("creationTimestamp") or ""):
         terminated = _worker_state(pod).get("terminated") or {}
         if terminated.get("exitCode") != 0:
             continue
         index = (pod["metadata"].get("annotations") or {}).get(INDEX_ANNOTATION, "")
-        try:
-            summary = json.loads(terminated.get("message") or "")
-        except ValueError:
-            continue
-        if isinstance(summary, dict):
-            reports[index] = summary
+        report = WorkerReport.parse(str(terminated.get("message") or ""))
+        if report is not None:
+            reports[index] = report
     return reports
 
 
-def _count(reports: Mapping[str, Mapping[str, Any]], key: str) -> int:
-    values = (r.get(key) for r in reports.values())
-    return sum(v for v in values if isinstance(v, int) and not isinstance(v, bool))
+@dataclass(frozen=True)
+class Facts:
+    """What the phase is decided on."""
+
+    stopped: bool
+    complete: bool
+    job_failed: Obj | None
+    job_exists: bool
+    running: bool
+    reported: bool
+    timed_out: bool
+    timeout_minutes: int
+    progress: BatchProgress
+    crashes: str
+
+    @property
+    def done(self) -> str:
+        p = self.progress
+        return (
+            f"{p.succeeded + p.failed}/{p.total} sources"
+            if self.reported
+            else ("no worker finished yet")
+        )
+
+
+def _completed(f: Facts) -> Verdict[BatchPhase]:
+    p = f.progress
+    message = f"{p.succeeded} succeeded, {p.failed} failed of {p.total} sources"
+    return Verdict(phases.COMPLETED, phases.COMPLETED, message, ready=True)
+
+
+def _job_failed(f: Facts) -> Verdict[BatchPhase]:
+    failed = f.job_failed or {}
+    message = str(failed.get("message") or "the Job failed")
+    reason = str(failed.get("reason") or phases.JOB_FAILED)
+    return Verdict(phases.FAILED, reason, with_detail(message, f.crashes))
+
+
+def _stopped(f: Facts) -> Verdict[BatchPhase]:
+    return Verdict(phases.STOPPED, phases.STOPPED, f"suspended; {f.done}")
+
+
+def _running(f: Facts) -> Verdict[BatchPhase]:
+    return Verdict(phases.RUNNING, phases.RUNNING, f.done, progressing=True)
+
+
+def _timed_out(f: Facts) -> Verdict[BatchPhase]:
+    message = f"workers not running within timeoutMinutes ({f.timeout_minutes})"
+    return Verdict(phases.FAILED, phases.DEPLOYMENT_TIMEOUT, with_detail(message, f.crashes))
+
+
+def _deploying(f: Facts) -> Verdict[BatchPhase]:
+    message = with_detail("waiting for the model and workers", f.crashes)
+    return Verdict(phases.DEPLOYING, phases.DEPLOYING, message, progressing=True)
+
+
+RULES: tuple[Rule[Facts, BatchPhase], ...] = (
+    Rule(lambda f: f.complete, _completed),
+    Rule(lambda f: f.job_failed is not None, _job_failed),
+    Rule(lambda f: f.stopped, _stopped),
+    Rule(lambda f: f.running, _running),
+    Rule(lambda f: f.job_exists and not f.reported and f.timed_out, _timed_out),
+    Rule(always, _deploying),
+)
 
 
 def batch_status(
@@ -65,66 +120,44 @@ def batch_status(
     pods: Sequence[Obj],
     task: str,
     now: datetime.datetime,
-) -> dict[str, Any]:
+) -> BatchServiceStatus:
     old = old or {}
-    reports = worker_reports(pods)
-    total, succeeded, failed = (_count(reports, k) for k in ("total", "succeeded", "failed"))
-    manifests = sorted(
-        {m for r in reports.values() for m in r.get("manifests") or [] if isinstance(m, str)}
+    reports = worker_reports(pods).values()
+    progress = BatchProgress(
+        total=sum(r.total for r in reports),
+        succeeded=sum(r.succeeded for r in reports),
+        failed=sum(r.failed for r in reports),
     )
-    running = any(
-        (p.get("status") or {}).get("phase") == "Running" and "running" in _worker_state(p)
-        for p in pods
-    )
-    complete, job_failed = _job_condition(job, "Complete"), _job_condition(job, "Failed")
-    crashes = crash_looping(pods)
     started = rollout_start(old.get("conditions"), generation)
-    since = started or now
-    timeout = datetime.timedelta(minutes=spec.timeout_minutes)
-
-    done = f"{succeeded + failed}/{total} sources" if reports else "no worker finished yet"
-    if complete is not None:
-        phase, reason, message = (
-            "Completed",
-            "Completed",
-            f"{succeeded} succeeded, {failed} failed of {total} sources",
-        )
-    elif job_failed is not None:
-        phase, reason = "Failed", str(job_failed.get("reason") or "JobFailed")
-        message = str(job_failed.get("message") or "the Job failed")
-        if crashes:
-            message += f"; {'; '.join(crashes[:3])}"
-    elif spec.stopped:
-        phase, reason, message = "Stopped", "Stopped", f"suspended; {done}"
-    elif running:
-        phase, reason, message = "Running", "Running", done
-    elif job is not None and not reports and now - since > timeout:
-        phase, reason = "Failed", "DeploymentTimeout"
-        message = f"workers not running within timeoutMinutes ({spec.timeout_minutes})" + (
-            f"; {'; '.join(crashes[:3])}" if crashes else ""
-        )
-    else:
-        phase, reason, message = "Deploying", "Deploying", "waiting for the model and workers"
-        if crashes:
-            message += f"; {'; '.join(crashes[:3])}"
-    active = phase in ("Deploying", "Running")
-    conditions = lifecycle(
-        old.get("conditions"),
-        ready=phase == "Completed",
-        progressing=active,
-        reason=reason,
-        message=message,
-        generation=generation,
-        timestamp=format_time(now),
-        new_rollout=started is None,
+    facts = Facts(
+        stopped=spec.stopped,
+        complete=job_condition(job, "Complete") is not None,
+        job_failed=job_condition(job, "Failed"),
+        job_exists=job is not None,
+        running=any(
+            (p.get("status") or {}).get("phase") == "Running" and "running" in _worker_state(p)
+            for p in pods
+        ),
+        reported=bool(reports),
+        timed_out=now - (started or now) > datetime.timedelta(minutes=spec.timeout_minutes),
+        timeout_minutes=spec.timeout_minutes,
+        progress=progress,
+        crashes=crash_summary(pods),
     )
-    return {
-        "phase": phase,
-        "taskId": task,
-        "progress": {"total": total, "succeeded": succeeded, "failed": failed},
-        "progressSummary": f"{succeeded + failed}/{total}",
-        "outputManifests": manifests,
-        "conditions": conditions,
-        "observedGeneration": generation,
-        "message": message,
-    }
+    verdict = decide(RULES, facts)
+    return BatchServiceStatus(
+        phase=verdict.phase,
+        task_id=task,
+        progress=progress,
+        progress_summary=f"{progress.succeeded + progress.failed}/{progress.total}",
+        output_manifests=sorted({m for r in reports for m in r.manifests}),
+        conditions=mark(
+            old.get("conditions"),
+            verdict,
+            generation=generation,
+            now=now,
+            new_rollout=started is None,
+        ),
+        observed_generation=generation,
+        message=verdict.message,
+    )

@@ -1,4 +1,5 @@
-"""What the reconcilers of every kind share: outcomes, app lookups, blocking problems."""
+"""What the reconcilers of every kind share: outcomes and their events, app lookups,
+blocking problems and the one route for status writes."""
 
 from __future__ import annotations
 
@@ -7,29 +8,58 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from inferops.api import phases
+from inferops.api.application import AppVersion
+from inferops.api.base import ApiModel
 from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_APPLICATION
 from inferops.reconcile.conditions import condition
-from inferops.reconcile.kube import Kube
-from inferops.reconcile.realtime_status import failed_status
+from inferops.reconcile.kube import Cluster
+from inferops.reconcile.lifecycle import Verdict, mark
 from inferops.validation import ValidationContext, validate_object
-from inferops.validation.quota import REASON as QUOTA_REASON
 from inferops.validation.quota import limits_for, over_quota
 from inferops.validation.references import KnownApplication, index_applications
 
 MAX_MESSAGE_PROBLEMS = 5
 Apps = Mapping[tuple[str, str], KnownApplication]
+# Phases reported as Warning events.
+WARNING_PHASES = frozenset({phases.FAILED, phases.ABNORMAL})
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the object (Warning when `warning`)."""
+
+    reason: str
+    message: str
+    warning: bool = False
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """What a reconcile did, for events and logs."""
+    """What a reconcile did, for events, metrics and logs."""
 
     obj: Mapping[str, Any]
     old_phase: str | None
     phase: str | None
     message: str = ""
     pruned: tuple[str, ...] = ()
+    notes: tuple[Event, ...] = ()  # kind-specific events (e.g. an app version's verdict)
+
+    @property
+    def phase_changed(self) -> bool:
+        return self.phase is not None and self.phase != self.old_phase
+
+    def events(self) -> list[Event]:
+        """The phase transition, every pruned child, then the kind's own notes."""
+        found = []
+        if self.phase_changed:
+            assert self.phase is not None
+            text = f"{self.old_phase or 'new'} -> {self.phase}"
+            text = f"{text}: {self.message}" if self.message else text
+            found.append(Event(self.phase, text, self.phase in WARNING_PHASES))
+        found += [Event("Pruned", f"deleted {c}: no longer in the spec") for c in self.pruned]
+        return [*found, *self.notes]
 
 
 @dataclass(frozen=True)
@@ -40,21 +70,25 @@ class Blocker:
     message: str
 
 
-# Failed because the cluster lacks what the catalog's router needs (the Gateway API).
-ROUTER_UNAVAILABLE = "RouterUnavailable"
-# Reasons that the cluster, not the spec, can lift: such objects are retried on a timer.
-WAITING_ON_CLUSTER = frozenset({QUOTA_REASON, ROUTER_UNAVAILABLE})
-
-
 def now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def applications(kube: Kube, namespace: str) -> dict[tuple[str, str], KnownApplication]:
+def applications(kube: Cluster, namespace: str) -> dict[tuple[str, str], KnownApplication]:
     return index_applications(kube.list_objects(API_VERSION, KIND_APPLICATION, namespace))
 
 
-def quota_message(kube: Kube, catalog: Catalog, obj: Mapping[str, Any]) -> str | None:
+def version_specs(apps: Apps, namespace: str) -> dict[tuple[str, str], AppVersion]:
+    """(application, version) -> spec, for every version of the namespace's applications."""
+    return {
+        (app.name, version): known.spec
+        for (ns, _), app in apps.items()
+        if ns == namespace
+        for version, known in app.versions.items()
+    }
+
+
+def quota_message(kube: Cluster, catalog: Catalog, obj: Mapping[str, Any]) -> str | None:
     """Why this object is beyond its namespace's quota (the oldest objects win), if it is."""
     meta = obj["metadata"]
     namespace = kube.get("v1", "Namespace", None, meta["namespace"]) or {}
@@ -63,28 +97,62 @@ def quota_message(kube: Kube, catalog: Catalog, obj: Mapping[str, Any]) -> str |
     return over_quota(obj["kind"], siblings, limits).get(meta["name"])
 
 
-def blocker(kube: Kube, catalog: Catalog, obj: Mapping[str, Any], apps: Apps) -> Blocker | None:
+def blocker(kube: Cluster, catalog: Catalog, obj: Mapping[str, Any], apps: Apps) -> Blocker | None:
     problems = validate_object(obj, ValidationContext(catalog=catalog, applications=apps))
     if problems:
         text = "; ".join(f"{p.path}: {p.message}" for p in problems[:MAX_MESSAGE_PROBLEMS])
-        return Blocker("InvalidSpec", text)
+        return Blocker(phases.INVALID_SPEC, text)
     quota = quota_message(kube, catalog, obj)
     if quota:
-        return Blocker(QUOTA_REASON, quota)
+        return Blocker(phases.QUOTA_EXCEEDED, quota)
     return None
 
 
-def write_status(kube: Kube, obj: Mapping[str, Any], status: dict[str, Any]) -> Outcome:
-    """Patches status when anything in it changed."""
+def status_fields(status: ApiModel) -> dict[str, Any]:
+    """The status as it is patched: the fields the model sets, camelCase, nulls left out."""
+    return status.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json")
+
+
+def write_status(kube: Cluster, obj: Mapping[str, Any], status: ApiModel) -> Outcome:
+    """Patches the fields the status model sets, when any of them changed."""
+    fields = status_fields(status)
     old = obj.get("status") or {}
     meta = obj["metadata"]
-    if any(old.get(k) != v for k, v in status.items()):
-        kube.patch_status(obj["kind"], meta["namespace"], meta["name"], status)
-    return Outcome(obj, old.get("phase"), status.get("phase"), str(status.get("message", "")))
+    if any(old.get(k) != v for k, v in fields.items()):
+        kube.patch_status(obj["kind"], meta["namespace"], meta["name"], fields)
+    return Outcome(obj, old.get("phase"), fields.get("phase"), str(fields.get("message", "")))
 
 
-def write_blocked(kube: Kube, obj: Mapping[str, Any], block: Blocker) -> Outcome:
-    status = failed_status(
+class BlockedStatus(ApiModel):
+    """The status of a service blocked before anything is applied: only these fields change
+    (the last traffic, readiness and progress stay as they were)."""
+
+    phase: str
+    conditions: list[Any]
+    observed_generation: int | None
+    message: str
+
+
+def blocked_status(
+    old: Mapping[str, Any] | None,
+    generation: int | None,
+    *,
+    reason: str,
+    message: str,
+    now: datetime.datetime,
+) -> BlockedStatus:
+    """Failed with a blocking reason and a message naming the field."""
+    verdict: Verdict[str] = Verdict(phases.FAILED, reason, message)
+    return BlockedStatus(
+        phase=verdict.phase,
+        conditions=mark((old or {}).get("conditions"), verdict, generation=generation, now=now),
+        observed_generation=generation,
+        message=message,
+    )
+
+
+def write_blocked(kube: Cluster, obj: Mapping[str, Any], block: Blocker) -> Outcome:
+    status = blocked_status(
         obj.get("status"),
         obj["metadata"].get("generation"),
         reason=block.reason,
@@ -98,7 +166,8 @@ def is_blocked_status(obj: Mapping[str, Any]) -> bool:
     """Failed for this generation because of the spec, a quota or a missing API (not by
     the workload)."""
     status = obj.get("status") or {}
-    ready = condition(status.get("conditions"), "Ready")
-    return status.get("observedGeneration") == obj["metadata"].get("generation") and ready.get(
-        "reason"
-    ) in ("InvalidSpec", QUOTA_REASON, ROUTER_UNAVAILABLE)
+    ready = condition(status.get("conditions"), phases.READY)
+    return (
+        status.get("observedGeneration") == obj["metadata"].get("generation")
+        and ready.get("reason") in phases.BLOCKING_REASONS
+    )

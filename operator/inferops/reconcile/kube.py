@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from kubernetes import client as k8s
 from kubernetes import config as k8s_config
@@ -55,7 +55,37 @@ def path(api_version: str, kind: str, namespace: str | None, name: str | None = 
     return f"{prefix}{scope}/{PLURALS[kind]}{tail}"
 
 
+class Cluster(Protocol):
+    """The API calls reconcile makes: the real `Kube`, or an in-memory fake in unit tests."""
+
+    def served(self, api_version: str, kind: str) -> bool: ...
+
+    def apply(self, obj: Mapping[str, Any]) -> Obj: ...
+
+    def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None: ...
+
+    def list_objects(
+        self,
+        api_version: str,
+        kind: str,
+        namespace: str | None,
+        labels: Mapping[str, str] | None = None,
+    ) -> list[Obj]: ...
+
+    def delete(self, api_version: str, kind: str, namespace: str | None, name: str) -> None: ...
+
+    def patch(
+        self, api_version: str, kind: str, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> Obj: ...
+
+    def patch_status(
+        self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
+    ) -> Obj: ...
+
+
 class Kube:
+    """`Cluster` over the kubernetes package's ApiClient: every call the operator makes."""
+
     def __init__(self, api_client: Any) -> None:
         self.api = api_client
 
@@ -148,27 +178,41 @@ class Kube:
             if exc.status != 404:
                 raise
 
+    def patch(
+        self, api_version: str, kind: str, namespace: str, name: str, body: Mapping[str, Any]
+    ) -> Obj:
+        """A JSON merge patch (RFC 7386) of one object."""
+        result: Obj = self.request(
+            "PATCH",
+            path(api_version, kind, namespace, name),
+            body=dict(body),
+            content_type="application/merge-patch+json",
+        )
+        return result
+
     def patch_status(self, kind: str, namespace: str, name: str, status: Mapping[str, Any]) -> Obj:
+        """Merges `status` into the status subresource of one of our own kinds."""
         url = path(API_VERSION, kind, namespace, name) + "/status"
         result: Obj = self.request(
             "PATCH", url, body={"status": dict(status)}, content_type="application/merge-patch+json"
         )
         return result
 
-    def prune(
-        self,
-        kinds: Iterable[tuple[str, str]],
-        namespace: str,
-        labels: Mapping[str, str],
-        keep: Iterable[Mapping[str, Any]],
-    ) -> list[str]:
-        """Deletes labelled children of the given kinds that are not in `keep`."""
-        wanted = {(o["kind"], o["metadata"]["name"]) for o in keep}
-        deleted = []
-        for api_version, kind in kinds:
-            for child in self.list_objects(api_version, kind, namespace, labels):
-                name = child["metadata"]["name"]
-                if (kind, name) not in wanted:
-                    self.delete(api_version, kind, namespace, name)
-                    deleted.append(f"{kind}/{name}")
-        return deleted
+
+def prune(
+    kube: Cluster,
+    kinds: Iterable[tuple[str, str]],
+    namespace: str,
+    labels: Mapping[str, str],
+    keep: Iterable[Mapping[str, Any]],
+) -> list[str]:
+    """Deletes labelled children of the given kinds that are not in `keep`."""
+    wanted = {(o["kind"], o["metadata"]["name"]) for o in keep}
+    deleted = []
+    for api_version, kind in kinds:
+        for child in kube.list_objects(api_version, kind, namespace, labels):
+            name = child["metadata"]["name"]
+            if (kind, name) not in wanted:
+                kube.delete(api_version, kind, namespace, name)
+                deleted.append(f"{kind}/{name}")
+    return deleted

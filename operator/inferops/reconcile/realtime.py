@@ -9,32 +9,31 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from inferops.api import phases
 from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_REALTIME
-from inferops.api.realtime import RealTimeServiceSpec
 from inferops.reconcile.common import (
-    ROUTER_UNAVAILABLE,
-    Apps,
     Blocker,
     Outcome,
     applications,
     blocker,
     is_blocked_status,
     now,
+    version_specs,
     write_blocked,
     write_status,
 )
-from inferops.reconcile.kube import Kube
+from inferops.reconcile.kube import Cluster, prune
 from inferops.reconcile.realtime_status import Observed, realtime_status
-from inferops.resources.labels import LABEL_COMPONENT, owner_labels
-from inferops.resources.realtime import Inputs, realtime_children, service_url
-
-CHILD_KINDS = (
-    ("apps/v1", "Deployment"),
-    ("v1", "Service"),
-    ("v1", "ConfigMap"),
-    ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+from inferops.resources.desired import (
+    CHILD_KINDS,
+    desired_state,
+    parse_service,
+    realtime_inputs,
 )
+from inferops.resources.labels import LABEL_COMPONENT, owner_labels
+from inferops.resources.realtime import Inputs, service_url
+
 ROUTE_KIND = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 ROUTE_MISSING = (
     "the catalog's router.mode is gateway-api, but this cluster does not serve "
@@ -43,17 +42,9 @@ ROUTE_MISSING = (
 )
 
 
-def _inputs(obj: Mapping[str, Any], catalog: Catalog, apps: Apps) -> Inputs:
-    spec = RealTimeServiceSpec.model_validate(obj["spec"])
-    namespace = obj["metadata"]["namespace"]
-    versions = {
-        (e.application, e.version): apps[(namespace, e.application)].versions[e.version].spec
-        for e in spec.versions
-    }
-    return Inputs(obj, spec, versions, catalog)
-
-
-def reconcile_realtime(kube: Kube, catalog: Catalog, namespace: str, name: str) -> Outcome | None:
+def reconcile_realtime(
+    kube: Cluster, catalog: Catalog, namespace: str, name: str
+) -> Outcome | None:
     """Makes the children match the spec, then reports. None when the object is gone."""
     obj = kube.get(API_VERSION, KIND_REALTIME, namespace, name)
     if obj is None:
@@ -65,18 +56,20 @@ def reconcile_realtime(kube: Kube, catalog: Catalog, namespace: str, name: str) 
         return write_blocked(kube, obj, block)
     if catalog.router.mode == "gateway-api" and not kube.served(*ROUTE_KIND):
         # Checked before anything is applied: models without a route would serve nobody.
-        return write_blocked(kube, obj, Blocker(ROUTER_UNAVAILABLE, ROUTE_MISSING))
-    inputs = _inputs(obj, catalog, apps)
-    desired = realtime_children(inputs)
+        return write_blocked(kube, obj, Blocker(phases.ROUTER_UNAVAILABLE, ROUTE_MISSING))
+    # Parsed once: the builders and the status read the same spec.
+    service = parse_service(obj, version_specs(apps, namespace))
+    desired = desired_state(service, catalog)
     for child in desired:
         kube.apply(child)
-    pruned = kube.prune(CHILD_KINDS, namespace, owner_labels(KIND_REALTIME, name), desired)
-    outcome = _report(kube, obj, inputs)
+    labels = owner_labels(KIND_REALTIME, name)
+    pruned = prune(kube, CHILD_KINDS[KIND_REALTIME], namespace, labels, desired)
+    outcome = _report(kube, obj, realtime_inputs(service, catalog))
     return Outcome(obj, outcome.old_phase, outcome.phase, outcome.message, tuple(pruned))
 
 
 def refresh_realtime_status(
-    kube: Kube, catalog: Catalog, namespace: str, name: str
+    kube: Cluster, catalog: Catalog, namespace: str, name: str
 ) -> Outcome | None:
     """Recomputes the status from the children without applying anything."""
     obj = kube.get(API_VERSION, KIND_REALTIME, namespace, name)
@@ -90,10 +83,11 @@ def refresh_realtime_status(
     apps = applications(kube, namespace)
     if blocker(kube, catalog, obj, apps) is not None:
         return None  # Failed for its spec or quota: reconcile_realtime owns that status
-    return _report(kube, obj, _inputs(obj, catalog, apps))
+    service = parse_service(obj, version_specs(apps, namespace))
+    return _report(kube, obj, realtime_inputs(service, catalog))
 
 
-def _report(kube: Kube, obj: Mapping[str, Any], inputs: Inputs) -> Outcome:
+def _report(kube: Cluster, obj: Mapping[str, Any], inputs: Inputs) -> Outcome:
     labels = owner_labels(KIND_REALTIME, inputs.name)
     deployments = kube.list_objects("apps/v1", "Deployment", inputs.namespace, labels)
     models = [d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "model"]

@@ -1,9 +1,9 @@
 """The status of a RealTimeService, from its spec and what its children report.
 
-Pure: Deployments and pods in, the status subresource out. Phases:
-Deploying until every version has its ready nodes and the router is ready, then Running;
-Abnormal when a running service loses ready nodes or its pods crash-loop; Failed on an
-invalid spec or when timeoutMinutes passes without readiness; Stopped when stopped.
+Pure: Deployments and pods in, the status model out. Phases: Deploying until every version
+has its ready nodes and the router is ready, then Running; Abnormal when a running service
+loses ready nodes or its pods crash-loop; Failed when timeoutMinutes passes without
+readiness (or on a blocking reason, see `blocked_status`); Stopped when stopped.
 """
 
 from __future__ import annotations
@@ -13,20 +13,24 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from inferops.api import phases
 from inferops.api.names import LABEL_APPLICATION, LABEL_VERSION
-from inferops.api.realtime import RealTimeServiceSpec
-from inferops.reconcile.conditions import format_time, lifecycle, rollout_start
+from inferops.api.realtime import (
+    RealTimePhase,
+    RealTimeServiceSpec,
+    RealTimeServiceStatus,
+    ServiceVersionStatus,
+)
+from inferops.reconcile.conditions import rollout_start
+from inferops.reconcile.lifecycle import Rule, Verdict, always, decide, mark, with_detail
+from inferops.reconcile.workload_health import (
+    crash_summary,
+    deadline_exceeded,
+    ready_replicas,
+    rolled_out,
+)
 
 Obj = Mapping[str, Any]
-CRASH_REASONS = frozenset(
-    {
-        "CrashLoopBackOff",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "CreateContainerConfigError",
-        "InvalidImageName",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -39,57 +43,90 @@ class Observed:
     router_needed: bool = True
 
 
-def _ready(deployment: Obj) -> int:
-    return int((deployment.get("status") or {}).get("readyReplicas") or 0)
+@dataclass(frozen=True)
+class Facts:
+    """What the phase is decided on."""
+
+    stopped: bool
+    ready_nodes: int
+    desired_nodes: int
+    all_ready: bool
+    router_ok: bool
+    was_running: bool  # Running or Abnormal for this generation
+    was_phase_running: bool
+    timed_out: bool
+    timeout_minutes: int
+    crashes: str
+
+    @property
+    def instances(self) -> str:
+        return f"{self.ready_nodes}/{self.desired_nodes} instances ready"
 
 
-def _rolled_out(deployment: Obj) -> bool:
-    status = deployment.get("status") or {}
-    spec_replicas = int((deployment.get("spec") or {}).get("replicas") or 0)
-    generation = deployment.get("metadata", {}).get("generation")
-    return (
-        status.get("observedGeneration") == generation
-        and int(status.get("updatedReplicas") or 0) >= spec_replicas
-        and int(status.get("readyReplicas") or 0) >= spec_replicas
+def _stopped(f: Facts) -> Verdict[RealTimePhase]:
+    message = "stopped: scaled to zero" if f.ready_nodes == 0 else "stopping"
+    draining = f.ready_nodes > 0
+    return Verdict(
+        phases.STOPPED,
+        phases.STOPPED,
+        message,
+        progressing=draining,
+        progressing_reason=phases.DEPLOYING if draining else None,
     )
 
 
-def _deadline_exceeded(deployment: Obj) -> bool:
-    for cond in (deployment.get("status") or {}).get("conditions") or ():
-        if cond.get("type") == "Progressing" and cond.get("reason") == "ProgressDeadlineExceeded":
-            return True
-    return False
+def _running(f: Facts) -> Verdict[RealTimePhase]:
+    return Verdict(phases.RUNNING, phases.RUNNING, f.instances, ready=True)
 
 
-def crash_looping(pods: Sequence[Obj]) -> list[str]:
-    """'pod/container: why' for containers stuck restarting or unable to start: the kubelet's
-    waiting reason and, once a container has exited and restarted, its last exit (code,
-    reason, the last line of its termination message). The last exit also holds between
-    two back-offs, while the kubelet shows the restarted container running, not ready."""
+def _abnormal(f: Facts) -> Verdict[RealTimePhase]:
+    if f.crashes:
+        return Verdict(phases.ABNORMAL, phases.CRASH_LOOP, with_detail(f.instances, f.crashes))
+    return Verdict(phases.ABNORMAL, phases.NODES_NOT_READY, f.instances)
+
+
+def _timed_out(f: Facts) -> Verdict[RealTimePhase]:
+    message = f"not ready within timeoutMinutes ({f.timeout_minutes}): {f.instances}"
+    return Verdict(phases.FAILED, phases.DEPLOYMENT_TIMEOUT, with_detail(message, f.crashes))
+
+
+def _deploying(f: Facts) -> Verdict[RealTimePhase]:
+    message = f.instances if f.router_ok else f"{f.instances}; router not ready"
+    return Verdict(
+        phases.DEPLOYING, phases.DEPLOYING, with_detail(message, f.crashes), progressing=True
+    )
+
+
+RULES: tuple[Rule[Facts, RealTimePhase], ...] = (
+    Rule(lambda f: f.stopped, _stopped),
+    Rule(lambda f: f.all_ready, _running),
+    Rule(lambda f: f.was_running, _abnormal),
+    Rule(lambda f: f.timed_out and not f.was_phase_running, _timed_out),
+    Rule(always, _deploying),
+)
+
+
+def version_statuses(
+    spec: RealTimeServiceSpec, deployments: Sequence[Obj]
+) -> list[ServiceVersionStatus]:
     found = []
-    for pod in pods:
-        statuses = (pod.get("status") or {}).get("containerStatuses") or []
-        for status in statuses:
-            where = f"{pod['metadata']['name']}/{status.get('name')}"
-            reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
-            last = (status.get("lastState") or {}).get("terminated")
-            if reason in CRASH_REASONS:
-                found.append(f"{where}: {reason}{_last_exit(last)}")
-            elif last and int(status.get("restartCount") or 0) > 0 and not status.get("ready"):
-                found.append(f"{where}: restarting{_last_exit(last)}")
+    for entry in spec.versions:
+        mine = [
+            d
+            for d in deployments
+            if d["metadata"]["labels"].get(LABEL_APPLICATION) == entry.application
+            and d["metadata"]["labels"].get(LABEL_VERSION) == entry.version
+        ]
+        found.append(
+            ServiceVersionStatus(
+                application=entry.application,
+                version=entry.version,
+                traffic_ratio=entry.traffic_ratio,
+                ready_nodes=sum(ready_replicas(d) for d in mine),
+                desired_nodes=0 if spec.stopped else entry.compute_nodes,
+            )
+        )
     return found
-
-
-def _last_exit(terminated: Obj | None) -> str:
-    if not terminated:
-        return ""
-    text = f", last exit code {terminated.get('exitCode')}"
-    if terminated.get("reason"):
-        text += f" ({terminated['reason']})"
-    lines = [line for line in str(terminated.get("message") or "").splitlines() if line.strip()]
-    if lines:
-        text += f": {lines[-1].strip()[:200]}"
-    return text
 
 
 def traffic_summary(spec: RealTimeServiceSpec) -> str:
@@ -104,126 +141,44 @@ def realtime_status(
     observed: Observed,
     url: str | None,
     now: datetime.datetime,
-) -> dict[str, Any]:
+) -> RealTimeServiceStatus:
     old = old or {}
-    versions: list[dict[str, Any]] = []
-    for entry in spec.versions:
-        mine = [
-            d
-            for d in observed.model_deployments
-            if d["metadata"]["labels"].get(LABEL_APPLICATION) == entry.application
-            and d["metadata"]["labels"].get(LABEL_VERSION) == entry.version
-        ]
-        versions.append(
-            {
-                "application": entry.application,
-                "version": entry.version,
-                "trafficRatio": entry.traffic_ratio,
-                "readyNodes": sum(_ready(d) for d in mine),
-                "desiredNodes": 0 if spec.stopped else entry.compute_nodes,
-            }
-        )
-    ready_nodes = sum(v["readyNodes"] for v in versions)
-    desired_nodes = sum(v["desiredNodes"] for v in versions)
+    versions = version_statuses(spec, observed.model_deployments)
     router_ok = not observed.router_needed or (
-        observed.router is not None and _rolled_out(observed.router)
+        observed.router is not None and rolled_out(observed.router)
     )
-    all_rolled = all(_rolled_out(d) for d in observed.model_deployments)
-    all_ready = (
-        all(v["readyNodes"] >= v["desiredNodes"] for v in versions) and all_rolled and router_ok
-    )
-    crashes = crash_looping(observed.pods)
-    was_running = (
-        old.get("phase") in ("Running", "Abnormal") and old.get("observedGeneration") == generation
-    )
-
     started = rollout_start(old.get("conditions"), generation)
-    since = started or now
     timeout = datetime.timedelta(minutes=max(v.timeout_minutes for v in spec.versions))
-    timed_out = now - since > timeout or any(
-        _deadline_exceeded(d) for d in observed.model_deployments
+    facts = Facts(
+        stopped=spec.stopped,
+        ready_nodes=sum(v.ready_nodes for v in versions),
+        desired_nodes=sum(v.desired_nodes for v in versions),
+        all_ready=all(v.ready_nodes >= v.desired_nodes for v in versions)
+        and all(rolled_out(d) for d in observed.model_deployments)
+        and router_ok,
+        router_ok=router_ok,
+        was_running=old.get("phase") in (phases.RUNNING, phases.ABNORMAL)
+        and old.get("observedGeneration") == generation,
+        was_phase_running=old.get("phase") == phases.RUNNING,
+        timed_out=now - (started or now) > timeout
+        or any(deadline_exceeded(d) for d in observed.model_deployments),
+        timeout_minutes=int(timeout.total_seconds() // 60),
+        crashes=crash_summary(observed.pods),
     )
-
-    if spec.stopped:
-        phase, ready, reason = "Stopped", False, "Stopped"
-        message = "stopped: scaled to zero" if ready_nodes == 0 else "stopping"
-        progressing_state: bool = ready_nodes > 0
-    elif all_ready:
-        phase, ready, reason, message = (
-            "Running",
-            True,
-            "Running",
-            f"{ready_nodes}/{desired_nodes} instances ready",
-        )
-        progressing_state = False
-    elif was_running:
-        phase, ready, reason = "Abnormal", False, "NodesNotReady"
-        message = f"{ready_nodes}/{desired_nodes} instances ready"
-        if crashes:
-            reason, message = "CrashLoop", f"{message}; {'; '.join(crashes[:3])}"
-        progressing_state = False
-    elif timed_out and old.get("phase") != "Running":
-        phase, ready, reason = "Failed", False, "DeploymentTimeout"
-        message = (
-            f"not ready within timeoutMinutes ({int(timeout.total_seconds() // 60)}): "
-            f"{ready_nodes}/{desired_nodes} instances ready"
-        )
-        if crashes:
-            message += f"; {'; '.join(crashes[:3])}"
-        progressing_state = False
-    else:
-        phase, ready, reason = "Deploying", False, "Deploying"
-        message = f"{ready_nodes}/{desired_nodes} instances ready"
-        if not router_ok:
-            message += "; router not ready"
-        if crashes:
-            message += f"; {'; '.join(crashes[:3])}"
-        progressing_state = True
-
-    conditions = lifecycle(
-        old.get("conditions"),
-        ready=ready,
-        progressing=progressing_state,
-        reason=reason,
-        message=message,
-        generation=generation,
-        timestamp=format_time(now),
-        progressing_reason="Deploying" if progressing_state else reason,
-        new_rollout=started is None,
+    verdict = decide(RULES, facts)
+    return RealTimeServiceStatus(
+        phase=verdict.phase,
+        url=url,
+        traffic=traffic_summary(spec),
+        ready=f"{facts.ready_nodes}/{facts.desired_nodes}",
+        versions=versions,
+        conditions=mark(
+            old.get("conditions"),
+            verdict,
+            generation=generation,
+            now=now,
+            new_rollout=started is None,
+        ),
+        observed_generation=generation,
+        message=verdict.message,
     )
-    return {
-        "phase": phase,
-        **({"url": url} if url else {}),
-        "traffic": traffic_summary(spec),
-        "ready": f"{ready_nodes}/{desired_nodes}",
-        "versions": versions,
-        "conditions": conditions,
-        "observedGeneration": generation,
-        "message": message,
-    }
-
-
-def failed_status(
-    old: Mapping[str, Any] | None,
-    generation: int | None,
-    *,
-    reason: str,
-    message: str,
-    now: datetime.datetime,
-) -> dict[str, Any]:
-    """Failed with a reason and a message naming the field (spec invalid, quota...)."""
-    conditions = lifecycle(
-        (old or {}).get("conditions"),
-        ready=False,
-        progressing=False,
-        reason=reason,
-        message=message,
-        generation=generation,
-        timestamp=format_time(now),
-    )
-    return {
-        "phase": "Failed",
-        "conditions": conditions,
-        "observedGeneration": generation,
-        "message": message,
-    }

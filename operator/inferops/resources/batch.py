@@ -10,6 +10,12 @@ from inferops.api.application import AppVersion
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.catalog import Catalog
 from inferops.api.names import KIND_BATCH
+from inferops.contract.batch_worker import (
+    CONFIG_ENV,
+    WORKERS_ENV,
+    config_to_env_json,
+    worker_config,
+)
 from inferops.resources.labels import LABEL_COMPONENT, OwnerInputs, metadata, owner_labels
 from inferops.resources.security import container_security_context, pod_security_context
 from inferops.resources.workload import (
@@ -22,8 +28,6 @@ from inferops.resources.workload import (
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 BACKOFF_PER_INDEX = 2
-CONFIG_ENV = "INFEROPS_BATCH_CONFIG"
-WORKERS_ENV = "INFEROPS_BATCH_WORKERS"
 
 
 def task_id(obj: Mapping[str, Any]) -> str:
@@ -37,7 +41,19 @@ class BatchInputs(OwnerInputs):
     spec: BatchServiceSpec
     version: AppVersion
     catalog: Catalog
-    worker_config: str  # JSON for the worker (inferops.worker.config), built by the caller
+
+    def worker_config_json(self) -> str:
+        """The config every worker reads from CONFIG_ENV; the model is its sidecar."""
+        config = worker_config(
+            self.spec,
+            self.version,
+            f"http://127.0.0.1:{self.version.port}",
+            task_id(self.obj),
+            0,
+            self.spec.compute_nodes,
+            self.catalog.batch,
+        )
+        return config_to_env_json(config)
 
 
 def batch_job(inputs: BatchInputs) -> dict[str, Any]:
@@ -60,7 +76,7 @@ def batch_job(inputs: BatchInputs) -> dict[str, Any]:
         "image": inputs.catalog.images.inferops,
         "args": ["batch-worker"],
         "env": [
-            {"name": CONFIG_ENV, "value": inputs.worker_config},
+            {"name": CONFIG_ENV, "value": inputs.worker_config_json()},
             {"name": WORKERS_ENV, "value": str(spec.compute_nodes)},
             *storage_env(spec.storage),
         ],

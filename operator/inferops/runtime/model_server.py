@@ -6,7 +6,7 @@ under the schema's file property). Malformed requests get 400 with a message, bo
 the limit 413; image decoding runs in a thread pool so the event loop keeps serving.
 
 An API whose request Content-type carries `transport=websocket` (see
-`inferops.worker.mapping.is_websocket_api`) is a streaming prediction over WebSocket:
+`inferops.contract.request_schema.is_websocket_api`) is a streaming prediction over WebSocket:
 
 - the client sends text messages holding the POST body, `{"data": {"req_data": [...]}}`;
 - for each, in order, the server answers one message per item, `{"index": i, **result}`
@@ -32,6 +32,12 @@ from typing import Any
 
 from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
 
+from inferops.contract.request_schema import (
+    file_property,
+    is_websocket_api,
+    request_schema,
+    websocket_api_problem,
+)
 from inferops.runtime.models import (
     BadInputError,
     JsonObject,
@@ -39,12 +45,6 @@ from inferops.runtime.models import (
     ModelError,
     load_model,
     read_json,
-)
-from inferops.worker.mapping import (
-    file_property,
-    is_websocket_api,
-    request_schema,
-    websocket_api_problem,
 )
 
 log = logging.getLogger(__name__)

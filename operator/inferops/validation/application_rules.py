@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
+from inferops.api import phases
 from inferops.api.application import AppVersion
-from inferops.worker.mapping import (
+from inferops.contract.request_schema import (
     InputType,
     input_type,
     is_websocket_api,
@@ -27,8 +29,8 @@ class VersionVerdict:
     path: str = ""
 
     @property
-    def phase(self) -> str:
-        return "Normal" if self.normal else "Invalid"
+    def phase(self) -> Literal["Normal", "Invalid"]:
+        return phases.NORMAL if self.normal else phases.INVALID
 
 
 def check_version(version: AppVersion, path: str) -> VersionVerdict:

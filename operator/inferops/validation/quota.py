@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from inferops.api import phases
 from inferops.api.catalog import PUBLIC_POOL, Quotas
 from inferops.api.names import (
     ANNOTATION_QUOTA_BATCH,
@@ -21,7 +22,7 @@ from inferops.api.names import (
 )
 
 Obj = Mapping[str, Any]
-REASON = "QuotaExceeded"
+REASON = phases.QUOTA_EXCEEDED
 
 
 @dataclass(frozen=True)

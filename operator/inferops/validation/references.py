@@ -12,13 +12,13 @@ from inferops.api.application import AIApplicationSpec, ApiDefinition, AppVersio
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.names import KIND_APPLICATION
 from inferops.api.realtime import RealTimeServiceSpec
-from inferops.validation.application_rules import VersionVerdict, check_version
-from inferops.worker.mapping import (
+from inferops.contract.request_schema import (
     is_websocket_api,
     mapped_columns,
     request_schema,
     schema_problems,
 )
+from inferops.validation.application_rules import VersionVerdict, check_version
 
 Finding = tuple[str, str]
 

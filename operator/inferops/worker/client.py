@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 import aiohttp
 import yarl
 
-from inferops.worker.config import WorkerConfig
+from inferops.contract.batch_worker import WorkerConfig
 
 JSON_TYPE = "application/json"
 _JSON_HEADERS = {"Content-Type": JSON_TYPE}

@@ -20,12 +20,12 @@ from typing import Any
 
 import yaml
 
-from inferops.worker.config import ConfigError, config_from_env
+from inferops.contract.batch_worker import ConfigError, config_from_env
+from inferops.contract.worker_report import WorkerReport
 from inferops.worker.runner import Summary, WorkerError, run_local_async, run_worker
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_ENV = "INFEROPS_TERMINATION_LOG"
-TERMINATION_MAX = 4096  # Kubernetes keeps at most 4096 bytes of a termination message
 EXIT_FATAL = 1
 EXIT_UNREADABLE = 2
 EXIT_SIGTERM = 143
@@ -36,23 +36,13 @@ def _fail(command: str, message: str, code: int = EXIT_FATAL) -> int:
     return code
 
 
-def termination_message(summary: Mapping[str, Any]) -> str:
-    """The summary as JSON under 4096 bytes: the manifest list if it fits, else its count."""
-    text = json.dumps(summary, separators=(",", ":"))
-    if len(text.encode()) <= TERMINATION_MAX:
-        return text
-    short = {k: v for k, v in summary.items() if k != "manifests"}
-    short["manifest_count"] = len(summary.get("manifests") or [])
-    return json.dumps(short, separators=(",", ":"))
-
-
-def write_termination_log(summary: Mapping[str, Any], environ: Mapping[str, str]) -> None:
+def write_termination_log(report: WorkerReport, environ: Mapping[str, str]) -> None:
     """Kubernetes shows (and the operator reads) this file as the termination message."""
     path = environ.get(TERMINATION_ENV) or TERMINATION_LOG
     if not environ.get(TERMINATION_ENV) and not (os.path.exists(path) and os.access(path, os.W_OK)):
         return
     try:
-        Path(path).write_text(termination_message(summary), encoding="utf-8")
+        Path(path).write_text(report.message(), encoding="utf-8")
     except OSError as exc:
         logging.getLogger(__name__).warning("cannot write %s: %s", path, exc.strerror)
 
@@ -76,14 +66,14 @@ def cmd_batch_worker(args: argparse.Namespace) -> int:
         config = config_from_env(environ)
         summary = asyncio.run(_run_until_signalled(run_worker(config)))
     except (ConfigError, WorkerError) as exc:
-        write_termination_log({"error": str(exc)}, environ)
+        write_termination_log(WorkerReport(error=str(exc)), environ)
         return _fail("batch-worker", str(exc))
     except asyncio.CancelledError:
         return _fail(
             "batch-worker", "stopped by a signal; committed results are saved", EXIT_SIGTERM
         )
     result = summary.to_dict()
-    write_termination_log(result, environ)
+    write_termination_log(WorkerReport.model_validate(result), environ)
     print(json.dumps(result))
     return 0
 

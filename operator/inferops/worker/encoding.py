@@ -17,7 +17,8 @@ from json.encoder import encode_basestring_ascii
 from operator import itemgetter
 from typing import Any
 
-from inferops.worker.mapping import JsonObject, compile_mapping, compile_parts, leaf_part
+from inferops.contract.request_schema import JsonObject
+from inferops.worker.mapping import compile_mapping, compile_parts, leaf_part
 
 RowEncoder = Callable[[Sequence[str]], bytes]
 COMPACT = json.JSONEncoder(separators=(",", ":"))  # json.dumps would build one per call

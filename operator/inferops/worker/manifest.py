@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from inferops.contract.worker_report import manifest_name
 from inferops.storage import Location, Storage
 
 RESULT_SUFFIX = "_result.txt"
@@ -33,8 +34,7 @@ def chunk_number(k: int, index: int, count: int) -> int:
 
 
 def chunk_name(task_id: str, number: int) -> str:
-    base = result_folder(task_id)
-    return f"{base}.manifest" if number == 0 else f"{base}_{number}.manifest"
+    return manifest_name(result_folder(task_id), number)
 
 
 def manifest_line(source: str, ok: bool, detail: str) -> str:

@@ -21,9 +21,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from inferops.contract.batch_worker import WorkerConfig, config_from_service
 from inferops.storage import Location, Storage, StorageError, TooLargeError, parse_location
 from inferops.worker.client import ModelClient, RequestError
-from inferops.worker.config import WorkerConfig, config_from_service
 from inferops.worker.csv_rows import CsvRows
 from inferops.worker.encoding import compile_encoder
 from inferops.worker.manifest import ManifestWriter, result_location

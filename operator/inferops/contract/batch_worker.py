@@ -1,9 +1,10 @@
-"""What one batch worker does: `WorkerConfig`, from the environment or from the objects.
+"""What one batch worker does: `WorkerConfig` and the environment that carries it.
 
-The operator derives the config from a BatchService and its AIApplication
-(`config_from_service`), serialises it into the Job (`config_to_env_json`), and every pod of
-the Indexed Job reads it back (`config_from_env`) with its own index from
-JOB_COMPLETION_INDEX. `inferops batch run` builds the same config in one process.
+The operator's Job builder derives the config from a BatchService spec and its app version
+(`worker_config`), serialises it into the Job's env (`config_to_env_json`, CONFIG_ENV and
+WORKERS_ENV), and every pod of the Indexed Job reads it back (`config_from_env`) with its
+own index from JOB_COMPLETION_INDEX. `inferops batch run` builds the same config from whole
+objects (`config_from_service`) in one process.
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from inferops.api.application import AIApplicationSpec, ApiDefinition
+from inferops.api.application import AIApplicationSpec, ApiDefinition, AppVersion
 from inferops.api.batch import BatchServiceSpec
-from inferops.worker.mapping import (
+from inferops.contract.request_schema import (
     InputType,
     JsonObject,
     file_property,
@@ -220,6 +221,22 @@ def config_from_service(  # noqa: PLR0917 (the positional order is the operator'
     if version is None:
         known = ", ".join(v.version for v in app.versions)
         raise ConfigError(f"spec.version: {spec.version!r} is not a version of the app ({known})")
+    return worker_config(
+        spec, version, model_url, task_id, worker_index, worker_count, limits, **overrides
+    )
+
+
+def worker_config(  # noqa: PLR0917 (the positional order is the operator's contract)
+    spec: BatchServiceSpec,
+    version: AppVersion,
+    model_url: str,
+    task_id: str,
+    worker_index: int = 0,
+    worker_count: int | None = None,
+    limits: Any = None,
+    **overrides: Any,
+) -> WorkerConfig:
+    """The worker config of a parsed BatchService spec and the app version it runs."""
     api = _select_api(version.apis, spec.request_path)
     schema = request_schema(api.model_dump(by_alias=True)) if api else {}
     kind = input_type(schema)

@@ -1,0 +1,41 @@
+"""The status vocabulary: every phase and condition reason the operator writes.
+
+Users match on these (kubectl wait, Argo CD health checks, alerts), so they are part of the
+API. Each constant is `Final`, so its type is the literal itself and fits the phase
+`Literal`s of the status models.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Phases (status.phase).
+DEPLOYING: Final = "Deploying"
+RUNNING: Final = "Running"
+ABNORMAL: Final = "Abnormal"
+STOPPED: Final = "Stopped"
+FAILED: Final = "Failed"
+COMPLETED: Final = "Completed"
+NORMAL: Final = "Normal"  # an AIApplication version services may use
+INVALID: Final = "Invalid"  # an AIApplication version they may not
+
+# Condition types.
+READY: Final = "Ready"
+PROGRESSING: Final = "Progressing"
+
+# Condition reasons beyond the phase names (a phase is also the reason of its condition).
+INVALID_SPEC: Final = "InvalidSpec"
+QUOTA_EXCEEDED: Final = "QuotaExceeded"
+ROUTER_UNAVAILABLE: Final = "RouterUnavailable"
+NODES_NOT_READY: Final = "NodesNotReady"
+CRASH_LOOP: Final = "CrashLoop"
+DEPLOYMENT_TIMEOUT: Final = "DeploymentTimeout"
+JOB_FAILED: Final = "JobFailed"
+ALL_VERSIONS_NORMAL: Final = "AllVersionsNormal"
+INVALID_VERSIONS: Final = "InvalidVersions"
+
+# Failed for the spec, a quota or a missing API rather than the workload: nothing is
+# applied for that generation, and only the cluster or a new spec can lift it.
+BLOCKING_REASONS: Final = frozenset({INVALID_SPEC, QUOTA_EXCEEDED, ROUTER_UNAVAILABLE})
+# Of those, the ones the cluster can lift (the operator retries them on a timer).
+WAITING_ON_CLUSTER: Final = frozenset({QUOTA_EXCEEDED, ROUTER_UNAVAILABLE})
