@@ -102,4 +102,3 @@ def reconcile_application(
     written = write_status(kube, obj, status)
     notes = version_events(version_phases(old), status)
     return Outcome(obj, written.old_phase, written.phase, written.message, notes=notes)
-

@@ -12,7 +12,6 @@ from inferops.reconcile.common import (
     blocker,
     is_blocked_status,
     now,
-    version_specs,
     write_blocked,
     write_status,
 )
@@ -20,6 +19,7 @@ from inferops.reconcile.kube import Cluster
 from inferops.resources.batch import task_id
 from inferops.resources.desired import desired_state, parse_service
 from inferops.resources.labels import owner_labels
+from inferops.validation.references import version_specs
 
 JOB = ("batch/v1", "Job")
 

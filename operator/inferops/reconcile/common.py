@@ -9,7 +9,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferops.api import phases
-from inferops.api.application import AppVersion
 from inferops.api.base import ApiModel
 from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_APPLICATION
@@ -76,16 +75,6 @@ def now() -> datetime.datetime:
 
 def applications(kube: Cluster, namespace: str) -> dict[tuple[str, str], KnownApplication]:
     return index_applications(kube.list_objects(API_VERSION, KIND_APPLICATION, namespace))
-
-
-def version_specs(apps: Apps, namespace: str) -> dict[tuple[str, str], AppVersion]:
-    """(application, version) -> spec, for every version of the namespace's applications."""
-    return {
-        (app.name, version): known.spec
-        for (ns, _), app in apps.items()
-        if ns == namespace
-        for version, known in app.versions.items()
-    }
 
 
 def quota_message(kube: Cluster, catalog: Catalog, obj: Mapping[str, Any]) -> str | None:

@@ -19,7 +19,6 @@ from inferops.reconcile.common import (
     blocker,
     is_blocked_status,
     now,
-    version_specs,
     write_blocked,
     write_status,
 )
@@ -33,6 +32,7 @@ from inferops.resources.desired import (
 )
 from inferops.resources.labels import LABEL_COMPONENT, owner_labels
 from inferops.resources.realtime import Inputs, service_url
+from inferops.validation.references import version_specs
 
 ROUTE_KIND = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 ROUTE_MISSING = (

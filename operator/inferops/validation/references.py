@@ -71,6 +71,16 @@ def index_applications(
     return index
 
 
+def version_specs(apps: ApplicationIndex, namespace: str) -> dict[tuple[str, str], AppVersion]:
+    """(application, version) -> spec, for every version of the namespace's applications."""
+    return {
+        (app.name, version): known.spec
+        for (ns, _), app in apps.items()
+        if ns == namespace
+        for version, known in app.versions.items()
+    }
+
+
 def namespace_of(obj: Mapping[str, Any]) -> str:
     metadata = obj.get("metadata")
     namespace = metadata.get("namespace") if isinstance(metadata, dict) else None
