@@ -41,12 +41,14 @@ $(VENV)/.installed: pyproject.toml
 ## create .venv with the package and its dev tools
 install: $(VENV)/.installed
 
-## ruff (lint and format) and mypy --strict (the package, and images/build.py)
+## ruff (lint and format), mypy --strict (the package, images/build.py, tools/) and the
+## package's import layers (.importlinter; `python tools/import_graph.py` prints the graph)
 lint: install
-	$(VENV)/bin/ruff check operator tests images
-	$(VENV)/bin/ruff format --check operator images
+	$(VENV)/bin/ruff check operator tests images tools
+	$(VENV)/bin/ruff format --check operator images tools
 	$(VENV)/bin/mypy
-	$(VENV)/bin/mypy --strict images/build.py
+	$(VENV)/bin/mypy --strict images/build.py tools/import_graph.py
+	$(VENV)/bin/lint-imports
 
 ## regenerate crds/ from the models
 crds: install
