@@ -23,9 +23,9 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
+from inferops.contract.request_schema import is_websocket_api
 from inferops.runtime.model_server import BINARY_REFUSED, build_app, read_endpoints
 from inferops.runtime.models import ModelError
-from inferops.contract.request_schema import is_websocket_api
 
 REPO = Path(__file__).resolve().parents[2]
 IRIS = REPO / "examples" / "iris" / "model"

@@ -1,0 +1,225 @@
+"""Reconciler table tests, in the manner of Knative's: the objects that exist go in; the
+applies, deletes, patches, status and events that come out are checked, against the
+in-memory `FakeKube` (no cluster). tests/cluster and tests/e2e run the same reconcilers on
+a real API server and a real node."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from inferops.api.catalog import Catalog, GatewayRef, RouterConfig, default_catalog
+from inferops.api.names import ANNOTATION_QUOTA_REALTIME
+from inferops.reconcile.application import reconcile_application
+from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
+from inferops.reconcile.common import Outcome
+from inferops.reconcile.conditions import condition
+from inferops.reconcile.realtime import reconcile_realtime, refresh_realtime_status
+from inferops.resources.desired import desired_state, parse_service
+from inferops.validation.references import index_applications, version_specs
+from tests.unit.fake_kube import FakeKube
+from tests.unit.rules_table import app, bs, rts, version
+
+NS = "ns"
+Obj = dict[str, Any]
+V1 = "svc-iris-1-0-0-da9f2149"
+V2 = "svc-iris-2-0-0-68d2acd4"
+ROUTER_CHILDREN = ["ConfigMap/svc-router", "Deployment/svc-router", "Service/svc"]
+TWO_VERSIONS = sorted([f"Deployment/{V1}", f"Service/{V1}", f"Deployment/{V2}", f"Service/{V2}",
+                       *ROUTER_CHILDREN])
+
+
+def placed(obj: Obj, generation: int = 1, uid: str = "u1", created: str = "2026-01-01T00:00:00Z",
+           status: Obj | None = None) -> Obj:
+    obj = copy.deepcopy(obj)
+    obj["metadata"].update(namespace=NS, uid=uid, generation=generation,
+                           creationTimestamp=created)
+    if status is not None:
+        obj["status"] = status
+    return obj
+
+
+APP = placed(app())
+SVC = placed(rts(version("1.0.0", 70), version("2.0.0", 30)))
+SVC_ONE = placed(rts(version("1.0.0", 100)), generation=2)
+NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
+DEPLOYING = {"phase": "Deploying", "observedGeneration": 1, "conditions": [
+    {"type": "Progressing", "status": "True", "reason": "Deploying", "observedGeneration": 1,
+     "lastTransitionTime": "2099-01-01T00:00:00Z"}]}
+GATEWAY = default_catalog().model_copy(update={"router": RouterConfig(
+    mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra"))})
+
+
+def children(service: Obj, ready: bool) -> list[Obj]:
+    """The service's children as the cluster holds them once applied (ready or not)."""
+    built = desired_state(parse_service(service, version_specs(index_applications([APP]), NS)),
+                          default_catalog())
+    for child in built:
+        if child["kind"] == "Deployment":
+            replicas = child["spec"]["replicas"]
+            child["metadata"]["generation"] = 1
+            child["status"] = {"observedGeneration": 1, "replicas": replicas,
+                               "updatedReplicas": replicas,
+                               "readyReplicas": replicas if ready else 0}
+    return built
+
+
+def batch_job(stopped: bool) -> Obj:
+    job = desired_state(parse_service(BATCH, version_specs(index_applications([APP]), NS)),
+                        default_catalog())[0]
+    job["spec"]["suspend"] = stopped
+    return job
+
+
+BATCH = placed(bs(), uid="u2")
+BATCH_STOPPED = placed(bs(stopped=True), uid="u2", generation=2)
+
+Reconcile = Callable[[FakeKube, Catalog], Outcome | None]
+
+
+def realtime(kube: FakeKube, catalog: Catalog) -> Outcome | None:
+    return reconcile_realtime(kube, catalog, NS, "svc")
+
+
+def realtime_refresh(kube: FakeKube, catalog: Catalog) -> Outcome | None:
+    return refresh_realtime_status(kube, catalog, NS, "svc")
+
+
+def batch(kube: FakeKube, catalog: Catalog) -> Outcome | None:
+    return reconcile_batch(kube, catalog, NS, "job")
+
+
+def batch_refresh(kube: FakeKube, catalog: Catalog) -> Outcome | None:
+    return refresh_batch_status(kube, NS, "job")
+
+
+def application(kube: FakeKube, catalog: Catalog) -> Outcome | None:
+    return reconcile_application(kube, NS, "iris")
+
+
+@dataclass(frozen=True)
+class Row:
+    objects: list[Obj]
+    reconcile: Reconcile
+    applies: list[str] = field(default_factory=list)
+    deletes: list[str] = field(default_factory=list)
+    patches: list[str] = field(default_factory=list)
+    # Of the reconciled object: phase, Ready's reason and a fragment of the message.
+    phase: str | None = None
+    reason: str | None = None
+    message: str = ""
+    events: list[tuple[str, bool]] = field(default_factory=list)  # (reason, warning)
+    catalog: Catalog = field(default_factory=default_catalog)
+    missing: tuple[str, ...] = ()
+    gone: bool = False  # the object does not exist: nothing happens, no outcome
+
+
+TABLE = {
+    "create applies every child and reports Deploying": Row(
+        [NAMESPACE, APP, SVC], realtime, applies=TWO_VERSIONS, phase="Deploying",
+        reason="Deploying", message="0/2 instances ready", events=[("Deploying", False)]),
+    "a spec edit prunes the version it dropped": Row(
+        [NAMESPACE, APP, SVC_ONE, *children(SVC, ready=True)], realtime,
+        applies=sorted([f"Deployment/{V1}", f"Service/{V1}", *ROUTER_CHILDREN]),
+        deletes=[f"Deployment/{V2}", f"Service/{V2}"], phase="Deploying",
+        events=[("Deploying", False), ("Pruned", False), ("Pruned", False)]),
+    "an invalid spec is Failed and its running children stay": Row(
+        [NAMESPACE, APP, placed(rts(version("1.0.0", 60), version("2.0.0", 30))),
+         *children(SVC, ready=True)], realtime, phase="Failed", reason="InvalidSpec",
+        message="spec.versions", events=[("Failed", True)]),
+    "over the namespace quota is Failed until a place frees": Row(
+        [{**NAMESPACE, "metadata": {"name": NS, "annotations": {ANNOTATION_QUOTA_REALTIME: "1"}}},
+         APP, placed(rts(version("1.0.0", 100), name="older"), uid="old",
+                     created="2025-01-01T00:00:00Z"), SVC],
+        realtime, phase="Failed", reason="QuotaExceeded", message="quota",
+        events=[("Failed", True)]),
+    "gateway-api without the Gateway API served is RouterUnavailable": Row(
+        [NAMESPACE, APP, SVC], realtime, catalog=GATEWAY, missing=("HTTPRoute",),
+        phase="Failed", reason="RouterUnavailable", message="install the Gateway API CRDs",
+        events=[("Failed", True)]),
+    "the application disappearing blocks the service, its children stay": Row(
+        [NAMESPACE, SVC, *children(SVC, ready=True)], realtime, phase="Failed",
+        reason="InvalidSpec", message="iris", events=[("Failed", True)]),
+    "a refresh after readiness reports Running without applying": Row(
+        [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=True)],
+        realtime_refresh, phase="Running", reason="Running", message="2/2 instances ready",
+        events=[("Running", False)]),
+    "a refresh before readiness stays Deploying, no event": Row(
+        [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=False)],
+        realtime_refresh, phase="Deploying", reason="Deploying"),
+    "a refresh of a generation not applied yet leaves it to reconcile": Row(
+        [NAMESPACE, APP, placed(SVC, generation=2, status=DEPLOYING)], realtime_refresh),
+    "a deleted service is nothing to do": Row([NAMESPACE, APP], realtime, gone=True),
+    "batch create applies the Job once": Row(
+        [NAMESPACE, APP, BATCH], batch, applies=["Job/job"], phase="Deploying",
+        reason="Deploying", events=[("Deploying", False)]),
+    "batch with its Job already there applies nothing": Row(
+        [NAMESPACE, APP, BATCH, batch_job(stopped=False)], batch, phase="Deploying",
+        events=[("Deploying", False)]),
+    "batch stopped suspends the running Job": Row(
+        [NAMESPACE, APP, BATCH_STOPPED, batch_job(stopped=False)], batch, patches=["Job/job"],
+        phase="Stopped", reason="Stopped", message="suspended", events=[("Stopped", False)]),
+    "batch resumed unsuspends the Job": Row(
+        [NAMESPACE, APP, placed(bs(), uid="u2", generation=3), batch_job(stopped=True)], batch,
+        patches=["Job/job"], phase="Deploying", events=[("Deploying", False)]),
+    "batch without its application is Failed, no Job": Row(
+        [NAMESPACE, BATCH], batch, phase="Failed", reason="InvalidSpec", message="iris",
+        events=[("Failed", True)]),
+    "batch refresh with no Job and a blocked status leaves it to reconcile": Row(
+        [NAMESPACE, placed(bs(), uid="u2", status={"observedGeneration": 1, "conditions": [
+            {"type": "Ready", "status": "False", "reason": "InvalidSpec"}]})], batch_refresh),
+    "an application reports each version Normal": Row(
+        [NAMESPACE, APP], application, reason="AllVersionsNormal",
+        events=[("VersionNormal", False), ("VersionNormal", False)]),
+}
+
+
+@pytest.mark.parametrize("name", TABLE)
+def test_reconcile(name: str) -> None:
+    row = TABLE[name]
+    kube = FakeKube(row.objects, missing=row.missing)
+    outcome = row.reconcile(kube, row.catalog)
+    assert sorted(kube.of("apply")) == sorted(row.applies)
+    assert kube.of("delete") == row.deletes
+    assert kube.of("patch") == row.patches
+    if row.gone:
+        assert outcome is None and kube.actions == []
+        return
+    if row.phase is None and row.reason is None:  # nothing to report
+        assert outcome is None and kube.of("status") == []
+        return
+    assert outcome is not None
+    target = outcome.obj
+    stored = kube.get(target["apiVersion"], target["kind"], NS, target["metadata"]["name"])
+    assert stored is not None
+    status = stored.get("status") or {}
+    assert status.get("phase") == row.phase
+    assert status["observedGeneration"] == stored["metadata"]["generation"]
+    ready = condition(status.get("conditions"), "Ready")
+    assert ready["observedGeneration"] == stored["metadata"]["generation"]
+    if row.reason is not None:
+        assert ready["reason"] == row.reason
+    assert row.message in status.get("message", ready.get("message", ""))
+    assert [(e.reason, e.warning) for e in outcome.events()] == row.events
+
+
+def test_an_unchanged_status_is_not_written_again() -> None:
+    kube = FakeKube([NAMESPACE, APP, SVC])
+    reconcile_realtime(kube, default_catalog(), NS, "svc")
+    first = kube.of("status")
+    again = reconcile_realtime(kube, default_catalog(), NS, "svc")
+    assert kube.of("status") == first  # same children, same status: no second write
+    assert again is not None and again.events() == []
+
+
+@pytest.mark.parametrize(("service", "running", "suspend"), [
+    (BATCH_STOPPED, False, True), (placed(bs(), uid="u2", generation=3), True, False)])
+def test_suspension_follows_the_spec(service: Obj, running: bool, suspend: bool) -> None:
+    kube = FakeKube([NAMESPACE, APP, service, batch_job(stopped=running)])
+    reconcile_batch(kube, default_catalog(), NS, "job")
+    job = kube.get("batch/v1", "Job", NS, "job")
+    assert job is not None and job["spec"]["suspend"] is suspend
