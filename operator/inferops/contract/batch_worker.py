@@ -94,45 +94,60 @@ class WorkerConfig:
         return self.io_threads or io_threads_default(self.concurrency)
 
     def __post_init__(self) -> None:
-        problems = []
-        for name in ("input_path", "output_path", "model_url", "task_id", "request_path"):
-            if not isinstance(getattr(self, name), str) or not getattr(self, name):
-                problems.append(f"{name}: must be a non-empty string")
-        if self.input_type not in ("json", "file"):
-            problems.append(f"input_type: {self.input_type!r} is not json or file")
-        if self.input_type == "file" and not self.file_field:
-            problems.append("file_field: file input needs the form field name")
-        if self.input_type == "json" and not isinstance(self.mapping, dict):
-            problems.append("mapping: JSON input needs a mapping object")
-        positive = [
-            "worker_count",
-            "concurrency",
-            "max_image_bytes",
-            "max_csv_bytes",
-            "max_file_bytes",
-            "manifest_max_lines",
-            "flush_lines",
-        ]
-        for name in positive:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                problems.append(f"{name}: must be an integer >= 1, not {value!r}")
-        threads = self.io_threads
-        if threads is not None and (
-            not isinstance(threads, int) or isinstance(threads, bool) or threads < 1
-        ):
-            problems.append(f"io_threads: must be an integer >= 1, not {threads!r}")
-        if not isinstance(self.retries, int) or self.retries < 0:
-            problems.append(f"retries: must be an integer >= 0, not {self.retries!r}")
-        for name in ("request_timeout_seconds", "flush_seconds"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or value <= 0:
-                problems.append(f"{name}: must be a number > 0, not {value!r}")
-        index = self.worker_index
-        if not isinstance(index, int) or not 0 <= index < max(1, int(self.worker_count or 1)):
-            problems.append(f"worker_index: {index!r} is not in 0..worker_count-1")
+        problems = [*_input_problems(self), *_number_problems(self)]
         if problems:
             raise ConfigError("; ".join(problems))
+
+
+_REQUIRED_STRINGS = ("input_path", "output_path", "model_url", "task_id", "request_path")
+_POSITIVE_INTS = (
+    "worker_count",
+    "concurrency",
+    "max_image_bytes",
+    "max_csv_bytes",
+    "max_file_bytes",
+    "manifest_max_lines",
+    "flush_lines",
+)
+
+
+def _is_int(value: Any, least: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= least
+
+
+def _input_problems(config: WorkerConfig) -> list[str]:
+    problems = [
+        f"{name}: must be a non-empty string"
+        for name in _REQUIRED_STRINGS
+        if not isinstance(getattr(config, name), str) or not getattr(config, name)
+    ]
+    if config.input_type not in ("json", "file"):
+        problems.append(f"input_type: {config.input_type!r} is not json or file")
+    if config.input_type == "file" and not config.file_field:
+        problems.append("file_field: file input needs the form field name")
+    if config.input_type == "json" and not isinstance(config.mapping, dict):
+        problems.append("mapping: JSON input needs a mapping object")
+    return problems
+
+
+def _number_problems(config: WorkerConfig) -> list[str]:
+    problems = [
+        f"{name}: must be an integer >= 1, not {getattr(config, name)!r}"
+        for name in _POSITIVE_INTS
+        if not _is_int(getattr(config, name), 1)
+    ]
+    if config.io_threads is not None and not _is_int(config.io_threads, 1):
+        problems.append(f"io_threads: must be an integer >= 1, not {config.io_threads!r}")
+    if not isinstance(config.retries, int) or config.retries < 0:
+        problems.append(f"retries: must be an integer >= 0, not {config.retries!r}")
+    for name in ("request_timeout_seconds", "flush_seconds"):
+        value = getattr(config, name)
+        if not isinstance(value, int | float) or value <= 0:
+            problems.append(f"{name}: must be a number > 0, not {value!r}")
+    index = config.worker_index
+    if not isinstance(index, int) or not 0 <= index < max(1, int(config.worker_count or 1)):
+        problems.append(f"worker_index: {index!r} is not in 0..worker_count-1")
+    return problems
 
 
 _FIELDS = {f.name for f in dataclasses.fields(WorkerConfig)}

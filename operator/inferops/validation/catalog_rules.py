@@ -19,6 +19,32 @@ def _flavor(catalog: Catalog, name: str, path: str) -> tuple[Flavor | None, Find
     return flavor, None
 
 
+def _usable_pools(
+    spec: RealTimeServiceSpec, catalog: Catalog, found: list[str]
+) -> Iterator[Finding]:
+    """Problems with the pools the service runs in; the usable ones are added to `found`."""
+    multi = spec.multi_pool_load_balancing
+    if multi is None or not multi.enabled:
+        if catalog.pool(spec.resource_pool) is not None:
+            found.append(spec.resource_pool)
+        else:
+            known = ", ".join(p.name for p in catalog.pools)
+            yield "spec.resourcePool", f"unknown pool {spec.resource_pool!r}; known pools: {known}"
+        return
+    for j, name in enumerate(multi.pools or []):
+        pool = catalog.pool(name)
+        path = f"spec.multiPoolLoadBalancing.pools[{j}]"
+        if pool is None:
+            yield path, f"unknown pool {name!r}"
+        elif pool.type != "dedicated":
+            yield (
+                path,
+                f"pool {name!r} is {pool.type}; multi-pool load balancing needs dedicated pools",
+            )
+        else:
+            found.append(name)
+
+
 def realtime_catalog_rules(spec: RealTimeServiceSpec, catalog: Catalog) -> Iterator[Finding]:
     if spec.traffic_limit is not None and catalog.router.mode == "gateway-api":
         # An HTTPRoute has no rate limit of its own; silently not limiting would be worse.
@@ -27,29 +53,8 @@ def realtime_catalog_rules(spec: RealTimeServiceSpec, catalog: Catalog) -> Itera
             "not supported with the gateway-api router (the catalog's router.mode); "
             "limit the rate at the Gateway instead",
         )
-    multi = spec.multi_pool_load_balancing
-    multi_pools = (multi.pools or []) if multi is not None and multi.enabled else None
-    if multi_pools is None:
-        pool = catalog.pool(spec.resource_pool)
-        pools = [spec.resource_pool] if pool is not None else []
-        if pool is None:
-            known = ", ".join(p.name for p in catalog.pools)
-            yield "spec.resourcePool", f"unknown pool {spec.resource_pool!r}; known pools: {known}"
-    else:
-        pools = []
-        for j, name in enumerate(multi_pools):
-            pool = catalog.pool(name)
-            path = f"spec.multiPoolLoadBalancing.pools[{j}]"
-            if pool is None:
-                yield path, f"unknown pool {name!r}"
-            elif pool.type != "dedicated":
-                yield (
-                    path,
-                    f"pool {name!r} is {pool.type}; multi-pool load balancing needs "
-                    "dedicated pools",
-                )
-            else:
-                pools.append(name)
+    pools: list[str] = []
+    yield from _usable_pools(spec, catalog, pools)
     for i, version in enumerate(spec.versions):
         path = f"spec.versions[{i}].specification"
         flavor, problem = _flavor(catalog, version.specification, path)

@@ -83,16 +83,12 @@ def _call(show: Callable[[str], str], cell: str) -> str:
     return show(cell)
 
 
-def compile_encoder(mapping: JsonObject) -> RowEncoder:
-    """Row -> the compact JSON bytes of `compile_mapping(mapping)(row)`, or RowError."""
-    build = compile_mapping(mapping)
-
-    def general(row: Sequence[str]) -> bytes:
-        return COMPACT.encode(build(row)).encode()
-
+def _holes(mapping: JsonObject) -> tuple[str, list[str], list[_Hole]] | None:
+    """The body's JSON with a hole per leaf: (text, the static pieces between holes, the
+    holes in order); None when the body cannot be templated that way."""
     probe = compile_parts(mapping, lambda index, kind: lambda row: _Hole(index, kind))([])
     if not isinstance(probe, dict):  # a body of {}, which still checks its leaves: rare
-        return general
+        return None
     holes: list[_Hole] = []
 
     def mark(hole: Any) -> str:
@@ -105,7 +101,21 @@ def compile_encoder(mapping: JsonObject) -> RowEncoder:
     pieces = _HOLE.split(text)
     statics, order = pieces[0::2], [int(n) for n in pieces[1::2]]
     if order != list(range(len(holes))):  # a property name that looks like a hole
+        return None
+    return text, statics, holes
+
+
+def compile_encoder(mapping: JsonObject) -> RowEncoder:
+    """Row -> the compact JSON bytes of `compile_mapping(mapping)(row)`, or RowError."""
+    build = compile_mapping(mapping)
+
+    def general(row: Sequence[str]) -> bytes:
+        return COMPACT.encode(build(row)).encode()
+
+    found = _holes(mapping)
+    if found is None:
         return general
+    text, statics, holes = found
     if not holes:
         constant = text.encode()
         return lambda row: constant
