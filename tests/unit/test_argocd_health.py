@@ -120,7 +120,7 @@ SAMPLES = [
      "Degraded", "Abnormal: 2/3 instances ready"),
     ("rts Stopped", with_status(RTS, realtime(0, stopped=True)), "Suspended", "Stopped"),
     ("rts Failed", with_status(RTS, blocked_status(
-        None, 1, reason="InvalidSpec", message="spec.versions[0].specification: unknown",
+        "RealTimeService", None, 1, reason="InvalidSpec", message="spec.versions[0].specification: unknown",
         now=NOW)),
      "Degraded", "Failed: spec.versions[0].specification: unknown"),
     ("rts spec changed", with_status(RTS, realtime(2), generation=2), "Progressing",

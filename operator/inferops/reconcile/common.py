@@ -6,12 +6,14 @@ from __future__ import annotations
 import datetime
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from inferops.api import phases
 from inferops.api.base import ApiModel
+from inferops.api.batch import BatchServiceStatus
 from inferops.api.catalog import Catalog
-from inferops.api.names import API_VERSION, KIND_APPLICATION
+from inferops.api.names import API_VERSION, KIND_APPLICATION, KIND_REALTIME
+from inferops.api.realtime import RealTimeServiceStatus
 from inferops.reconcile.conditions import condition
 from inferops.reconcile.kube import Cluster
 from inferops.reconcile.lifecycle import Verdict, mark
@@ -112,29 +114,23 @@ def write_status(kube: Cluster, obj: Mapping[str, Any], status: ApiModel) -> Out
     return Outcome(obj, old.get("phase"), fields.get("phase"), str(fields.get("message", "")))
 
 
-class BlockedStatus(ApiModel):
-    """The status of a service blocked before anything is applied: only these fields change
-    (the last traffic, readiness and progress stay as they were)."""
-
-    phase: str
-    conditions: list[Any]
-    observed_generation: int | None
-    message: str
-
-
 def blocked_status(
+    kind: str,
     old: Mapping[str, Any] | None,
     generation: int | None,
     *,
     reason: str,
     message: str,
     now: datetime.datetime,
-) -> BlockedStatus:
-    """Failed with a blocking reason and a message naming the field."""
-    verdict: Verdict[str] = Verdict(phases.FAILED, reason, message)
-    return BlockedStatus(
+) -> RealTimeServiceStatus | BatchServiceStatus:
+    """Failed with a blocking reason and a message naming the field. Only these fields are
+    set (and so patched): the last traffic, readiness and progress stay as they were."""
+    verdict: Verdict[Literal["Failed"]] = Verdict(phases.FAILED, reason, message)
+    conditions = mark((old or {}).get("conditions"), verdict, generation=generation, now=now)
+    model = RealTimeServiceStatus if kind == KIND_REALTIME else BatchServiceStatus
+    return model(
         phase=verdict.phase,
-        conditions=mark((old or {}).get("conditions"), verdict, generation=generation, now=now),
+        conditions=conditions,
         observed_generation=generation,
         message=message,
     )
@@ -142,6 +138,7 @@ def blocked_status(
 
 def write_blocked(kube: Cluster, obj: Mapping[str, Any], block: Blocker) -> Outcome:
     status = blocked_status(
+        obj["kind"],
         obj.get("status"),
         obj["metadata"].get("generation"),
         reason=block.reason,
