@@ -11,6 +11,7 @@ from inferops.api.application import AppVersion
 from inferops.api.catalog import Catalog
 from inferops.api.names import KIND_REALTIME
 from inferops.api.realtime import RealTimeServiceSpec, ServiceVersion
+from inferops.contract import agent as agent_contract
 from inferops.resources.labels import (
     LABEL_COMPONENT,
     OwnerInputs,
@@ -30,8 +31,6 @@ from inferops.resources.workload import (
 )
 
 SERVICE_PORT = 80
-AGENT_PORT = 8081
-AGENT_HEALTH = "/inferops-agent/healthz"
 VERSION_PORT = 8080
 ROUTER_REPLICAS = 2
 ROUTER_UID = 101  # the nginx user of the router image (images/router/Dockerfile)
@@ -116,36 +115,43 @@ def model_deployment(
     }
 
 
-def agent_container(inputs: Inputs, entry: ServiceVersion, model_port: int) -> dict[str, Any]:
-    """`inferops agent` in front of the model: proxies every request, samples pairs into
-    dataCollection.outputPath. It takes the port the version's Service targets."""
+def agent_options(
+    inputs: Inputs, entry: ServiceVersion, model_port: int
+) -> agent_contract.AgentOptions:
+    """What the agent of one version runs with; the pod name comes from its env (POD_NAME,
+    set in `agent_container`), storage endpoint and credentials too."""
     collect = inputs.spec.data_collection
     if collect is None or collect.output_path is None:
         raise ValueError("dataCollection.outputPath is required when data collection is enabled")
+    return agent_contract.AgentOptions(
+        output=collect.output_path,
+        upstream=f"http://127.0.0.1:{model_port}",
+        sample_ratio=collect.sample_ratio,
+        service=inputs.name,
+        version=f"{entry.application}:{entry.version}",
+    )
+
+
+def agent_container(inputs: Inputs, entry: ServiceVersion, model_port: int) -> dict[str, Any]:
+    """`inferops agent` in front of the model: proxies every request, samples pairs into
+    dataCollection.outputPath. It takes the port the version's Service targets."""
+    options = agent_options(inputs, entry, model_port)
     return {
         "name": "agent",
         "image": inputs.catalog.images.inferops,
-        "args": [
-            "agent",
-            "--port",
-            str(AGENT_PORT),
-            "--upstream",
-            f"http://127.0.0.1:{model_port}",
-            "--output",
-            collect.output_path,
-            "--sample-ratio",
-            str(collect.sample_ratio),
-            "--service",
-            inputs.name,
-            "--version",
-            f"{entry.application}:{entry.version}",
-        ],
+        "args": options.argv(),
         "env": [
-            {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+            {
+                "name": agent_contract.POD_ENV,
+                "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}},
+            },
             *storage_env(inputs.spec.storage),
         ],
-        "ports": [{"name": "http", "containerPort": AGENT_PORT, "protocol": "TCP"}],
-        "readinessProbe": {"httpGet": {"path": AGENT_HEALTH, "port": "http"}, "periodSeconds": 10},
+        "ports": [{"name": "http", "containerPort": options.port, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": agent_contract.HEALTH_PATH, "port": "http"},
+            "periodSeconds": 10,
+        },
         "resources": {
             "requests": {"cpu": "100m", "memory": "128Mi"},
             "limits": {"cpu": "1", "memory": "512Mi"},

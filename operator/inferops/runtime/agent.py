@@ -25,10 +25,8 @@ import base64
 import contextlib
 import json
 import logging
-import os
 import random
 import re
-import socket
 import sys
 import time
 import zlib
@@ -44,24 +42,22 @@ from aiohttp import hdrs, web
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
+from inferops.contract.agent import (
+    COMMAND,
+    DEFAULT_FLUSH_LINES,
+    DEFAULT_FLUSH_SECONDS,
+    DEFAULT_MAX_BUFFER_BYTES,
+    DEFAULT_MAX_BUFFER_LINES,
+    HEALTH_PATH,
+    STATS_PATH,
+    AgentOptions,
+    add_agent_arguments,
+    options_from_args,
+)
 from inferops.storage import Location, Storage, StorageError, parse_location
 
 log = logging.getLogger(__name__)
 
-HEALTH_PATH = "/inferops-agent/healthz"
-STATS_PATH = "/inferops-agent/stats"
-DEFAULT_PORT = 8081
-DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
-DEFAULT_FLUSH_SECONDS = 10.0
-DEFAULT_FLUSH_LINES = 1000
-DEFAULT_MAX_BUFFER_LINES = 10000
-DEFAULT_MAX_BUFFER_BYTES = 64 * 1024 * 1024
-DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
-DEFAULT_MAX_CAPTURE_BYTES = 1024 * 1024
-DEFAULT_TIMEOUT_SECONDS = 300.0
-SERVICE_ENV = "INFEROPS_SERVICE"
-VERSION_ENV = "INFEROPS_VERSION"
-POD_ENV = "POD_NAME"
 CONTENT_TYPE_JSONL = "application/x-ndjson"
 PROBE_USER_AGENT = "kube-probe/"
 
@@ -86,29 +82,6 @@ _REQUEST_SKIP = HOP_BY_HOP | {"host", "content-length", "expect"}
 # Headers the client would otherwise invent: the model sees exactly what the caller sent.
 _NO_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 _NAME_UNSAFE = re.compile(r"[^A-Za-z0-9._-]")
-
-
-@dataclass(frozen=True)
-class AgentOptions:
-    """Everything `inferops agent` is configured with (the CLI options, parsed)."""
-
-    output: str
-    upstream: str = DEFAULT_UPSTREAM
-    host: str = "0.0.0.0"
-    port: int = DEFAULT_PORT
-    sample_ratio: float = 1.0
-    service: str = "unknown"
-    version: str = "unknown"
-    pod: str = "unknown"
-    flush_seconds: float = DEFAULT_FLUSH_SECONDS
-    flush_lines: int = DEFAULT_FLUSH_LINES
-    max_buffer_lines: int = DEFAULT_MAX_BUFFER_LINES
-    max_buffer_bytes: int = DEFAULT_MAX_BUFFER_BYTES
-    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    max_capture_bytes: int = DEFAULT_MAX_CAPTURE_BYTES
-    timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
-    endpoint: str | None = None
-    region: str | None = None
 
 
 # --- the buffer --------------------------------------------------------------------------
@@ -607,62 +580,6 @@ def build_app(options: AgentOptions) -> web.Application:
 # --- the command -------------------------------------------------------------------------
 
 
-def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1: {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1: {text}")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be greater than 0: {text}")
-    return value
-
-
-def options_from_args(
-    args: argparse.Namespace, environ: Mapping[str, str] | None = None
-) -> AgentOptions:
-    """The options of a parsed `inferops agent` command line; names default to the env."""
-    env = os.environ if environ is None else environ
-    return AgentOptions(
-        output=args.output,
-        upstream=args.upstream,
-        host=args.host,
-        port=args.port,
-        sample_ratio=args.sample_ratio,
-        service=args.service or env.get(SERVICE_ENV) or "unknown",
-        version=args.version or env.get(VERSION_ENV) or "unknown",
-        pod=args.pod or env.get(POD_ENV) or socket.gethostname() or "unknown",
-        flush_seconds=args.flush_seconds,
-        flush_lines=args.flush_lines,
-        max_buffer_lines=args.max_buffer_lines,
-        max_buffer_bytes=args.max_buffer_bytes,
-        max_body_bytes=args.max_body_bytes,
-        max_capture_bytes=args.max_capture_bytes,
-        timeout_seconds=args.timeout,
-        endpoint=args.endpoint,
-        region=args.region,
-    )
-
-
 def cmd_agent(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
@@ -694,83 +611,9 @@ def cmd_agent(args: argparse.Namespace) -> int:
 
 
 def add_agent_command(subparsers: Any) -> None:
-    """Registers `agent` on the `inferops` subparsers."""
+    """Registers `agent` on the `inferops` subparsers (its flags: inferops.contract.agent)."""
     agent = subparsers.add_parser(
-        "agent", help="data collection proxy: forwards to the model, records sampled pairs"
+        COMMAND, help="data collection proxy: forwards to the model, records sampled pairs"
     )
-    agent.add_argument(
-        "--output",
-        required=True,
-        metavar="LOCATION",
-        help="folder for the JSON lines: obs://, s3://, file:// or a local path",
-    )
-    agent.add_argument(
-        "--upstream",
-        default=DEFAULT_UPSTREAM,
-        metavar="URL",
-        help=f"the model's base URL (default {DEFAULT_UPSTREAM})",
-    )
-    agent.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default 8081)")
-    agent.add_argument("--host", default="0.0.0.0", help="address (default 0.0.0.0)")
-    agent.add_argument(
-        "--sample-ratio",
-        type=_ratio,
-        default=1.0,
-        metavar="RATIO",
-        help="fraction of requests recorded, 0..1 (default 1)",
-    )
-    agent.add_argument("--service", help=f"service name in records (default ${SERVICE_ENV})")
-    agent.add_argument("--version", help=f"version in records (default ${VERSION_ENV})")
-    agent.add_argument("--pod", help=f"pod name in records (default ${POD_ENV}, else hostname)")
-    agent.add_argument(
-        "--flush-seconds",
-        type=_positive_float,
-        default=DEFAULT_FLUSH_SECONDS,
-        metavar="SECONDS",
-        help="write buffered lines this often (default 10)",
-    )
-    agent.add_argument(
-        "--flush-lines",
-        type=_positive_int,
-        default=DEFAULT_FLUSH_LINES,
-        metavar="N",
-        help="write as soon as this many lines wait (default 1000)",
-    )
-    agent.add_argument(
-        "--max-buffer-lines",
-        type=_positive_int,
-        default=DEFAULT_MAX_BUFFER_LINES,
-        metavar="N",
-        help="most lines kept in memory; the oldest are dropped beyond it (default 10000)",
-    )
-    agent.add_argument(
-        "--max-buffer-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_BUFFER_BYTES,
-        metavar="N",
-        help="most bytes of lines kept in memory (default 64 MiB)",
-    )
-    agent.add_argument(
-        "--max-body-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_BODY_BYTES,
-        metavar="N",
-        help="largest request body proxied; larger ones get 413 (default 16 MiB)",
-    )
-    agent.add_argument(
-        "--max-capture-bytes",
-        type=_positive_int,
-        default=DEFAULT_MAX_CAPTURE_BYTES,
-        metavar="N",
-        help="largest body recorded; larger ones are recorded as null (default 1 MiB)",
-    )
-    agent.add_argument(
-        "--timeout",
-        type=_positive_float,
-        default=DEFAULT_TIMEOUT_SECONDS,
-        metavar="SECONDS",
-        help="longest wait for the model's answer; then 504 (default 300)",
-    )
-    agent.add_argument("--endpoint", help="S3 API endpoint (default: $INFEROPS_S3_ENDPOINT)")
-    agent.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
+    add_agent_arguments(agent)
     agent.set_defaults(func=cmd_agent)
