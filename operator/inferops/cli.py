@@ -13,6 +13,7 @@ import yaml
 
 from inferops.api.catalog import Catalog, CatalogError, load_catalog
 from inferops.api.crd import all_crds, render_yaml, write_crds
+from inferops.contract import fetch_model as fetch_model_contract
 from inferops.contract.request_schema import generate_mapping, request_schema, select_api
 from inferops.manifests import Document, ManifestError, check_kinds, read_documents
 from inferops.validation import ValidationContext, validate_object
@@ -139,8 +140,9 @@ def cmd_fetch_model(args: argparse.Namespace) -> int:
     from inferops.runtime.fetch_model import fetch_model
     from inferops.storage import StorageError
 
+    options = fetch_model_contract.options_from_args(args)
     try:
-        written = fetch_model(args.source, Path(args.dest), args.endpoint, args.region)
+        written = fetch_model(options.source, Path(options.dest), options.endpoint, options.region)
     except StorageError as exc:
         return _fail(str(exc), EXIT_INVALID)
     for path in written:
@@ -236,11 +238,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     server.set_defaults(func=cmd_model_server)
 
-    fetch = sub.add_parser("fetch-model", help="copy model files into /mnt/models")
-    fetch.add_argument("source", help="obs://, s3://, https:// or file:// file or folder")
-    fetch.add_argument("--dest", default="/mnt/models", help="target folder")
-    fetch.add_argument("--endpoint", help="S3 API endpoint (default: $INFEROPS_S3_ENDPOINT)")
-    fetch.add_argument("--region", help="S3 region (default: $AWS_REGION or us-east-1)")
+    fetch = sub.add_parser(fetch_model_contract.COMMAND, help="copy model files into /mnt/models")
+    fetch_model_contract.add_fetch_model_arguments(fetch)
     fetch.set_defaults(func=cmd_fetch_model)
 
     from inferops.runtime.agent import add_agent_command

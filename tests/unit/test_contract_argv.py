@@ -1,5 +1,5 @@
 """The argv the operator writes into a pod, read back by the program's own command-line
-parser, gives the options the builder meant (inferops.contract.agent)."""
+parser, gives the options the builder meant (inferops.contract.agent, .fetch_model)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,12 @@ import pytest
 from inferops.api.application import AIApplicationSpec
 from inferops.api.catalog import default_catalog
 from inferops.api.realtime import RealTimeServiceSpec
+from inferops.cli import build_parser, cmd_fetch_model
 from inferops.contract.agent import HEALTH_PATH, POD_ENV, AgentOptions
+from inferops.contract.fetch_model import DEFAULT_DEST, FetchModelOptions
+from inferops.contract.fetch_model import options_from_args as fetch_model_options
 from inferops.resources.realtime import Inputs, agent_options, realtime_children
+from inferops.resources.workload import MODEL_DIR
 from inferops.runtime.agent import add_agent_command, options_from_args
 from tests.unit.rules_table import app, rts, version
 
@@ -81,9 +85,12 @@ def kubernetes_env(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def realtime_inputs(model_port: int = 8080, **spec: Any) -> Inputs:
+def realtime_inputs(model_port: int = 8080, model_uri: str | None = None,
+                    **spec: Any) -> Inputs:
     app_spec = copy.deepcopy(app()["spec"])
     app_spec["versions"][0]["port"] = model_port
+    if model_uri:
+        app_spec["versions"][0]["modelUri"] = model_uri
     apps = {"iris": AIApplicationSpec.model_validate(app_spec)}
     obj = rts(version("1.0.0", 100), **spec)
     obj["metadata"] |= {"namespace": "ns", "uid": "1234"}
@@ -118,3 +125,30 @@ def test_the_agent_reads_back_what_the_builder_put_in_the_pod(
     assert agent["ports"][0]["containerPort"] == parsed.port
     assert agent["readinessProbe"]["httpGet"]["path"] == HEALTH_PATH
 
+
+def fetch_model_parse(argv: list[str]) -> FetchModelOptions:
+    """What `inferops fetch-model` starts with: the `inferops` parser and its parse."""
+    args = build_parser().parse_args(argv)
+    assert args.func is cmd_fetch_model
+    return fetch_model_options(args)
+
+
+@pytest.mark.parametrize("options", [
+    FetchModelOptions("s3://models/iris/"),
+    FetchModelOptions("obs://models/iris/v1/model.json", dest="/work/m"),
+    FetchModelOptions("https://example.com/m.tar", endpoint="http://s3.local:9000",
+                      region="eu-west-1"),
+], ids=["default-dest", "dest", "endpoint-region"])
+def test_fetch_model_argv_round_trips(options: FetchModelOptions) -> None:
+    argv = options.argv()
+    assert argv[:4] == ["fetch-model", options.source, "--dest", options.dest]
+    assert fetch_model_parse(argv) == options
+
+
+def test_fetch_model_reads_back_what_the_builder_put_in_the_pod() -> None:
+    pod = pod_spec(realtime_inputs(model_uri="s3://models/iris/"))
+    [init] = pod["initContainers"]
+    assert fetch_model_parse(init["args"]) == FetchModelOptions("s3://models/iris/", MODEL_DIR)
+    # It writes where the model container reads.
+    assert init["volumeMounts"][0]["mountPath"] == DEFAULT_DEST
+    assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == DEFAULT_DEST

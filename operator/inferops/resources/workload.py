@@ -9,9 +9,10 @@ from typing import Any
 from inferops.api.application import AppVersion
 from inferops.api.base import EnvVar, StorageSpec
 from inferops.api.catalog import Catalog, Flavor, Pool
+from inferops.contract.fetch_model import DEFAULT_DEST, FetchModelOptions
 from inferops.resources.security import container_security_context
 
-MODEL_DIR = "/mnt/models"
+MODEL_DIR = DEFAULT_DEST  # where fetch-model writes and the model container reads
 MODEL_VOLUME = "models"
 PROBE_PERIOD = 10
 
@@ -146,7 +147,7 @@ def model_fetch(
     init = {
         "name": "fetch-model",
         "image": catalog.images.inferops,
-        "args": ["fetch-model", version.model_uri, "--dest", MODEL_DIR],
+        "args": FetchModelOptions(version.model_uri, dest=MODEL_DIR).argv(),
         "env": storage_env(storage),
         "volumeMounts": [{"name": MODEL_VOLUME, "mountPath": MODEL_DIR}],
         "resources": {

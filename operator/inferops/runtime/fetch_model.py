@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from inferops.contract import fetch_model as contract
 from inferops.storage import Storage, parse_location
 
-DEFAULT_DEST = Path("/mnt/models")
+DEFAULT_DEST = Path(contract.DEFAULT_DEST)
 
 
 def fetch_model(
