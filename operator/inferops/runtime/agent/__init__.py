@@ -1,0 +1,98 @@
+"""`inferops agent`: the data-collection sidecar of a RealTimeService version.
+
+A small reverse proxy in front of the model container: every request (any method, path,
+query, headers minus hop-by-hop ones, body) goes to the model over a keep-alive client and
+the model's answer comes back unchanged. For a sampled fraction of the requests it records
+one JSON line (request, response, status, latency, service, version, pod) in a bounded
+in-memory buffer that is written to object storage as
+`<output>/<service>/<version>/<pod>-<UTC timestamp>-<seq>.jsonl` every `--flush-seconds`,
+whenever `--flush-lines` lines are waiting, and on shutdown (SIGTERM).
+
+Uploads run in a thread (the storage layer is synchronous boto3) so the proxy never waits
+for object storage. A failed upload is logged and its lines are kept for the next attempt;
+when the buffer is full the oldest lines are dropped and counted (`dropped`).
+`GET /inferops-agent/healthz` is answered by the agent itself; any other path, the model's
+own health path included, goes to the model (kubelet probes, `User-Agent: kube-probe/...`,
+are proxied but never recorded). WebSocket is not supported (the API forbids
+data collection on WebSocket services).
+
+One module per job: `buffer` (the bounded line queue), `collector` (writing it to
+storage), `capture` (how bodies and times are recorded), `proxy` (the aiohttp app),
+`command` (the `agent` subcommand). Options, flags and paths shared with the operator's
+pod builder are in `inferops.contract.agent`; they are re-exported here with the rest so
+`from inferops.runtime.agent import ...` keeps working.
+"""
+
+from inferops.contract.agent import (
+    DEFAULT_FLUSH_LINES,
+    DEFAULT_FLUSH_SECONDS,
+    DEFAULT_MAX_BODY_BYTES,
+    DEFAULT_MAX_BUFFER_BYTES,
+    DEFAULT_MAX_BUFFER_LINES,
+    DEFAULT_MAX_CAPTURE_BYTES,
+    DEFAULT_PORT,
+    DEFAULT_TIMEOUT_SECONDS,
+    DEFAULT_UPSTREAM,
+    HEALTH_PATH,
+    POD_ENV,
+    SERVICE_ENV,
+    STATS_PATH,
+    VERSION_ENV,
+    AgentOptions,
+    options_from_args,
+)
+from inferops.runtime.agent.buffer import Batch, LineBuffer
+from inferops.runtime.agent.capture import capture_body, is_json_type, rfc3339
+from inferops.runtime.agent.collector import (
+    CONTENT_TYPE_JSONL,
+    Collector,
+    CollectorStats,
+    build_collector,
+    safe_name,
+)
+from inferops.runtime.agent.command import add_agent_command, cmd_agent
+from inferops.runtime.agent.proxy import (
+    COLLECTOR_KEY,
+    HOP_BY_HOP,
+    OPTIONS_KEY,
+    PROBE_USER_AGENT,
+    SESSION_KEY,
+    build_app,
+)
+
+__all__ = [
+    "COLLECTOR_KEY",
+    "CONTENT_TYPE_JSONL",
+    "DEFAULT_FLUSH_LINES",
+    "DEFAULT_FLUSH_SECONDS",
+    "DEFAULT_MAX_BODY_BYTES",
+    "DEFAULT_MAX_BUFFER_BYTES",
+    "DEFAULT_MAX_BUFFER_LINES",
+    "DEFAULT_MAX_CAPTURE_BYTES",
+    "DEFAULT_PORT",
+    "DEFAULT_TIMEOUT_SECONDS",
+    "DEFAULT_UPSTREAM",
+    "HEALTH_PATH",
+    "HOP_BY_HOP",
+    "OPTIONS_KEY",
+    "POD_ENV",
+    "PROBE_USER_AGENT",
+    "SERVICE_ENV",
+    "SESSION_KEY",
+    "STATS_PATH",
+    "VERSION_ENV",
+    "AgentOptions",
+    "Batch",
+    "Collector",
+    "CollectorStats",
+    "LineBuffer",
+    "add_agent_command",
+    "build_app",
+    "build_collector",
+    "capture_body",
+    "cmd_agent",
+    "is_json_type",
+    "options_from_args",
+    "rfc3339",
+    "safe_name",
+]
