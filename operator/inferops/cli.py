@@ -9,8 +9,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import yaml
-
 from inferops.api.catalog import Catalog, CatalogError, load_catalog
 from inferops.api.crd import all_crds, render_yaml, write_crds
 from inferops.contract import fetch_model as fetch_model_contract
@@ -60,7 +58,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_render(args: argparse.Namespace) -> int:
-    from inferops.render import render
+    from inferops.render import render, render_text
 
     try:
         catalog, documents = _inputs(args)
@@ -71,7 +69,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     if problems:
         return EXIT_INVALID
-    sys.stdout.write(yaml.safe_dump_all(children, sort_keys=False, width=100))
+    sys.stdout.write(render_text(children))
     return 0
 
 

@@ -1,4 +1,9 @@
-"""`inferops render`: the child objects the operator would apply, like `helm template`."""
+"""`inferops render`: the child objects the operator would apply, like `helm template`.
+
+The children come from `desired_state`, the function reconcile applies, for every
+RealTimeService and BatchService among the documents; `render_text` writes them with the
+CLI's YAML writer, so kubectl reads every value as the string or number it is.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +11,16 @@ from collections.abc import Sequence
 from typing import Any
 
 from inferops.api.catalog import Catalog
-from inferops.api.names import KIND_REALTIME
-from inferops.api.realtime import RealTimeServiceSpec
+from inferops.api.names import KIND_BATCH, KIND_REALTIME
 from inferops.manifests import Document
-from inferops.resources.realtime import Inputs, realtime_children
+from inferops.resources.desired import desired_state, parse_service
 from inferops.validation import Problem, ValidationContext, validate_object
-from inferops.validation.references import index_applications, namespace_of
+from inferops.validation.references import index_applications, namespace_of, version_specs
+from inferops.yaml_out import dump_all
 
+# The API server assigns the uid; a BatchService's task ID (in its Job) derives from it.
 PLACEHOLDER_UID = "00000000-0000-0000-0000-000000000000"
+SERVICE_KINDS = (KIND_REALTIME, KIND_BATCH)
 
 
 def _without_owner(obj: dict[str, Any]) -> dict[str, Any]:
@@ -31,7 +38,7 @@ def render(
     children: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for doc in documents:
-        if doc.obj.get("kind") != KIND_REALTIME:
+        if doc.obj.get("kind") not in SERVICE_KINDS:
             continue
         found = validate_object(doc.obj, ctx)
         if found:
@@ -42,12 +49,11 @@ def render(
             **doc.obj,
             "metadata": {**doc.obj["metadata"], "namespace": namespace, "uid": PLACEHOLDER_UID},
         }
-        spec = RealTimeServiceSpec.model_validate(obj["spec"])
-        versions = {
-            (e.application, e.version): apps[(namespace, e.application)].versions[e.version].spec
-            for e in spec.versions
-        }
-        children += [
-            _without_owner(c) for c in realtime_children(Inputs(obj, spec, versions, catalog))
-        ]
+        service = parse_service(obj, version_specs(apps, namespace))
+        children += [_without_owner(c) for c in desired_state(service, catalog)]
     return children, problems
+
+
+def render_text(children: Sequence[dict[str, Any]]) -> str:
+    """The children as one multi-document YAML stream, as `inferops render` prints it."""
+    return dump_all(children)
