@@ -1,6 +1,6 @@
 """`inferops batch-worker` (one pod of the Indexed Job) and `inferops batch run` (local).
 
-`add_commands(subparsers)` registers both on the `inferops` parser.
+`register(subparsers)` registers both on the `inferops` parser (`inferops.commands.Command`).
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def cmd_batch_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_commands(subparsers: Any) -> None:
+def register(subparsers: Any) -> None:
     """Registers `batch-worker` and `batch run` on the `inferops` subparsers."""
     worker = subparsers.add_parser(
         "batch-worker",

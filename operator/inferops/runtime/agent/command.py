@@ -51,10 +51,14 @@ def cmd_agent(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_agent_command(subparsers: Any) -> None:
-    """Registers `agent` on the `inferops` subparsers."""
+def register(subparsers: Any) -> None:
+    """Registers `agent` on the `inferops` subparsers (`inferops.commands.Command`)."""
     agent = subparsers.add_parser(
         COMMAND, help="data collection proxy: forwards to the model, records sampled pairs"
     )
     add_agent_arguments(agent)
     agent.set_defaults(func=cmd_agent)
+
+
+# The name callers that build their own parser (the agent's tests) have used.
+add_agent_command = register
