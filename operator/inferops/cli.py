@@ -11,13 +11,12 @@ import sys
 from collections.abc import Sequence
 
 from inferops.commands import Command, demo, manifests, mapping, operator, runtime
-from inferops.commands.runtime import cmd_fetch_model
 from inferops.runtime.agent import command as agent
 from inferops.worker import commands as batch
 
 COMMANDS: tuple[Command, ...] = (operator, manifests, mapping, demo, runtime, batch, agent)
 
-__all__ = ["COMMANDS", "build_parser", "cmd_fetch_model", "main"]
+__all__ = ["COMMANDS", "build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:

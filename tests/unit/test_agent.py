@@ -32,12 +32,12 @@ from inferops.runtime.agent import (
     AgentOptions,
     Collector,
     LineBuffer,
-    add_agent_command,
     build_app,
     capture_body,
     options_from_args,
     safe_name,
 )
+from inferops.runtime.agent import register as register_agent
 from inferops.storage import Storage, parse_location
 from tests.s3server import free_port
 
@@ -533,7 +533,7 @@ def test_safe_name() -> None:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="inferops")
-    add_agent_command(parser.add_subparsers(dest="command", required=True))
+    register_agent(parser.add_subparsers(dest="command", required=True))
     return parser.parse_args(argv)
 
 

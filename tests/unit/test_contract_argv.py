@@ -13,13 +13,15 @@ import pytest
 from inferops.api.application import AIApplicationSpec
 from inferops.api.catalog import default_catalog
 from inferops.api.realtime import RealTimeServiceSpec
-from inferops.cli import build_parser, cmd_fetch_model
+from inferops.cli import build_parser
+from inferops.commands.runtime import cmd_fetch_model
 from inferops.contract.agent import HEALTH_PATH, POD_ENV, AgentOptions
 from inferops.contract.fetch_model import DEFAULT_DEST, FetchModelOptions
 from inferops.contract.fetch_model import options_from_args as fetch_model_options
 from inferops.resources.realtime import Inputs, agent_options, realtime_children
 from inferops.resources.workload import MODEL_DIR
-from inferops.runtime.agent import add_agent_command, options_from_args
+from inferops.runtime.agent import options_from_args
+from inferops.runtime.agent import register as register_agent
 from tests.unit.rules_table import app, rts, version
 
 POD = "svc-iris-1-0-0-7d9f-abcde"
@@ -28,7 +30,7 @@ POD = "svc-iris-1-0-0-7d9f-abcde"
 def agent_parse(argv: list[str], environ: dict[str, str]) -> AgentOptions:
     """What `inferops agent` starts with: its own subcommand registration, its own parse."""
     parser = argparse.ArgumentParser(prog="inferops")
-    add_agent_command(parser.add_subparsers(dest="command", required=True))
+    register_agent(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(argv)
     assert args.func.__name__ == "cmd_agent"
     return options_from_args(args, environ)

@@ -50,7 +50,7 @@ from inferops.runtime.agent.collector import (
     build_collector,
     safe_name,
 )
-from inferops.runtime.agent.command import add_agent_command, cmd_agent
+from inferops.runtime.agent.command import cmd_agent, register
 from inferops.runtime.agent.proxy import (
     COLLECTOR_KEY,
     HOP_BY_HOP,
@@ -86,13 +86,13 @@ __all__ = [
     "Collector",
     "CollectorStats",
     "LineBuffer",
-    "add_agent_command",
     "build_app",
     "build_collector",
     "capture_body",
     "cmd_agent",
     "is_json_type",
     "options_from_args",
+    "register",
     "rfc3339",
     "safe_name",
 ]

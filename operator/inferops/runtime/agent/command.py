@@ -61,4 +61,3 @@ def register(subparsers: Any) -> None:
 
 
 # The name callers that build their own parser (the agent's tests) have used.
-add_agent_command = register
