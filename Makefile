@@ -44,8 +44,8 @@ install: $(VENV)/.installed
 ## ruff (lint and format), mypy --strict (the package, images/build.py, tools/) and the
 ## package's import layers (.importlinter; `python tools/import_graph.py` prints the graph)
 lint: install
-	$(VENV)/bin/ruff check operator tests images tools
-	$(VENV)/bin/ruff format --check operator images tools
+	$(VENV)/bin/ruff check operator tests images tools bench
+	$(VENV)/bin/ruff format --check operator tests images tools bench
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict images/build.py tools/import_graph.py
 	$(VENV)/bin/lint-imports

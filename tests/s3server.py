@@ -12,12 +12,20 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
-               "AWS_REGION": "us-east-1"}
+CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_REGION": "us-east-1",
+}
 
 
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout: float,
-                       what: str, detail: Callable[[], str] = str) -> None:
+def wait_until_serving(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout: float,
+    what: str,
+    detail: Callable[[], str] = str,
+) -> None:
     """Polls `url` until it answers; RuntimeError when the process exits or time is up."""
     deadline = time.monotonic() + timeout
     while True:
@@ -43,7 +51,8 @@ def s3_server() -> Iterator[str]:
     endpoint = f"http://127.0.0.1:{port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env={**os.environ, **CREDENTIALS},
     )
     try:
@@ -57,8 +66,13 @@ def s3_server() -> Iterator[str]:
 def client(endpoint: str) -> Any:
     import boto3
 
-    return boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1",
-                        aws_access_key_id="testing", aws_secret_access_key="testing")
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
 
 
 def reset(endpoint: str) -> None:

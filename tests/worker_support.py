@@ -28,11 +28,27 @@ SLOW_SECONDS = 2.0
 
 SEED_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"data": {"type": "object", "properties": {"req_data": {
-        "type": "array",
-        "items": [{"type": "object", "properties": {
-            "input_1": {"type": "number"}, "input_2": {"type": "number"},
-            "input_3": {"type": "number"}, "input_4": {"type": "number"}}}]}}}},
+    "properties": {
+        "data": {
+            "type": "object",
+            "properties": {
+                "req_data": {
+                    "type": "array",
+                    "items": [
+                        {
+                            "type": "object",
+                            "properties": {
+                                "input_1": {"type": "number"},
+                                "input_2": {"type": "number"},
+                                "input_3": {"type": "number"},
+                                "input_4": {"type": "number"},
+                            },
+                        }
+                    ],
+                }
+            },
+        }
+    },
 }
 FILE_SCHEMA: dict[str, Any] = {"type": "object", "properties": {"images": {"type": "file"}}}
 
@@ -120,8 +136,9 @@ def recording_model(recording: Recording) -> web.Application:
         if first == 999:
             await asyncio.sleep(SLOW_SECONDS)
         # Pretty-printed on purpose: the worker must still write one JSON line per row.
-        return web.Response(text=json.dumps({"echo": body}, indent=2),
-                            content_type="application/json")
+        return web.Response(
+            text=json.dumps({"echo": body}, indent=2), content_type="application/json"
+        )
 
     app = web.Application()
     app.router.add_post("/", handle)
@@ -131,21 +148,42 @@ def recording_model(recording: Recording) -> web.Application:
 
 def application(schema: dict[str, Any], url: str = "/", name: str = "app") -> dict[str, Any]:
     return {
-        "apiVersion": "serving.inferops.dev/v1alpha1", "kind": "AIApplication",
+        "apiVersion": "serving.inferops.dev/v1alpha1",
+        "kind": "AIApplication",
         "metadata": {"name": name},
-        "spec": {"versions": [{"version": "1.0.0", "image": "example/model:1", "apis": [
-            {"method": "post", "url": url,
-             "request": {"Content-type": "multipart/form-data", "data": schema}}]}]},
+        "spec": {
+            "versions": [
+                {
+                    "version": "1.0.0",
+                    "image": "example/model:1",
+                    "apis": [
+                        {
+                            "method": "post",
+                            "url": url,
+                            "request": {"Content-type": "multipart/form-data", "data": schema},
+                        }
+                    ],
+                }
+            ]
+        },
     }
 
 
-def batch_service(input_path: str, output_path: str, app: str = "app",
-                  **spec: Any) -> dict[str, Any]:
+def batch_service(
+    input_path: str, output_path: str, app: str = "app", **spec: Any
+) -> dict[str, Any]:
     return {
-        "apiVersion": "serving.inferops.dev/v1alpha1", "kind": "BatchService",
+        "apiVersion": "serving.inferops.dev/v1alpha1",
+        "kind": "BatchService",
         "metadata": {"name": "batch", "namespace": "default"},
-        "spec": {"application": app, "version": "1.0.0", "inputPath": input_path,
-                 "outputPath": output_path, "specification": "cpu.2u4g", **spec},
+        "spec": {
+            "application": app,
+            "version": "1.0.0",
+            "inputPath": input_path,
+            "outputPath": output_path,
+            "specification": "cpu.2u4g",
+            **spec,
+        },
     }
 
 
@@ -155,8 +193,10 @@ def read_lines(path: Path) -> list[dict[str, Any]]:
 
 def manifest_lines(folder: Path, task: str) -> list[dict[str, Any]]:
     """Every line of every output manifest of a task, chunk by chunk in number order."""
+
     def number(p: Path) -> int:
         stem = p.name.removesuffix(".manifest")
         return int(stem.rsplit("_", 1)[1]) if "_" in stem else 0
+
     chunks = sorted(folder.glob(f"infer-result-{task}*.manifest"), key=number)
     return [line for chunk in chunks for line in read_lines(chunk)]

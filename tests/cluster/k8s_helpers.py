@@ -104,14 +104,22 @@ def wait_established(kubectl: Kubectl, path: Path, timeout: float = 60) -> None:
     once, instead of waiting, while a CRD just applied has no conditions yet."""
     import yaml
 
-    names = [d["metadata"]["name"] for d in yaml.safe_load_all(path.read_text())
-             if d and d.get("kind") == "CustomResourceDefinition"]
+    names = [
+        d["metadata"]["name"]
+        for d in yaml.safe_load_all(path.read_text())
+        if d and d.get("kind") == "CustomResourceDefinition"
+    ]
 
     def established() -> bool:
         for name in names:
-            out = kubectl("get", "crd", name, "-o",
-                          "jsonpath={.status.conditions[?(@.type=='Established')].status}",
-                          check=False)
+            out = kubectl(
+                "get",
+                "crd",
+                name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Established')].status}",
+                check=False,
+            )
             if out.strip() != "True":
                 return False
         return True

@@ -22,23 +22,41 @@ class Operator:
 
 
 @contextmanager
-def running_operator(kubeconfig: Path, namespaces: Sequence[str],
-                     extra: Sequence[str] = ()) -> Iterator[Operator]:
+def running_operator(
+    kubeconfig: Path, namespaces: Sequence[str], extra: Sequence[str] = ()
+) -> Iterator[Operator]:
     """Starts the operator, waits for its liveness endpoint, yields its log and metrics."""
     port = free_port()
     metrics_port = free_port()
     log = Path(tempfile.mkstemp(prefix="inferops-operator-", suffix=".log")[1])
-    args = [sys.executable, "-m", "inferops.cli", "operator",
-            "--liveness", f"http://127.0.0.1:{port}/healthz",
-            "--metrics-port", str(metrics_port), *extra]
+    args = [
+        sys.executable,
+        "-m",
+        "inferops.cli",
+        "operator",
+        "--liveness",
+        f"http://127.0.0.1:{port}/healthz",
+        "--metrics-port",
+        str(metrics_port),
+        *extra,
+    ]
     for namespace in namespaces:
         args += ["--namespace", namespace]
     with open(log, "wb") as out:
-        process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT,
-                                   env={**os.environ, "KUBECONFIG": str(kubeconfig)})
+        process = subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
+        )
     try:
-        wait_until_serving(f"http://127.0.0.1:{port}/healthz", process, 60, "the operator",
-                           lambda: f":\n{log.read_text()}")
+        wait_until_serving(
+            f"http://127.0.0.1:{port}/healthz",
+            process,
+            60,
+            "the operator",
+            lambda: f":\n{log.read_text()}",
+        )
         yield Operator(log, f"http://127.0.0.1:{metrics_port}/metrics")
     finally:
         process.terminate()
@@ -55,6 +73,9 @@ def metric_samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], flo
 
     with urllib.request.urlopen(url, timeout=5) as response:
         text = response.read().decode()
-    return {tuple(sorted(sample.labels.items())): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples if sample.name == name}
+    return {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name
+    }

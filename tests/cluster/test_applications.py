@@ -38,15 +38,18 @@ def observed(api: Any, namespace: str, name: str) -> dict[str, Any] | None:
     return dict(status)
 
 
-def test_application_normal_invalid_and_fixed(api_client: Any, namespace: str,
-                                              operator: Operator) -> None:
+def test_application_normal_invalid_and_fixed(
+    api_client: Any, namespace: str, operator: Operator
+) -> None:
     api = client.CustomObjectsApi(api_client)
     obj = app("iris")
     api.create_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, copy.deepcopy(obj))
 
     status = wait_for(lambda: observed(api, namespace, "iris"), timeout=60, what="first status")
     assert [(v["version"], v["phase"], v["inputType"]) for v in status["versions"]] == [
-        ("1.0.0", "Normal", "json"), ("2.0.0", "Normal", "json")]
+        ("1.0.0", "Normal", "json"),
+        ("2.0.0", "Normal", "json"),
+    ]
     assert status["summary"] == "2/2"
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True" and ready["observedGeneration"] == 1
@@ -54,8 +57,7 @@ def test_application_normal_invalid_and_fixed(api_client: Any, namespace: str,
     # Break version 2.0.0: no APIs. The CRD accepts it; the operator reports it Invalid.
     broken = copy.deepcopy(obj["spec"])
     broken["versions"][1]["apis"] = []
-    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "iris",
-                                       {"spec": broken})
+    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "iris", {"spec": broken})
     status = wait_for(lambda: observed(api, namespace, "iris"), timeout=60, what="Invalid")
     phases = {v["version"]: v for v in status["versions"]}
     assert phases["1.0.0"]["phase"] == "Normal"
@@ -63,12 +65,16 @@ def test_application_normal_invalid_and_fixed(api_client: Any, namespace: str,
     assert "spec.versions[1].apis: at least one API" in phases["2.0.0"]["message"]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert (ready["status"], ready["reason"], ready["observedGeneration"]) == (
-        "False", "InvalidVersions", 2)
+        "False",
+        "InvalidVersions",
+        2,
+    )
     assert status["summary"] == "1/2"
 
     # Fix it again.
-    api.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "iris",
-                                       {"spec": obj["spec"]})
+    api.patch_namespaced_custom_object(
+        GROUP, VERSION, namespace, PLURAL, "iris", {"spec": obj["spec"]}
+    )
     status = wait_for(lambda: observed(api, namespace, "iris"), timeout=60, what="fixed")
     assert all(v["phase"] == "Normal" for v in status["versions"])
     assert next(c for c in status["conditions"] if c["type"] == "Ready")["status"] == "True"

@@ -35,18 +35,21 @@ class Batch:
 
     def create(self, obj: dict[str, Any]) -> None:
         plural = "aiapplications" if obj["kind"] == "AIApplication" else "batchservices"
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns, plural,
-                                                    copy.deepcopy(obj))
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.ns, plural, copy.deepcopy(obj)
+        )
 
     def get(self, name: str = "job") -> dict[str, Any]:
         result: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.ns, "batchservices", name)
+            GROUP, VERSION, self.ns, "batchservices", name
+        )
         return result
 
     def phase(self, *want: str, name: str = "job", timeout: float = 90) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
             status = self.get(name).get("status") or {}
             return status if status.get("phase") in want else None
+
         return dict(wait_for(check, timeout=timeout, what=f"{name} in {want}"))
 
 
@@ -63,7 +66,10 @@ def test_job_spec_and_completion(batch: Batch, operator: Operator) -> None:
     assert status["taskId"] == uid.replace("-", "")[:12]
     job = batch.jobs.read_namespaced_job("job", batch.ns)
     assert (job.spec.completion_mode, job.spec.completions, job.spec.parallelism) == (
-        "Indexed", 2, 2)
+        "Indexed",
+        2,
+        2,
+    )
     assert job.metadata.owner_references[0].kind == "BatchService"
     assert job.metadata.labels["kueue.x-k8s.io/queue-name"] == "team-a"
     pod = job.spec.template.spec
@@ -85,14 +91,21 @@ def test_stopped_suspends_and_deleting_removes_the_job(batch: Batch, operator: O
     batch.create(bs(stopped=True))
     batch.phase("Stopped")
     assert batch.jobs.read_namespaced_job("job", batch.ns).spec.suspend is True
-    batch.custom.patch_namespaced_custom_object(GROUP, VERSION, batch.ns, "batchservices",
-                                                "job", {"spec": {"stopped": False}})
-    wait_for(lambda: batch.jobs.read_namespaced_job("job", batch.ns).spec.suspend is False,
-             timeout=30, what="Job resumed")
+    batch.custom.patch_namespaced_custom_object(
+        GROUP, VERSION, batch.ns, "batchservices", "job", {"spec": {"stopped": False}}
+    )
+    wait_for(
+        lambda: batch.jobs.read_namespaced_job("job", batch.ns).spec.suspend is False,
+        timeout=30,
+        what="Job resumed",
+    )
     batch.phase("Deploying", "Running", "Completed")
     batch.custom.delete_namespaced_custom_object(GROUP, VERSION, batch.ns, "batchservices", "job")
-    wait_for(lambda: not batch.jobs.list_namespaced_job(batch.ns).items, timeout=60,
-             what="Job garbage-collected")
+    wait_for(
+        lambda: not batch.jobs.list_namespaced_job(batch.ns).items,
+        timeout=60,
+        what="Job garbage-collected",
+    )
 
 
 def test_invalid_batch_service_is_failed_without_a_job(batch: Batch, operator: Operator) -> None:

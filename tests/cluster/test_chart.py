@@ -45,8 +45,9 @@ REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "inferops"
 EXAMPLES = REPO / "examples"
 RELEASE = "inferops-chart"  # fullname: the release name (it contains the chart's name)
-OWN_CRDS = [f"{plural}.{GROUP}" for plural in
-            ("aiapplications", "realtimeservices", "batchservices")]
+OWN_CRDS = [
+    f"{plural}.{GROUP}" for plural in ("aiapplications", "realtimeservices", "batchservices")
+]
 PEERING_CRDS = ["clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"]
 HELM_LABEL = "app.kubernetes.io/managed-by"
 HELM_ANNOTATIONS = ("meta.helm.sh/release-name", "meta.helm.sh/release-namespace")
@@ -64,12 +65,14 @@ class Release:
     adopted: list[str] = field(default_factory=list)
 
     def install(self, values: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.config.install(str(CHART), self.name, values, namespace=self.namespace,
-                                        timeout=60))
+        return dict(
+            self.config.install(str(CHART), self.name, values, namespace=self.namespace, timeout=60)
+        )
 
     def upgrade(self, values: dict[str, Any]) -> dict[str, Any]:
-        return dict(self.config.upgrade(str(CHART), self.name, values,
-                                        namespace=self.namespace, timeout=60))
+        return dict(
+            self.config.upgrade(str(CHART), self.name, values, namespace=self.namespace, timeout=60)
+        )
 
     @property
     def core(self) -> Any:
@@ -77,8 +80,10 @@ class Release:
 
 
 def crd_names(api: Any) -> set[str]:
-    return {c.metadata.name for c in
-            client.ApiextensionsV1Api(api).list_custom_resource_definition().items}
+    return {
+        c.metadata.name
+        for c in client.ApiextensionsV1Api(api).list_custom_resource_definition().items
+    }
 
 
 def adopt_crds(api: Any, name: str, namespace: str) -> tuple[list[str], bool]:
@@ -95,9 +100,15 @@ def adopt_crds(api: Any, name: str, namespace: str) -> tuple[list[str], bool]:
         owner = (crd.metadata.annotations or {}).get(HELM_ANNOTATIONS[0])
         if owner not in (None, name):
             return [], False
-        ext.patch_custom_resource_definition(crd_name, {"metadata": {
-            "labels": {HELM_LABEL: "Helm"},
-            "annotations": {HELM_ANNOTATIONS[0]: name, HELM_ANNOTATIONS[1]: namespace}}})
+        ext.patch_custom_resource_definition(
+            crd_name,
+            {
+                "metadata": {
+                    "labels": {HELM_LABEL: "Helm"},
+                    "annotations": {HELM_ANNOTATIONS[0]: name, HELM_ANNOTATIONS[1]: namespace},
+                }
+            },
+        )
         adopted.append(crd_name)
     return adopted, True
 
@@ -105,9 +116,15 @@ def adopt_crds(api: Any, name: str, namespace: str) -> tuple[list[str], bool]:
 def hand_back_crds(api: Any, names: list[str]) -> None:
     ext = client.ApiextensionsV1Api(api)
     for crd_name in names:
-        ext.patch_custom_resource_definition(crd_name, {"metadata": {
-            "labels": {HELM_LABEL: None},
-            "annotations": dict.fromkeys((*HELM_ANNOTATIONS, "helm.sh/resource-policy"))}})
+        ext.patch_custom_resource_definition(
+            crd_name,
+            {
+                "metadata": {
+                    "labels": {HELM_LABEL: None},
+                    "annotations": dict.fromkeys((*HELM_ANNOTATIONS, "helm.sh/resource-policy")),
+                }
+            },
+        )
 
 
 def crd_state(api: Any, names: list[str]) -> str:
@@ -116,8 +133,9 @@ def crd_state(api: Any, names: list[str]) -> str:
         crd = read_crd(api, crd_name)
         if crd is None:
             continue
-        conditions = [f"{c.type}={c.status} ({c.reason}: {c.message})"
-                      for c in crd.status.conditions or []]
+        conditions = [
+            f"{c.type}={c.status} ({c.reason}: {c.message})" for c in crd.status.conditions or []
+        ]
         states.append(f"{crd_name}: finalizers {crd.metadata.finalizers}, {conditions}")
     return "; ".join(states)
 
@@ -139,15 +157,23 @@ def peering_crds(api_client: Any, control_plane: Any) -> Iterator[None]:
         ext.delete_custom_resource_definition(name)
     if control_plane is None and created:
         try:
-            wait_for(lambda: not set(created) & crd_names(api_client), timeout=180,
-                     what=f"{created} deleted")
+            wait_for(
+                lambda: not set(created) & crd_names(api_client),
+                timeout=180,
+                what=f"{created} deleted",
+            )
         except AssertionError as exc:
             raise AssertionError(f"{exc}: {crd_state(api_client, created)}") from None
 
 
 @pytest.fixture
-def release(request: pytest.FixtureRequest, kubeconfig: Path, api_client: Any,
-            control_plane: Any, peering_crds: None) -> Iterator[Release]:
+def release(
+    request: pytest.FixtureRequest,
+    kubeconfig: Path,
+    api_client: Any,
+    control_plane: Any,
+    peering_crds: None,
+) -> Iterator[Release]:
     """A release namespace (PodSecurity `restricted` enforced) and a Helm config for it.
 
     Teardown: `helm uninstall`, then checks that nothing cluster-scoped of the release is
@@ -157,10 +183,18 @@ def release(request: pytest.FixtureRequest, kubeconfig: Path, api_client: Any,
         request.getfixturevalue("kwok_nodes")  # Deployments get Ready (simulated) pods
     namespace = f"chart-{uuid.uuid4().hex[:8]}"
     core = client.CoreV1Api(api_client)
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
-        name=namespace, labels={"inferops-test": "1",
-                                "pod-security.kubernetes.io/enforce": "restricted",
-                                "pod-security.kubernetes.io/enforce-version": "latest"})))
+    core.create_namespace(
+        client.V1Namespace(
+            metadata=client.V1ObjectMeta(
+                name=namespace,
+                labels={
+                    "inferops-test": "1",
+                    "pod-security.kubernetes.io/enforce": "restricted",
+                    "pod-security.kubernetes.io/enforce-version": "latest",
+                },
+            )
+        )
+    )
     config = helm.Config(kubeconfig_path=str(kubeconfig), namespace=namespace)
     rel = Release(RELEASE, namespace, config, api_client, external)
     try:
@@ -170,11 +204,14 @@ def release(request: pytest.FixtureRequest, kubeconfig: Path, api_client: Any,
             config.uninstall(rel.name, ignore_not_found=True, timeout=60)
             labelled = f"app.kubernetes.io/instance={rel.name}"
             rbac = client.RbacAuthorizationV1Api(api_client)
-            left = [r.metadata.name for r in
-                    rbac.list_cluster_role(label_selector=labelled).items +
-                    rbac.list_cluster_role_binding(label_selector=labelled).items +
-                    client.AdmissionregistrationV1Api(api_client)
-                    .list_validating_webhook_configuration(label_selector=labelled).items]
+            left = [
+                r.metadata.name
+                for r in rbac.list_cluster_role(label_selector=labelled).items
+                + rbac.list_cluster_role_binding(label_selector=labelled).items
+                + client.AdmissionregistrationV1Api(api_client)
+                .list_validating_webhook_configuration(label_selector=labelled)
+                .items
+            ]
             assert left == [], f"cluster-scoped objects left by helm uninstall: {left}"
             kept = crd_names(api_client)
             assert set(rel.adopted) <= kept, "helm uninstall deleted kept CRDs"
@@ -184,42 +221,57 @@ def release(request: pytest.FixtureRequest, kubeconfig: Path, api_client: Any,
             core.delete_namespace(namespace)
 
 
-def token_kubeconfig(admin: Path, api: Any, namespace: str, service_account: str,
-                     directory: Path) -> Path:
+def token_kubeconfig(
+    admin: Path, api: Any, namespace: str, service_account: str, directory: Path
+) -> Path:
     """A kubeconfig that authenticates as the ServiceAccount (a TokenRequest token)."""
     request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600))
-    token = client.CoreV1Api(api).create_namespaced_service_account_token(
-        service_account, namespace, request).status.token
+        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
+    )
+    token = (
+        client.CoreV1Api(api)
+        .create_namespaced_service_account_token(service_account, namespace, request)
+        .status.token
+    )
     config = yaml.safe_load(admin.read_text())
     context = next(c for c in config["contexts"] if c["name"] == config["current-context"])
     cluster = next(c for c in config["clusters"] if c["name"] == context["context"]["cluster"])
     user = f"system:serviceaccount:{namespace}:{service_account}"
     path = directory / "sa.kubeconfig"
-    path.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "clusters": [cluster],
-        "users": [{"name": user, "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": user}}],
-        "current-context": "sa"}))
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [cluster],
+                "users": [{"name": user, "user": {"token": token}}],
+                "contexts": [{"name": "sa", "context": {"cluster": cluster["name"], "user": user}}],
+                "current-context": "sa",
+            }
+        )
+    )
     return path
 
 
-def local_args(deployment: Any, release: Release, directory: Path, webhook_port: int
-               ) -> list[str]:
+def local_args(deployment: Any, release: Release, directory: Path, webhook_port: int) -> list[str]:
     """The chart's operator args, with its mounted files and ports made local."""
     container = deployment.spec.template.spec.containers[0]
-    config_map = release.core.read_namespaced_config_map(f"{release.name}-catalog",
-                                                         release.namespace)
+    config_map = release.core.read_namespaced_config_map(
+        f"{release.name}-catalog", release.namespace
+    )
     (directory / "catalog.yaml").write_text(config_map.data["catalog.yaml"])
     load_catalog(directory / "catalog.yaml")  # what the operator will read must be valid
-    secret = release.core.read_namespaced_secret(f"{release.name}-webhook-tls",
-                                                 release.namespace)
+    secret = release.core.read_namespaced_secret(f"{release.name}-webhook-tls", release.namespace)
     certs = directory / "webhook"
     certs.mkdir()
     for key, value in secret.data.items():
         (certs / key).write_bytes(base64.b64decode(value))
-    local = {"--catalog": str(directory / "catalog.yaml"), "--webhook-cert-dir": str(certs),
-             "--webhook-port": str(webhook_port), "--webhook-address": "127.0.0.1"}
+    local = {
+        "--catalog": str(directory / "catalog.yaml"),
+        "--webhook-cert-dir": str(certs),
+        "--webhook-port": str(webhook_port),
+        "--webhook-address": "127.0.0.1",
+    }
     assert container.args[0] == "operator"
     args = []
     for arg in container.args[1:]:
@@ -230,25 +282,43 @@ def local_args(deployment: Any, release: Release, directory: Path, webhook_port:
     return args
 
 
-def post_admission(port: int, host: str, ca_bundle: bytes, path: str, obj: dict[str, Any]
-                   ) -> dict[str, Any]:
+def post_admission(
+    port: int, host: str, ca_bundle: bytes, path: str, obj: dict[str, Any]
+) -> dict[str, Any]:
     """An AdmissionReview sent as the API server sends it: TLS verified against the
     webhook configuration's caBundle and the Service's DNS name."""
     context = ssl.create_default_context(cadata=ca_bundle.decode())
     resource = {"group": GROUP, "version": VERSION, "resource": "realtimeservices"}
     kind = {"group": GROUP, "version": VERSION, "kind": obj["kind"]}
-    review = {"apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview", "request": {
-        "uid": str(uuid.uuid4()), "kind": kind, "resource": resource, "requestKind": kind,
-        "requestResource": resource, "name": obj["metadata"]["name"],
-        "namespace": obj["metadata"]["namespace"], "operation": "CREATE",
-        "userInfo": {"username": "chart-test"}, "object": obj, "oldObject": None,
-        "dryRun": True, "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"}}}
+    review = {
+        "apiVersion": "admission.k8s.io/v1",
+        "kind": "AdmissionReview",
+        "request": {
+            "uid": str(uuid.uuid4()),
+            "kind": kind,
+            "resource": resource,
+            "requestKind": kind,
+            "requestResource": resource,
+            "name": obj["metadata"]["name"],
+            "namespace": obj["metadata"]["namespace"],
+            "operation": "CREATE",
+            "userInfo": {"username": "chart-test"},
+            "object": obj,
+            "oldObject": None,
+            "dryRun": True,
+            "options": {"apiVersion": "meta.k8s.io/v1", "kind": "CreateOptions"},
+        },
+    }
     body = json.dumps(review).encode()
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw, \
-            context.wrap_socket(raw, server_hostname=host) as tls:
-        tls.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
-                    f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                    + body)
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=10) as raw,
+        context.wrap_socket(raw, server_hostname=host) as tls,
+    ):
+        tls.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json"
+            f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+            + body
+        )
         data = b""
         while chunk := tls.recv(65536):
             data += chunk
@@ -260,7 +330,8 @@ def post_admission(port: int, host: str, ca_bundle: bytes, path: str, obj: dict[
 
 def custom(api: Any, namespace: str, plural: str, name: str) -> dict[str, Any]:
     obj: dict[str, Any] = client.CustomObjectsApi(api).get_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, name)
+        GROUP, VERSION, namespace, plural, name
+    )
     return obj
 
 
@@ -285,14 +356,17 @@ def external_values(release: Release) -> dict[str, Any]:
 def wait_for_examples(api: Any, namespace: str, external: bool) -> dict[str, Any]:
     """The iris AIApplication Normal and the RealTimeService iris-online Running."""
     timeout = 180 if external else 45
+
     def app_normal() -> bool:
         status = current(custom(api, namespace, "aiapplications", "iris"))
         return [v.get("phase") for v in status.get("versions", [])] == ["Normal", "Normal"]
+
     wait_for(app_normal, timeout=timeout, what="AIApplication iris Normal")
 
     def running() -> dict[str, Any] | None:
         status = current(custom(api, namespace, "realtimeservices", "iris-online"))
         return status if status.get("phase") == "Running" else None
+
     status: dict[str, Any] = wait_for(running, timeout=timeout, what="iris-online Running")
     return status
 
@@ -308,10 +382,10 @@ def explained_by(log: Path) -> Iterator[None]:
     try:
         yield
     except AssertionError as exc:
-        lines = [line for line in log.read_text().splitlines()
-                 if DENIED.search(line) or "rror" in line]
-        raise AssertionError(f"{exc}\noperator log ({log}):\n" + "\n".join(lines[-20:])) \
-            from None
+        lines = [
+            line for line in log.read_text().splitlines() if DENIED.search(line) or "rror" in line
+        ]
+        raise AssertionError(f"{exc}\noperator log ({log}):\n" + "\n".join(lines[-20:])) from None
 
 
 DENIED = re.compile(r"\b403\b|[Ff]orbidden|Not enough permissions")
@@ -323,8 +397,11 @@ def check_operator_log(log: Path) -> None:
     Namespaces, so its log is read too)."""
     # A cluster-wide operator also meets other tests' namespaces while they terminate; the
     # API server refuses new objects there with a 403 that says so, which is not RBAC.
-    denied = [line for line in log.read_text().splitlines()
-              if DENIED.search(line) and not TERMINATING.search(line)]
+    denied = [
+        line
+        for line in log.read_text().splitlines()
+        if DENIED.search(line) and not TERMINATING.search(line)
+    ]
     assert denied == [], "the chart's RBAC is not enough:\n" + "\n".join(denied[:20])
 
 
@@ -335,6 +412,7 @@ def wait_deployment_available(release: Release, replicas: int) -> Any:
         dep = apps.read_namespaced_deployment(release.name, release.namespace)
         ready = dep.status.available_replicas or 0
         return dep if ready == replicas and dep.spec.replicas == replicas else None
+
     return wait_for(available, timeout=45, what=f"Deployment {release.name} available")
 
 
@@ -350,32 +428,40 @@ def check_installed(release: Release, own_crds: bool, replicas: int) -> tuple[An
     assert set(PEERING_CRDS) <= crd_names(release.api)
     rbac = client.RbacAuthorizationV1Api(release.api)
     selector = f"app.kubernetes.io/instance={release.name}"
-    for role in rbac.list_cluster_role(label_selector=selector).items + \
-            rbac.list_role_for_all_namespaces(label_selector=selector).items:
+    for role in (
+        rbac.list_cluster_role(label_selector=selector).items
+        + rbac.list_role_for_all_namespaces(label_selector=selector).items
+    ):
         for rule in role.rules:
             words = [*(rule.api_groups or []), *rule.resources, *rule.verbs]
             assert not any("*" in w for w in words), f"{role.metadata.name}: {rule}"
     deployment = wait_deployment_available(release, replicas)
-    secret = release.core.read_namespaced_secret(f"{release.name}-webhook-tls",
-                                                 release.namespace)
+    secret = release.core.read_namespaced_secret(f"{release.name}-webhook-tls", release.namespace)
     ca_bundle = base64.b64decode(secret.data["ca.crt"])
-    assert {base64.b64decode(w.client_config.ca_bundle) for w in webhooks_of(release)} == \
-        {ca_bundle}
+    assert {base64.b64decode(w.client_config.ca_bundle) for w in webhooks_of(release)} == {
+        ca_bundle
+    }
     return deployment, ca_bundle
 
 
 def webhooks_of(release: Release) -> list[Any]:
-    return list(client.AdmissionregistrationV1Api(release.api)
-                .read_validating_webhook_configuration(release.name).webhooks)
+    return list(
+        client.AdmissionregistrationV1Api(release.api)
+        .read_validating_webhook_configuration(release.name)
+        .webhooks
+    )
 
 
 def check_service_account(sa_config: Path, release: Release, namespace: str) -> None:
     """The kubeconfig is the ServiceAccount's, and it is no admin (no Secrets, for one)."""
     sa_api = k8s_config.new_client_from_config(config_file=str(sa_config))
     review = client.AuthenticationV1Api(sa_api).create_self_subject_review(
-        client.V1SelfSubjectReview())
-    assert review.status.user_info.username == \
-        f"system:serviceaccount:{release.namespace}:{release.name}"
+        client.V1SelfSubjectReview()
+    )
+    assert (
+        review.status.user_info.username
+        == f"system:serviceaccount:{release.namespace}:{release.name}"
+    )
     with pytest.raises(ApiException) as denied:
         client.CoreV1Api(sa_api).list_namespaced_secret(namespace)
     assert denied.value.status == 403
@@ -383,8 +469,11 @@ def check_service_account(sa_config: Path, release: Release, namespace: str) -> 
 
 def check_webhook(release: Release, namespace: str, port: int, ca_bundle: bytes) -> None:
     """The webhook as the API server would call it: the chart's CA, the Service's name."""
-    path = next(w.client_config.service.path for w in webhooks_of(release)
-                if w.name == f"realtimeservices.{GROUP}")
+    path = next(
+        w.client_config.service.path
+        for w in webhooks_of(release)
+        if w.name == f"realtimeservices.{GROUP}"
+    )
     rts = yaml.safe_load((EXAMPLES / "iris-realtime.yaml").read_text())
     rts["metadata"] |= {"name": "another", "namespace": namespace}
     host = f"{release.name}-webhook.{release.namespace}.svc"
@@ -393,41 +482,53 @@ def check_webhook(release: Release, namespace: str, port: int, ca_bundle: bytes)
     bad["spec"]["versions"][0]["specification"] = "cpu.64u"
     refused = post_admission(port, host, ca_bundle, path, bad)
     assert refused["allowed"] is False
-    assert "spec.versions[0].specification: unknown flavor 'cpu.64u'" in \
-        refused["status"]["message"]
+    assert (
+        "spec.versions[0].specification: unknown flavor 'cpu.64u'" in refused["status"]["message"]
+    )
 
 
-def check_upgrade(release: Release, values: dict[str, Any], deployment: Any,
-                  ca_bundle: bytes) -> None:
+def check_upgrade(
+    release: Release, values: dict[str, Any], deployment: Any, ca_bundle: bytes
+) -> None:
     """A new catalog reaches the ConfigMap and rolls the pods; the webhook certificate
     (looked up) and so the caBundle stay."""
-    secret = release.core.read_namespaced_secret(f"{release.name}-webhook-tls",
-                                                 release.namespace)
-    upgraded = release.upgrade(values | {"catalog": {"quotas": {
-        "realTimeServicesPerNamespace": 5}}})
+    secret = release.core.read_namespaced_secret(f"{release.name}-webhook-tls", release.namespace)
+    upgraded = release.upgrade(
+        values | {"catalog": {"quotas": {"realTimeServicesPerNamespace": 5}}}
+    )
     assert upgraded["status"] == "deployed" and upgraded["revision"] == 2
-    assert release.core.read_namespaced_secret(f"{release.name}-webhook-tls",
-                                               release.namespace).data == secret.data
-    assert {base64.b64decode(w.client_config.ca_bundle) for w in webhooks_of(release)} == \
-        {ca_bundle}
-    config_map = release.core.read_namespaced_config_map(f"{release.name}-catalog",
-                                                         release.namespace)
+    assert (
+        release.core.read_namespaced_secret(f"{release.name}-webhook-tls", release.namespace).data
+        == secret.data
+    )
+    assert {base64.b64decode(w.client_config.ca_bundle) for w in webhooks_of(release)} == {
+        ca_bundle
+    }
+    config_map = release.core.read_namespaced_config_map(
+        f"{release.name}-catalog", release.namespace
+    )
     assert "realTimeServicesPerNamespace: 5" in config_map.data["catalog.yaml"]
-    rolled = client.AppsV1Api(release.api).read_namespaced_deployment(release.name,
-                                                                      release.namespace)
+    rolled = client.AppsV1Api(release.api).read_namespaced_deployment(
+        release.name, release.namespace
+    )
     checksum = "checksum/catalog"
-    assert rolled.spec.template.metadata.annotations[checksum] != \
-        deployment.spec.template.metadata.annotations[checksum]
+    assert (
+        rolled.spec.template.metadata.annotations[checksum]
+        != deployment.spec.template.metadata.annotations[checksum]
+    )
 
 
 def test_chart_installs_and_the_operator_works_under_its_rbac(
-        release: Release, namespace: str, kubeconfig: Path, kubectl: Kubectl,
-        api_client: Any) -> None:
+    release: Release, namespace: str, kubeconfig: Path, kubectl: Kubectl, api_client: Any
+) -> None:
     t0 = time.monotonic()
     release.adopted, own_crds = adopt_crds(api_client, release.name, release.namespace)
     replicas = 0 if release.external else 1  # never a second real operator on a real cluster
-    values = {"replicaCount": replicas, "crds": {"install": own_crds},
-              "webhook": {"namespaceSelector": NOWHERE}} | external_values(release)
+    values = {
+        "replicaCount": replicas,
+        "crds": {"install": own_crds},
+        "webhook": {"namespaceSelector": NOWHERE},
+    } | external_values(release)
     installed = release.install(values)
     assert installed["status"] == "deployed" and installed["revision"] == 1
     deployment, ca_bundle = check_installed(release, own_crds, replicas)
@@ -451,9 +552,18 @@ def test_chart_installs_and_the_operator_works_under_its_rbac(
         assert ready["status"] == "True"
         if batch_handled():
             apply_examples(kubectl, namespace, "iris-batch-folder.yaml")
-            wait_for(lambda: client.BatchV1Api(api_client).list_namespaced_job(
-                namespace, label_selector="serving.inferops.dev/owner-name=iris-batch-folder"
-            ).items, timeout=30, what="the BatchService's Job")
+            wait_for(
+                lambda: (
+                    client.BatchV1Api(api_client)
+                    .list_namespaced_job(
+                        namespace,
+                        label_selector="serving.inferops.dev/owner-name=iris-batch-folder",
+                    )
+                    .items
+                ),
+                timeout=30,
+                what="the BatchService's Job",
+            )
         check_webhook(release, namespace, webhook_port, ca_bundle)
         check_operator_log(operator.log)
     t_operator = time.monotonic() - t0 - t_install
@@ -461,27 +571,36 @@ def test_chart_installs_and_the_operator_works_under_its_rbac(
     check_upgrade(release, values, deployment, ca_bundle)
     if own_crds:
         assert set(OWN_CRDS) <= crd_names(api_client)
-    print(f"[chart] install {t_install:.1f}s, operator {t_operator:.1f}s, "
-          f"upgrade {time.monotonic() - t0 - t_install - t_operator:.1f}s")
+    print(
+        f"[chart] install {t_install:.1f}s, operator {t_operator:.1f}s, "
+        f"upgrade {time.monotonic() - t0 - t_install - t_operator:.1f}s"
+    )
 
 
-def test_namespaced_ha_release_and_its_roles(release: Release, namespace: str,
-                                            kubeconfig: Path, kubectl: Kubectl,
-                                            api_client: Any) -> None:
+def test_namespaced_ha_release_and_its_roles(
+    release: Release, namespace: str, kubeconfig: Path, kubectl: Kubectl, api_client: Any
+) -> None:
     """watchNamespaces: Roles instead of a ClusterRole; peering: a KopfPeering in the
     namespace that the operator keeps its liveness in."""
     release.adopted, own_crds = adopt_crds(api_client, release.name, release.namespace)
     replicas = 0 if release.external else 2
-    values = {"replicaCount": replicas, "watchNamespaces": [namespace],
-              "peering": {"enabled": True}, "crds": {"install": own_crds},
-              "webhook": {"namespaceSelector": NOWHERE}, "metrics": {"enabled": False},
-              } | external_values(release)
+    values = {
+        "replicaCount": replicas,
+        "watchNamespaces": [namespace],
+        "peering": {"enabled": True},
+        "crds": {"install": own_crds},
+        "webhook": {"namespaceSelector": NOWHERE},
+        "metrics": {"enabled": False},
+    } | external_values(release)
     release.install(values)
     rbac = client.RbacAuthorizationV1Api(api_client)
     assert rbac.read_namespaced_role(release.name, namespace).rules
-    assert [r.metadata.name for r in rbac.list_cluster_role(
-        label_selector=f"app.kubernetes.io/instance={release.name}").items] == [
-        f"{release.name}-cluster"]
+    assert [
+        r.metadata.name
+        for r in rbac.list_cluster_role(
+            label_selector=f"app.kubernetes.io/instance={release.name}"
+        ).items
+    ] == [f"{release.name}-cluster"]
     deployment = wait_deployment_available(release, replicas)
     work = Path(tempfile.mkdtemp(prefix="inferops-chart-"))
     sa_config = token_kubeconfig(kubeconfig, api_client, release.namespace, release.name, work)
@@ -491,6 +610,7 @@ def test_namespaced_ha_release_and_its_roles(release: Release, namespace: str,
         apply_examples(kubectl, namespace, "iris-application.yaml", "iris-realtime.yaml")
         wait_for_examples(api_client, namespace, release.external)
         peering = client.CustomObjectsApi(api_client).get_namespaced_custom_object(
-            "kopf.dev", "v1", namespace, "kopfpeerings", release.name)
+            "kopf.dev", "v1", namespace, "kopfpeerings", release.name
+        )
         assert peering.get("status"), "the operator keeps its liveness in the KopfPeering"
         check_operator_log(operator.log)

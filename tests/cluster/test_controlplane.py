@@ -58,12 +58,14 @@ def test_server_side_apply_is_idempotent(cluster_api_client: Any, namespace: str
 
     # An object no controller touches shows that the repeated apply writes nothing at all.
     config_maps = dyn.resources.get(api_version="v1", kind="ConfigMap")
-    config = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ssa"},
-              "data": {"k": "v"}}
-    cm1 = config_maps.server_side_apply(body=config, namespace=namespace,
-                                        field_manager="inferops")
-    cm2 = config_maps.server_side_apply(body=config, namespace=namespace,
-                                        field_manager="inferops")
+    config = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "ssa"},
+        "data": {"k": "v"},
+    }
+    cm1 = config_maps.server_side_apply(body=config, namespace=namespace, field_manager="inferops")
+    cm2 = config_maps.server_side_apply(body=config, namespace=namespace, field_manager="inferops")
     assert cm2.metadata.resourceVersion == cm1.metadata.resourceVersion
     managers = {(m.manager, m.operation) for m in second.metadata.managedFields}
     assert ("inferops", "Apply") in managers

@@ -26,12 +26,19 @@ REPO = Path(__file__).resolve().parents[2]
 PLURAL = {kind: info.plural for kind, info in ALL_KINDS.items()}
 
 
-def create(api_client: Any, namespace: str, obj: dict[str, Any],
-           dry_run: bool = False) -> dict[str, Any]:
+def create(
+    api_client: Any, namespace: str, obj: dict[str, Any], dry_run: bool = False
+) -> dict[str, Any]:
     api = client.CustomObjectsApi(api_client)
     result: dict[str, Any] = api.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, PLURAL[obj["kind"]], obj,
-        dry_run="All" if dry_run else None, field_validation="Strict")
+        GROUP,
+        VERSION,
+        namespace,
+        PLURAL[obj["kind"]],
+        obj,
+        dry_run="All" if dry_run else None,
+        field_validation="Strict",
+    )
     return result
 
 
@@ -55,8 +62,14 @@ def test_discovery_names_short_names_and_category(kubectl: Kubectl) -> None:
 
 def test_examples_are_accepted(kubectl: Kubectl, namespace: str) -> None:
     examples = sorted(str(p) for p in (REPO / "examples").glob("*.yaml"))
-    out = kubectl("apply", "--server-side", "--field-manager=inferops-tests", "-n", namespace,
-                  *[a for path in examples for a in ("-f", path)])
+    out = kubectl(
+        "apply",
+        "--server-side",
+        "--field-manager=inferops-tests",
+        "-n",
+        namespace,
+        *[a for path in examples for a in ("-f", path)],
+    )
     assert out.count("serverside-applied") == len(examples)
 
 
@@ -72,8 +85,13 @@ def test_table_row_on_the_api_server(api_client: Any, namespace: str, row: Row) 
     message = refusal(lambda: create(api_client, namespace, obj, dry_run=True))
     for path, fragment in row.expected:
         assert path in message, (path, message)
-        if "must" in fragment or "cannot" in fragment or "only once" in fragment \
-                or "exactly" in fragment or "required when" in fragment:
+        if (
+            "must" in fragment
+            or "cannot" in fragment
+            or "only once" in fragment
+            or "exactly" in fragment
+            or "required when" in fragment
+        ):
             assert fragment in message, (fragment, message)  # CEL: the same words
 
 
@@ -90,7 +108,8 @@ def test_transition_rules_on_update(api_client: Any, namespace: str, row: Row) -
 
     def replace() -> Any:
         return api.replace_namespaced_custom_object(
-            GROUP, VERSION, namespace, PLURAL[new["kind"]], new["metadata"]["name"], new)
+            GROUP, VERSION, namespace, PLURAL[new["kind"]], new["metadata"]["name"], new
+        )
 
     if row.valid:
         replace()
@@ -124,15 +143,20 @@ def test_status_subresource_and_generation(api_client: Any, namespace: str) -> N
 
     # A status write changes status only: not spec, not generation.
     after_status = api.patch_namespaced_custom_object_status(
-        *args, {"status": {"phase": "Running", "observedGeneration": generation},
-                "spec": {"description": "ignored"}})
+        *args,
+        {
+            "status": {"phase": "Running", "observedGeneration": generation},
+            "spec": {"description": "ignored"},
+        },
+    )
     assert after_status["status"]["phase"] == "Running"
     assert after_status["spec"]["description"] == ""
     assert after_status["metadata"]["generation"] == generation
 
     # A spec write bumps generation and leaves status alone.
     after_spec = api.patch_namespaced_custom_object(
-        *args, {"spec": {"description": "changed"}, "status": {"phase": "Failed"}})
+        *args, {"spec": {"description": "changed"}, "status": {"phase": "Failed"}}
+    )
     assert after_spec["metadata"]["generation"] == generation + 1
     assert after_spec["status"]["phase"] == "Running"
 
@@ -140,16 +164,35 @@ def test_status_subresource_and_generation(api_client: Any, namespace: str) -> N
 def test_printer_columns(api_client: Any, kubectl: Kubectl, namespace: str) -> None:
     api = client.CustomObjectsApi(api_client)
     objects = yaml.safe_load_all((REPO / "examples" / "iris-realtime.yaml").read_text())
-    for obj in [*objects, next(r.obj for r in ROWS if r.id == "bs-queue-name"),
-                next(r.obj for r in ROWS if r.id == "app-ok")]:
+    for obj in [
+        *objects,
+        next(r.obj for r in ROWS if r.id == "bs-queue-name"),
+        next(r.obj for r in ROWS if r.id == "app-ok"),
+    ]:
         create(api_client, namespace, copy.deepcopy(obj))
     api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, "realtimeservices", "iris-online",
-        {"status": {"phase": "Running", "traffic": "iris:1.0.0=70,iris:2.0.0=30",
-                    "ready": "3/3", "url": "http://iris-online.ns.svc"}})
+        GROUP,
+        VERSION,
+        namespace,
+        "realtimeservices",
+        "iris-online",
+        {
+            "status": {
+                "phase": "Running",
+                "traffic": "iris:1.0.0=70,iris:2.0.0=30",
+                "ready": "3/3",
+                "url": "http://iris-online.ns.svc",
+            }
+        },
+    )
     api.patch_namespaced_custom_object_status(
-        GROUP, VERSION, namespace, "batchservices", "job",
-        {"status": {"phase": "Running", "progressSummary": "2/3", "taskId": "t1"}})
+        GROUP,
+        VERSION,
+        namespace,
+        "batchservices",
+        "job",
+        {"status": {"phase": "Running", "progressSummary": "2/3", "taskId": "t1"}},
+    )
     out = kubectl("get", "rts,bs,aiapp", "-n", namespace)
     lines = [line.split() for line in out.splitlines() if line.strip()]
     headers = [line for line in lines if line[0] == "NAME"]
@@ -157,8 +200,12 @@ def test_printer_columns(api_client: Any, kubectl: Kubectl, namespace: str) -> N
     assert headers[1] == ["NAME", "PHASE", "PROGRESS", "AGE"]
     assert headers[2] == ["NAME", "VERSIONS", "READY", "AGE"]
     row = next(line for line in lines if line[0].endswith("/iris-online"))
-    assert row[1:5] == ["Running", "iris:1.0.0=70,iris:2.0.0=30", "3/3",
-                        "http://iris-online.ns.svc"]
+    assert row[1:5] == [
+        "Running",
+        "iris:1.0.0=70,iris:2.0.0=30",
+        "3/3",
+        "http://iris-online.ns.svc",
+    ]
     assert next(line for line in lines if line[0].endswith("/job"))[1:3] == ["Running", "2/3"]
     wide = kubectl("get", "bs", "-n", namespace, "-o", "wide")
     assert "TASK" in wide.splitlines()[0] and "t1" in wide

@@ -32,8 +32,9 @@ GATEWAY_URL = "https://models.example.test"
 def route_crd_file() -> Path:
     """The pinned HTTPRoute CRD, fetched by build.sh (a no-op when it is there)."""
     subprocess.run(["bash", str(BUILD_SH), "kubectl"], check=True, stdout=subprocess.DEVNULL)
-    path = subprocess.run(["bash", str(BUILD_SH), "--print-gateway-crd"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    path = subprocess.run(
+        ["bash", str(BUILD_SH), "--print-gateway-crd"], check=True, capture_output=True, text=True
+    ).stdout.strip()
     return Path(path)
 
 
@@ -63,16 +64,22 @@ def route_crd(kubectl: Kubectl, api_client: Any, control_plane: Any) -> Iterator
     if crd.installed:
         client.ApiextensionsV1Api(api_client).delete_custom_resource_definition(ROUTE_CRD)
         if control_plane is None:  # a real cluster: leave it as it was
-            wait_for(lambda: read_crd(api_client, ROUTE_CRD) is None, timeout=180,
-                     what=f"{ROUTE_CRD} deleted")
+            wait_for(
+                lambda: read_crd(api_client, ROUTE_CRD) is None,
+                timeout=180,
+                what=f"{ROUTE_CRD} deleted",
+            )
 
 
 @pytest.fixture
-def operator(kubeconfig: Path, namespace: str, kwok_nodes: list[str], route_crd: RouteCrd,
-             tmp_path: Path) -> Iterator[Operator]:
+def operator(
+    kubeconfig: Path, namespace: str, kwok_nodes: list[str], route_crd: RouteCrd, tmp_path: Path
+) -> Iterator[Operator]:
     document = default_catalog().model_dump(mode="json", by_alias=True, exclude_none=True)
-    document["router"] = {"mode": "gateway-api", "gateway": {
-        "name": "web", "namespace": "gateways", "url": GATEWAY_URL}}
+    document["router"] = {
+        "mode": "gateway-api",
+        "gateway": {"name": "web", "namespace": "gateways", "url": GATEWAY_URL},
+    }
     catalog = tmp_path / "catalog.yaml"
     catalog.write_text(yaml.safe_dump(document))
     with running_operator(kubeconfig, [namespace], ["--catalog", str(catalog)]) as running:
@@ -81,7 +88,8 @@ def operator(kubeconfig: Path, namespace: str, kwok_nodes: list[str], route_crd:
 
 def routes(api_client: Any, namespace: str) -> dict[str, Any]:
     items = client.CustomObjectsApi(api_client).list_namespaced_custom_object(
-        "gateway.networking.k8s.io", "v1", namespace, "httproutes")["items"]
+        "gateway.networking.k8s.io", "v1", namespace, "httproutes"
+    )["items"]
     return {r["metadata"]["name"]: r for r in items}
 
 
@@ -96,7 +104,8 @@ def cluster(api_client: Any, namespace: str) -> Cluster:
 
 
 def test_without_the_gateway_api_the_service_waits_for_it(
-        cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any) -> None:
+    cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any
+) -> None:
     """Runs first in this module: the cluster has no HTTPRoute yet. The service is Failed
     with a reason and applies nothing, then recovers on its own once the CRD is there."""
     if route_crd.preinstalled:
@@ -115,7 +124,8 @@ def test_without_the_gateway_api_the_service_waits_for_it(
 
 
 def test_routes_are_accepted_weighted_and_follow_the_spec(
-        cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any) -> None:
+    cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any
+) -> None:
     route_crd.install()
     ns = cluster.ns
     cluster.create(app("iris"))
@@ -130,30 +140,45 @@ def test_routes_are_accepted_weighted_and_follow_the_spec(
     assert sorted(found) == ["other", "svc"]
     route = found["svc"]
     assert route["spec"]["parentRefs"] == [
-        {"group": "gateway.networking.k8s.io", "kind": "Gateway", "name": "web",
-         "namespace": "gateways"}]  # the API server's defaults filled in
+        {
+            "group": "gateway.networking.k8s.io",
+            "kind": "Gateway",
+            "name": "web",
+            "namespace": "gateways",
+        }
+    ]  # the API server's defaults filled in
     [rule] = route["spec"]["rules"]
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": f"/{ns}/svc"}}]
-    assert rule["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {
-        "type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+    assert rule["filters"] == [
+        {
+            "type": "URLRewrite",
+            "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+        }
+    ]
     names = [name for name, _ in backends(route)]
     assert [w for _, w in backends(route)] == [70, 30]
     assert all(cluster.core.read_namespaced_service(n, ns) for n in names)
 
     # A ratio change rewrites the weights; a removed version leaves the route.
-    cluster.patch_spec({"versions": [version("1.0.0", 20, computeNodes=2),
-                                     version("2.0.0", 80)]})
+    cluster.patch_spec({"versions": [version("1.0.0", 20, computeNodes=2), version("2.0.0", 80)]})
     cluster.phase("Running")
-    wait_for(lambda: [w for _, w in backends(routes(api_client, ns)["svc"])] == [20, 80],
-             timeout=30, what="weights 20/80")
+    wait_for(
+        lambda: [w for _, w in backends(routes(api_client, ns)["svc"])] == [20, 80],
+        timeout=30,
+        what="weights 20/80",
+    )
     cluster.patch_spec({"versions": [version("2.0.0", 100)]})
     cluster.phase("Running")
-    wait_for(lambda: backends(routes(api_client, ns)["svc"]) == [(names[1], 100)],
-             timeout=30, what="the removed version's backend gone")
+    wait_for(
+        lambda: backends(routes(api_client, ns)["svc"]) == [(names[1], 100)],
+        timeout=30,
+        what="the removed version's backend gone",
+    )
 
 
-def test_traffic_limit_fails_in_gateway_mode(cluster: Cluster, operator: Operator,
-                                             route_crd: RouteCrd, api_client: Any) -> None:
+def test_traffic_limit_fails_in_gateway_mode(
+    cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any
+) -> None:
     route_crd.install()
     cluster.create(app("iris"))
     cluster.create(rts(trafficLimit={"requestsPerSecond": 10}))

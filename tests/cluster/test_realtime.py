@@ -39,17 +39,20 @@ class Cluster:
 
     def create(self, obj: dict[str, Any]) -> None:
         plural = {"AIApplication": "aiapplications", "RealTimeService": "realtimeservices"}
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.ns,
-                                                    plural[obj["kind"]], copy.deepcopy(obj))
+        self.custom.create_namespaced_custom_object(
+            GROUP, VERSION, self.ns, plural[obj["kind"]], copy.deepcopy(obj)
+        )
 
     def rts(self, name: str = "svc") -> dict[str, Any]:
         result: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.ns, "realtimeservices", name)
+            GROUP, VERSION, self.ns, "realtimeservices", name
+        )
         return result
 
     def patch_spec(self, spec: dict[str, Any], name: str = "svc") -> None:
-        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.ns, "realtimeservices",
-                                                   name, {"spec": spec})
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.ns, "realtimeservices", name, {"spec": spec}
+        )
 
     def phase(self, want: str, name: str = "svc", timeout: float = 90) -> dict[str, Any]:
         def check() -> dict[str, Any] | None:
@@ -57,6 +60,7 @@ class Cluster:
             status = obj.get("status") or {}
             current = status.get("observedGeneration") == obj["metadata"]["generation"]
             return status if current and status.get("phase") == want else None
+
         return dict(wait_for(check, timeout=timeout, what=f"{name} {want}"))
 
     def deployments(self, name: str = "svc") -> dict[str, Any]:
@@ -66,10 +70,14 @@ class Cluster:
     def children(self, name: str = "svc") -> list[str]:
         selector = f"{OWNER}={name}"
         names = [f"Deployment/{d}" for d in self.deployments(name)]
-        names += [f"Service/{s.metadata.name}" for s in
-                  self.core.list_namespaced_service(self.ns, label_selector=selector).items]
-        names += [f"ConfigMap/{c.metadata.name}" for c in
-                  self.core.list_namespaced_config_map(self.ns, label_selector=selector).items]
+        names += [
+            f"Service/{s.metadata.name}"
+            for s in self.core.list_namespaced_service(self.ns, label_selector=selector).items
+        ]
+        names += [
+            f"ConfigMap/{c.metadata.name}"
+            for c in self.core.list_namespaced_config_map(self.ns, label_selector=selector).items
+        ]
         return sorted(names)
 
 
@@ -86,7 +94,9 @@ def test_create_ratio_change_prune_stop_and_start(cluster: Cluster, operator: Op
     assert status["ready"] == "3/3"
     assert status["url"] == f"http://svc.{cluster.ns}.svc.cluster.local"
     assert [(v["version"], v["readyNodes"], v["desiredNodes"]) for v in status["versions"]] == [
-        ("1.0.0", 2, 2), ("2.0.0", 1, 1)]
+        ("1.0.0", 2, 2),
+        ("2.0.0", 1, 1),
+    ]
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["status"] == "True" and ready["observedGeneration"] == 1
     children = cluster.children()
@@ -94,14 +104,17 @@ def test_create_ratio_change_prune_stop_and_start(cluster: Cluster, operator: Op
     assert "Service/svc" in children and "Deployment/svc-router" in children
 
     # Only the ratios change: the model pod templates stay, only the router rolls.
-    before = {n: (d.metadata.generation, d.spec.template.to_dict())
-              for n, d in cluster.deployments().items()}
-    cluster.patch_spec({"versions": [version("1.0.0", 20, computeNodes=2),
-                                     version("2.0.0", 80)]})
+    before = {
+        n: (d.metadata.generation, d.spec.template.to_dict())
+        for n, d in cluster.deployments().items()
+    }
+    cluster.patch_spec({"versions": [version("1.0.0", 20, computeNodes=2), version("2.0.0", 80)]})
     status = cluster.phase("Running")
     assert status["traffic"] == "iris:1.0.0=20,iris:2.0.0=80"
-    after = {n: (d.metadata.generation, d.spec.template.to_dict())
-             for n, d in cluster.deployments().items()}
+    after = {
+        n: (d.metadata.generation, d.spec.template.to_dict())
+        for n, d in cluster.deployments().items()
+    }
     changed = sorted(n for n in before if before[n] != after[n])
     assert changed == ["svc-router"]
     config = cluster.core.read_namespaced_config_map("svc-router", cluster.ns).data["nginx.conf"]
@@ -116,32 +129,43 @@ def test_create_ratio_change_prune_stop_and_start(cluster: Cluster, operator: Op
     # Stop scales everything to zero and reports Stopped; start brings it back.
     cluster.patch_spec({"stopped": True})
     status = cluster.phase("Stopped")
-    wait_for(lambda: all(d.spec.replicas == 0 for d in cluster.deployments().values()),
-             timeout=30, what="scaled to zero")
+    wait_for(
+        lambda: all(d.spec.replicas == 0 for d in cluster.deployments().values()),
+        timeout=30,
+        what="scaled to zero",
+    )
     wait_for(lambda: cluster.phase("Stopped")["ready"] == "0/0", timeout=60, what="0/0")
     cluster.patch_spec({"stopped": False})
     status = cluster.phase("Running")
     assert status["ready"] == "1/1"
 
-    reasons = [e.reason for e in cluster.core.list_namespaced_event(cluster.ns).items
-               if e.involved_object.name == "svc"]
+    reasons = [
+        e.reason
+        for e in cluster.core.list_namespaced_event(cluster.ns).items
+        if e.involved_object.name == "svc"
+    ]
     assert {"Running", "Pruned", "Stopped"} <= set(reasons)
 
     # Child events drove the status (refreshes ran); bursts of them shared refreshes.
     refreshes = metric_samples(operator.metrics_url, "inferops_status_refreshes_total")
-    counts = {dict(labels)["result"]: int(value) for labels, value in refreshes.items()
-              if dict(labels)["kind"] == "RealTimeService"}
+    counts = {
+        dict(labels)["result"]: int(value)
+        for labels, value in refreshes.items()
+        if dict(labels)["kind"] == "RealTimeService"
+    }
     assert counts.get("run", 0) >= 1
     print(f"[refreshes] child events {sum(counts.values())}: {counts}")
 
 
-def test_invalid_spec_is_failed_with_a_message_naming_the_field(cluster: Cluster,
-                                                                operator: Operator) -> None:
+def test_invalid_spec_is_failed_with_a_message_naming_the_field(
+    cluster: Cluster, operator: Operator
+) -> None:
     cluster.create(app("iris"))
     cluster.create(rts(version("3.0.0", 100)))
     status = cluster.phase("Failed")
-    assert "spec.versions[0].version: application 'iris' has no version '3.0.0'" in \
-        status["message"]
+    assert (
+        "spec.versions[0].version: application 'iris' has no version '3.0.0'" in status["message"]
+    )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec" and ready["status"] == "False"
     assert cluster.children() == []
@@ -161,8 +185,13 @@ def test_timeout_without_readiness_is_failed(cluster: Cluster, operator: Operato
     cluster.create(huge)
     cluster.phase("Running")  # first it deploys fine on pool-a's kwok node
     # Make the next rollout impossible: every instance asks for more GPUs than exist.
-    cluster.patch_spec({"versions": [version("1.0.0", 100, timeoutMinutes=3,
-                                             specification="gpu.1x", computeNodes=40)]})
+    cluster.patch_spec(
+        {
+            "versions": [
+                version("1.0.0", 100, timeoutMinutes=3, specification="gpu.1x", computeNodes=40)
+            ]
+        }
+    )
     cluster.phase("Deploying")
 
     def backdate() -> bool:
@@ -175,39 +204,55 @@ def test_timeout_without_readiness_is_failed(cluster: Cluster, operator: Operato
         if status.get("phase") == "Failed":
             return True
         past = (datetime.datetime.now(datetime.UTC) - datetime.timedelta(minutes=4)).strftime(
-            "%Y-%m-%dT%H:%M:%SZ")
-        conditions = [dict(c, lastTransitionTime=past) if c["type"] == "Progressing" else c
-                      for c in status["conditions"]]
+            "%Y-%m-%dT%H:%M:%SZ"
+        )
+        conditions = [
+            dict(c, lastTransitionTime=past) if c["type"] == "Progressing" else c
+            for c in status["conditions"]
+        ]
         cluster.custom.patch_namespaced_custom_object_status(
-            GROUP, VERSION, cluster.ns, "realtimeservices", "svc",
-            {"status": {"conditions": conditions}})
+            GROUP,
+            VERSION,
+            cluster.ns,
+            "realtimeservices",
+            "svc",
+            {"status": {"conditions": conditions}},
+        )
         time.sleep(3)
         return cluster.rts()["status"].get("phase") == "Failed"
 
     wait_for(backdate, timeout=120, interval=0.1, what="Failed after the deadline")
     status = cluster.phase("Failed", timeout=60)
     assert "not ready within timeoutMinutes (3)" in status["message"]
-    assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == \
-        "DeploymentTimeout"
+    assert (
+        next(c for c in status["conditions"] if c["type"] == "Ready")["reason"]
+        == "DeploymentTimeout"
+    )
 
 
-def test_running_service_losing_ready_pods_is_abnormal(cluster: Cluster, operator: Operator) -> None:
+def test_running_service_losing_ready_pods_is_abnormal(
+    cluster: Cluster, operator: Operator
+) -> None:
     cluster.create(app("iris"))
     cluster.create(rts(version("1.0.0", 100)))
     cluster.phase("Running")
     pod = cluster.core.list_namespaced_pod(
-        cluster.ns, label_selector=f"{OWNER}=svc,app.kubernetes.io/component=model").items[0]
-    conditions = [{"type": c.type, "status": "False" if c.type in ("Ready",
-                                                                   "ContainersReady") else c.status}
-                  for c in pod.status.conditions]
-    cluster.core.patch_namespaced_pod_status(pod.metadata.name, cluster.ns,
-                                             {"status": {"conditions": conditions}})
+        cluster.ns, label_selector=f"{OWNER}=svc,app.kubernetes.io/component=model"
+    ).items[0]
+    conditions = [
+        {"type": c.type, "status": "False" if c.type in ("Ready", "ContainersReady") else c.status}
+        for c in pod.status.conditions
+    ]
+    cluster.core.patch_namespaced_pod_status(
+        pod.metadata.name, cluster.ns, {"status": {"conditions": conditions}}
+    )
     status = cluster.phase("Abnormal", timeout=60)
     assert status["ready"] == "0/1"
 
 
-def test_operator_restart_converges_without_duplicates(cluster: Cluster, kubeconfig: Path,
-                                                       kwok_nodes: list[str]) -> None:
+def test_operator_restart_converges_without_duplicates(
+    cluster: Cluster, kubeconfig: Path, kwok_nodes: list[str]
+) -> None:
     with running_operator(kubeconfig, [cluster.ns]):
         cluster.create(app("iris"))
         cluster.create(rts())
@@ -216,5 +261,8 @@ def test_operator_restart_converges_without_duplicates(cluster: Cluster, kubecon
     with running_operator(kubeconfig, [cluster.ns]):
         cluster.phase("Running")
         assert len(cluster.children()) == 7
-        wait_for(lambda: len(cluster.apps.list_namespaced_replica_set(
-            cluster.ns).items) == 3, timeout=30, what="one ReplicaSet per Deployment")
+        wait_for(
+            lambda: len(cluster.apps.list_namespaced_replica_set(cluster.ns).items) == 3,
+            timeout=30,
+            what="one ReplicaSet per Deployment",
+        )

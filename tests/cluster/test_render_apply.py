@@ -46,8 +46,11 @@ def _in(namespace: str, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 def _config_hash(children: list[dict[str, Any]]) -> str:
-    router = next(c for c in children
-                  if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-router"))
+    router = next(
+        c
+        for c in children
+        if c["kind"] == "Deployment" and c["metadata"]["name"].endswith("-router")
+    )
     return str(router["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH])
 
 
@@ -76,39 +79,58 @@ def _subset(rendered: Any, served: Any, path: str = "") -> list[str]:
     if isinstance(rendered, list):
         if not isinstance(served, list) or len(served) != len(rendered):
             return [f"{path}: {served!r} is not a list of {len(rendered)}"]
-        return [d for i, v in enumerate(rendered)
-                for d in _subset(v, served[i], f"{path}[{i}]")]
+        return [d for i, v in enumerate(rendered) for d in _subset(v, served[i], f"{path}[{i}]")]
     return [] if rendered == served else [f"{path}: rendered {rendered!r}, served {served!r}"]
 
 
-def test_render_output_applies_as_printed(
-    kubectl: Kubectl, namespace: str, tmp_path: Path
-) -> None:
+def test_render_output_applies_as_printed(kubectl: Kubectl, namespace: str, tmp_path: Path) -> None:
     application = _in(namespace, app("iris", VERSIONS))
     service = _service_with_a_numeric_hash(namespace, application)
-    batch = _in(namespace, bs("digits-batch", version="1e3", computeNodes=2,
-                              storage={"endpoint": "http://s3.example:9000"}))
+    batch = _in(
+        namespace,
+        bs(
+            "digits-batch",
+            version="1e3",
+            computeNodes=2,
+            storage={"endpoint": "http://s3.example:9000"},
+        ),
+    )
     files = []
     for name, obj in (("app", application), ("svc", service), ("batch", batch)):
         path = tmp_path / f"{name}.yaml"
         path.write_text(yaml.safe_dump(obj))
         files.append(str(path))
 
-    result = subprocess.run([sys.executable, "-m", "inferops.cli", "render", *files],
-                            capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, "-m", "inferops.cli", "render", *files],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert (result.returncode, result.stderr) == (0, "")
     printed = list(yaml.safe_load_all(result.stdout))
     assert [c["kind"] for c in printed] == [
-        "Deployment", "Service", "Deployment", "Service", "Deployment", "Service",
-        "ConfigMap", "Deployment", "Service", "Job"]
+        "Deployment",
+        "Service",
+        "Deployment",
+        "Service",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Job",
+    ]
     digest = _config_hash(printed)
     assert _retyped_unless_quoted(digest) and f"{CONFIG_HASH}: '{digest}'" in result.stdout
     assert all(f"serving.inferops.dev/version: '{v}'" in result.stdout for v in VERSIONS)
 
     out = kubectl("apply", "--dry-run=server", "-o", "json", "-f", "-", input=result.stdout)
     listed = json.loads(out)
-    served = {(o["kind"], o["metadata"]["name"]): o
-              for o in (listed["items"] if listed.get("kind") == "List" else [listed])}
+    served = {
+        (o["kind"], o["metadata"]["name"]): o
+        for o in (listed["items"] if listed.get("kind") == "List" else [listed])
+    }
     assert set(served) == {(c["kind"], c["metadata"]["name"]) for c in printed}
     for child in printed:
         seen = served[(child["kind"], child["metadata"]["name"])]
@@ -117,5 +139,16 @@ def test_render_output_applies_as_printed(
     router = served[("Deployment", f"{service['metadata']['name']}-router")]
     assert router["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH] == digest
     # A dry run: nothing was created.
-    assert kubectl("get", "deployments,services,configmaps,jobs", "-n", namespace,
-                   "-l", "app.kubernetes.io/managed-by=inferops", "-o", "name") == ""
+    assert (
+        kubectl(
+            "get",
+            "deployments,services,configmaps,jobs",
+            "-n",
+            namespace,
+            "-l",
+            "app.kubernetes.io/managed-by=inferops",
+            "-o",
+            "name",
+        )
+        == ""
+    )

@@ -101,8 +101,9 @@ def cel_errors(
         result = program.evaluate(celpy.json_to_cel(activation))
         if result is not celtypes.BoolType(True) and result != celtypes.BoolType(True):
             if "messageExpression" in rule:
-                message = str(_program(rule["messageExpression"]).evaluate(
-                    celpy.json_to_cel({"self": value})))
+                message = str(
+                    _program(rule["messageExpression"]).evaluate(celpy.json_to_cel({"self": value}))
+                )
             else:
                 message = rule.get("message", f"failed rule: {rule['rule']}")
             field = rule.get("fieldPath", "").lstrip(".")

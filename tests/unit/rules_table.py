@@ -17,14 +17,33 @@ API = "serving.inferops.dev/v1alpha1"
 Obj = dict[str, Any]
 
 
-def app(name: str = "iris", versions: tuple[str, ...] = ("1.0.0", "2.0.0"),
-        websocket: bool = False) -> Obj:
-    api = {"method": "post", "url": "/", "request": {
-        "Content-type": "application/json",
-        "data": {"type": "object", "properties": {"x": {"type": "number"}}}}}
-    return {"apiVersion": API, "kind": "AIApplication", "metadata": {"name": name},
-            "spec": {"versions": [{"version": v, "image": "model:1", "websocket": websocket,
-                                   "apis": [copy.deepcopy(api)]} for v in versions]}}
+def app(
+    name: str = "iris", versions: tuple[str, ...] = ("1.0.0", "2.0.0"), websocket: bool = False
+) -> Obj:
+    api = {
+        "method": "post",
+        "url": "/",
+        "request": {
+            "Content-type": "application/json",
+            "data": {"type": "object", "properties": {"x": {"type": "number"}}},
+        },
+    }
+    return {
+        "apiVersion": API,
+        "kind": "AIApplication",
+        "metadata": {"name": name},
+        "spec": {
+            "versions": [
+                {
+                    "version": v,
+                    "image": "model:1",
+                    "websocket": websocket,
+                    "apis": [copy.deepcopy(api)],
+                }
+                for v in versions
+            ]
+        },
+    }
 
 
 WS_TYPE = "application/json; transport=websocket"
@@ -33,9 +52,14 @@ WS_TYPE = "application/json; transport=websocket"
 def stream_app() -> Obj:
     """A WebSocket app: 1.0.0 declares POST / then the WebSocket API GET /ws, 2.0.0 only /ws."""
     obj = app("stream", ("1.0.0", "2.0.0"), websocket=True)
-    ws = {"method": "get", "url": "/ws", "request": {
-        "Content-type": WS_TYPE,
-        "data": {"type": "object", "properties": {"x": {"type": "number"}}}}}
+    ws = {
+        "method": "get",
+        "url": "/ws",
+        "request": {
+            "Content-type": WS_TYPE,
+            "data": {"type": "object", "properties": {"x": {"type": "number"}}},
+        },
+    }
     obj["spec"]["versions"][0]["apis"].append(copy.deepcopy(ws))
     obj["spec"]["versions"][1]["apis"] = [copy.deepcopy(ws)]
     return obj
@@ -49,36 +73,60 @@ def ws_api(change: Callable[[Obj], Any]) -> Obj:
 APPS: list[Obj] = [
     app(),
     app("echo", ("1.0.0",), websocket=True),
-    {"apiVersion": API, "kind": "AIApplication", "metadata": {"name": "broken"},
-     "spec": {"versions": [{"version": "1.0.0", "image": "model:1"}]}},
+    {
+        "apiVersion": API,
+        "kind": "AIApplication",
+        "metadata": {"name": "broken"},
+        "spec": {"versions": [{"version": "1.0.0", "image": "model:1"}]},
+    },
     stream_app(),
 ]
 
 
 def version(v: str = "1.0.0", ratio: int = 100, **extra: Any) -> Obj:
-    return {"application": "iris", "version": v, "trafficRatio": ratio,
-            "specification": "cpu.2u4g", **extra}
+    return {
+        "application": "iris",
+        "version": v,
+        "trafficRatio": ratio,
+        "specification": "cpu.2u4g",
+        **extra,
+    }
 
 
 def rts(*versions: Obj, name: str = "svc", **spec: Any) -> Obj:
     chosen = list(versions) or [version("1.0.0", 70), version("2.0.0", 30)]
-    return {"apiVersion": API, "kind": "RealTimeService", "metadata": {"name": name},
-            "spec": {"versions": chosen, **spec}}
+    return {
+        "apiVersion": API,
+        "kind": "RealTimeService",
+        "metadata": {"name": name},
+        "spec": {"versions": chosen, **spec},
+    }
 
 
 def multipool(*nodes: int, pools: list[str] | None = None) -> Obj:
     chosen = pools if pools is not None else ["pool-a", "pool-b"]
     ratios = [100] if len(nodes) == 1 else [50, 50]
-    versions = [version(v, r, computeNodes=n)
-                for v, r, n in zip(("1.0.0", "2.0.0"), ratios, nodes, strict=False)]
+    versions = [
+        version(v, r, computeNodes=n)
+        for v, r, n in zip(("1.0.0", "2.0.0"), ratios, nodes, strict=False)
+    ]
     return rts(*versions, multiPoolLoadBalancing={"enabled": True, "pools": chosen})
 
 
 def bs(name: str = "job", **spec: Any) -> Obj:
-    base = {"application": "iris", "version": "1.0.0", "inputPath": "s3://bucket/in/",
-            "outputPath": "s3://bucket/out/", "specification": "cpu.2u4g"}
-    return {"apiVersion": API, "kind": "BatchService", "metadata": {"name": name},
-            "spec": {**base, **spec}}
+    base = {
+        "application": "iris",
+        "version": "1.0.0",
+        "inputPath": "s3://bucket/in/",
+        "outputPath": "s3://bucket/out/",
+        "specification": "cpu.2u4g",
+    }
+    return {
+        "apiVersion": API,
+        "kind": "BatchService",
+        "metadata": {"name": name},
+        "spec": {**base, **spec},
+    }
 
 
 def echo_rts(websocket: bool, **spec: Any) -> Obj:
@@ -114,34 +162,61 @@ ROWS: list[Row] = [
     Row("ratio-sum-101", rts(version("1.0.0", 70), version("2.0.0", 31)), [(R, f"{T}, got 101")]),
     Row("single-version-100", rts(version("1.0.0", 100))),
     Row("single-version-90", rts(version("1.0.0", 90)), [(R, f"{T}, got 90")]),
-    Row("three-versions-100", edit(rts(version("1.0.0", 50), version("2.0.0", 30),
-                                       version("1.0.0", 20)),
-                                   lambda o: o["spec"]["versions"][2].update(application="echo"))),
-    Row("three-versions-90", edit(rts(version("1.0.0", 50), version("2.0.0", 30),
-                                      version("1.0.0", 10)),
-                                  lambda o: o["spec"]["versions"][2].update(application="echo")),
-        [(R, f"{T}, got 90")]),
+    Row(
+        "three-versions-100",
+        edit(
+            rts(version("1.0.0", 50), version("2.0.0", 30), version("1.0.0", 20)),
+            lambda o: o["spec"]["versions"][2].update(application="echo"),
+        ),
+    ),
+    Row(
+        "three-versions-90",
+        edit(
+            rts(version("1.0.0", 50), version("2.0.0", 30), version("1.0.0", 10)),
+            lambda o: o["spec"]["versions"][2].update(application="echo"),
+        ),
+        [(R, f"{T}, got 90")],
+    ),
     Row("zero-ratio-version", rts(version("1.0.0", 100), version("2.0.0", 0))),
-    Row("ratio-above-100", rts(version("1.0.0", 101)), [("spec.versions[0].trafficRatio", "<= 100")]),
-    Row("ratio-negative", rts(version("1.0.0", 100), version("2.0.0", -10)),
-        [("spec.versions[1].trafficRatio", ">= 0")]),
-    Row("ratio-not-integer", rts(version("1.0.0", "100")),  # type: ignore[arg-type]
-        [("spec.versions[0].trafficRatio", "valid integer")]),
-    Row("duplicate-pair", rts(version("1.0.0", 50), version("1.0.0", 50)),
-        [(R, "pair may appear only once")]),
-    Row("no-versions", rts(version())  | {"spec": {"versions": []}}, [(R, "at least 1")]),
-    Row("versions-missing", edit(rts(), lambda o: o["spec"].pop("versions")),
-        [(R, "required")]),
+    Row(
+        "ratio-above-100", rts(version("1.0.0", 101)), [("spec.versions[0].trafficRatio", "<= 100")]
+    ),
+    Row(
+        "ratio-negative",
+        rts(version("1.0.0", 100), version("2.0.0", -10)),
+        [("spec.versions[1].trafficRatio", ">= 0")],
+    ),
+    Row(
+        "ratio-not-integer",
+        rts(version("1.0.0", "100")),  # type: ignore[arg-type]
+        [("spec.versions[0].trafficRatio", "valid integer")],
+    ),
+    Row(
+        "duplicate-pair",
+        rts(version("1.0.0", 50), version("1.0.0", 50)),
+        [(R, "pair may appear only once")],
+    ),
+    Row("no-versions", rts(version()) | {"spec": {"versions": []}}, [(R, "at least 1")]),
+    Row("versions-missing", edit(rts(), lambda o: o["spec"].pop("versions")), [(R, "required")]),
     Row("unknown-field", rts(colour="blue"), [("spec.colour", "unknown field")]),
-    Row("compute-nodes-zero", rts(version("1.0.0", 100, computeNodes=0)),
-        [("spec.versions[0].computeNodes", ">= 1")]),
+    Row(
+        "compute-nodes-zero",
+        rts(version("1.0.0", 100, computeNodes=0)),
+        [("spec.versions[0].computeNodes", ">= 1")],
+    ),
     # Timeout (both seeds: 3 to 120 minutes, default 20).
-    Row("timeout-2", rts(version("1.0.0", 100, timeoutMinutes=2)),
-        [("spec.versions[0].timeoutMinutes", ">= 3")]),
+    Row(
+        "timeout-2",
+        rts(version("1.0.0", 100, timeoutMinutes=2)),
+        [("spec.versions[0].timeoutMinutes", ">= 3")],
+    ),
     Row("timeout-3", rts(version("1.0.0", 100, timeoutMinutes=3))),
     Row("timeout-120", rts(version("1.0.0", 100, timeoutMinutes=120))),
-    Row("timeout-121", rts(version("1.0.0", 100, timeoutMinutes=121)),
-        [("spec.versions[0].timeoutMinutes", "<= 120")]),
+    Row(
+        "timeout-121",
+        rts(version("1.0.0", 100, timeoutMinutes=121)),
+        [("spec.versions[0].timeoutMinutes", "<= 120")],
+    ),
     Row("batch-timeout-2", bs(timeoutMinutes=2), [("spec.timeoutMinutes", ">= 3")]),
     Row("batch-timeout-120", bs(timeoutMinutes=120)),
     Row("batch-timeout-121", bs(timeoutMinutes=121), [("spec.timeoutMinutes", "<= 120")]),
@@ -152,49 +227,124 @@ ROWS: list[Row] = [
     Row("multipool-4-nodes", multipool(4)),
     Row("multipool-2-and-3", multipool(2, 3), [(R, "even number of at least 2")]),
     Row("multipool-one-pool", multipool(2, pools=["pool-a"]), [(MP, "exactly two distinct")]),
-    Row("multipool-same-pool", multipool(2, pools=["pool-a", "pool-a"]),
-        [(MP, "exactly two distinct")]),
-    Row("multipool-three-pools", multipool(2, pools=["pool-a", "pool-b", "pool-a"]),
-        [(MP, "exactly two distinct")]),
-    Row("multipool-no-pools", edit(multipool(2), lambda o: o["spec"]["multiPoolLoadBalancing"]
-                                   .pop("pools")), [(MP, "exactly two distinct")]),
-    Row("multipool-disabled-1-node",
-        rts(version("1.0.0", 100), multiPoolLoadBalancing={"enabled": False})),
+    Row(
+        "multipool-same-pool",
+        multipool(2, pools=["pool-a", "pool-a"]),
+        [(MP, "exactly two distinct")],
+    ),
+    Row(
+        "multipool-three-pools",
+        multipool(2, pools=["pool-a", "pool-b", "pool-a"]),
+        [(MP, "exactly two distinct")],
+    ),
+    Row(
+        "multipool-no-pools",
+        edit(multipool(2), lambda o: o["spec"]["multiPoolLoadBalancing"].pop("pools")),
+        [(MP, "exactly two distinct")],
+    ),
+    Row(
+        "multipool-disabled-1-node",
+        rts(version("1.0.0", 100), multiPoolLoadBalancing={"enabled": False}),
+    ),
     # WebSocket (real-time seed: excludes traffic limit and data collection; immutable).
     Row("websocket-ok", echo_rts(True)),
-    Row("websocket-traffic-limit", echo_rts(True, trafficLimit={"requestsPerSecond": 5}),
-        [("spec.trafficLimit", "cannot be set on a websocket service")]),
-    Row("websocket-data-collection",
+    Row(
+        "websocket-traffic-limit",
+        echo_rts(True, trafficLimit={"requestsPerSecond": 5}),
+        [("spec.trafficLimit", "cannot be set on a websocket service")],
+    ),
+    Row(
+        "websocket-data-collection",
         echo_rts(True, dataCollection={"enabled": True, "outputPath": "s3://bucket/dc/"}),
-        [("spec.dataCollection", "cannot be enabled on a websocket service")]),
+        [("spec.dataCollection", "cannot be enabled on a websocket service")],
+    ),
     Row("websocket-data-collection-disabled", echo_rts(True, dataCollection={"enabled": False})),
-    Row("websocket-flipped-on", echo_rts(True), [("spec.websocket", "cannot be changed")],
-        old=echo_rts(False)),
-    Row("websocket-flipped-off", echo_rts(False), [("spec.websocket", "cannot be changed")],
-        old=echo_rts(True)),
+    Row(
+        "websocket-flipped-on",
+        echo_rts(True),
+        [("spec.websocket", "cannot be changed")],
+        old=echo_rts(False),
+    ),
+    Row(
+        "websocket-flipped-off",
+        echo_rts(False),
+        [("spec.websocket", "cannot be changed")],
+        old=echo_rts(True),
+    ),
     Row("websocket-unchanged", echo_rts(True), old=echo_rts(True)),
-    Row("websocket-app-with-websocket-api",
-        rts(version() | {"application": "stream"}, websocket=True), layer="reference"),
+    Row(
+        "websocket-app-with-websocket-api",
+        rts(version() | {"application": "stream"}, websocket=True),
+        layer="reference",
+    ),
     Row("traffic-limit-ok", rts(trafficLimit={"requestsPerSecond": 10, "burst": 5})),
-    Row("traffic-limit-zero", rts(trafficLimit={"requestsPerSecond": 0}),
-        [("spec.trafficLimit.requestsPerSecond", ">= 1")]),
-    Row("data-collection-no-output", rts(dataCollection={"enabled": True}),
-        [("spec.dataCollection.outputPath", "required when data collection is enabled")]),
-    Row("data-collection-ratio", rts(dataCollection={"enabled": True, "sampleRatio": 1.5,
-                                                     "outputPath": "s3://bucket/dc/"}),
-        [("spec.dataCollection.sampleRatio", "<= 1")]),
+    Row(
+        "traffic-limit-zero",
+        rts(trafficLimit={"requestsPerSecond": 0}),
+        [("spec.trafficLimit.requestsPerSecond", ">= 1")],
+    ),
+    Row(
+        "data-collection-no-output",
+        rts(dataCollection={"enabled": True}),
+        [("spec.dataCollection.outputPath", "required when data collection is enabled")],
+    ),
+    Row(
+        "data-collection-ratio",
+        rts(dataCollection={"enabled": True, "sampleRatio": 1.5, "outputPath": "s3://bucket/dc/"}),
+        [("spec.dataCollection.sampleRatio", "<= 1")],
+    ),
     # Environment variables (secrets only by reference).
-    Row("env-secret-ref", rts(version("1.0.0", 100, env=[
-        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}]))),
-    Row("env-value-and-ref", rts(version("1.0.0", 100, env=[
-        {"name": "TOKEN", "value": "x", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])),
-        [("spec.versions[0].env[0]", "either value or valueFrom")]),
-    Row("env-two-refs", rts(version("1.0.0", 100, env=[
-        {"name": "T", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"},
-                                    "configMapKeyRef": {"name": "c", "key": "k"}}}])),
-        [("spec.versions[0].env[0].valueFrom", "exactly one of")]),
-    Row("env-bad-name", rts(version("1.0.0", 100, env=[{"name": "1A", "value": "x"}])),
-        [("spec.versions[0].env[0].name", "does not match")]),
+    Row(
+        "env-secret-ref",
+        rts(
+            version(
+                "1.0.0",
+                100,
+                env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+            )
+        ),
+    ),
+    Row(
+        "env-value-and-ref",
+        rts(
+            version(
+                "1.0.0",
+                100,
+                env=[
+                    {
+                        "name": "TOKEN",
+                        "value": "x",
+                        "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}},
+                    }
+                ],
+            )
+        ),
+        [("spec.versions[0].env[0]", "either value or valueFrom")],
+    ),
+    Row(
+        "env-two-refs",
+        rts(
+            version(
+                "1.0.0",
+                100,
+                env=[
+                    {
+                        "name": "T",
+                        "valueFrom": {
+                            "secretKeyRef": {"name": "s", "key": "k"},
+                            "configMapKeyRef": {"name": "c", "key": "k"},
+                        },
+                    }
+                ],
+            )
+        ),
+        [("spec.versions[0].env[0].valueFrom", "exactly one of")],
+    ),
+    Row(
+        "env-bad-name",
+        rts(version("1.0.0", 100, env=[{"name": "1A", "value": "x"}])),
+        [("spec.versions[0].env[0].name", "does not match")],
+    ),
     # Names too long or malformed for Kubernetes.
     Row("rts-name-56", rts(name="a" * 56)),
     Row("rts-name-57", rts(name="a" * 57), [("metadata.name", "at most 56")]),
@@ -202,94 +352,215 @@ ROWS: list[Row] = [
     Row("rts-name-digit-first", rts(name="1svc"), [("metadata.name", "DNS-1035")]),
     Row("bs-name-52", bs(name="b" * 52)),
     Row("bs-name-53", bs(name="b" * 53), [("metadata.name", "at most 52")]),
-    Row("app-name-64", edit(app(), lambda o: o["metadata"].update(name="a" * 64)),
-        [("metadata.name", "at most 63")]),
+    Row(
+        "app-name-64",
+        edit(app(), lambda o: o["metadata"].update(name="a" * 64)),
+        [("metadata.name", "at most 63")],
+    ),
     # Batch paths and parameters.
     Row("bs-manifest-input", bs(inputPath="obs://bucket/data/input.manifest")),
     Row("bs-local-paths", bs(inputPath="/data/in", outputPath="file:///data/out")),
-    Row("bs-https-input", bs(inputPath="https://example.com/in/"),
-        [("spec.inputPath", "does not match")]),
-    Row("bs-request-path-relative", bs(requestPath="predict"),
-        [("spec.requestPath", "does not match")]),
+    Row(
+        "bs-https-input",
+        bs(inputPath="https://example.com/in/"),
+        [("spec.inputPath", "does not match")],
+    ),
+    Row(
+        "bs-request-path-relative",
+        bs(requestPath="predict"),
+        [("spec.requestPath", "does not match")],
+    ),
     Row("bs-concurrency-0", bs(concurrency=0), [("spec.concurrency", ">= 1")]),
     Row("bs-queue-name", bs(queueName="team-a")),
-    Row("bs-missing-output", edit(bs(), lambda o: o["spec"].pop("outputPath")),
-        [("spec.outputPath", "required")]),
+    Row(
+        "bs-missing-output",
+        edit(bs(), lambda o: o["spec"].pop("outputPath")),
+        [("spec.outputPath", "required")],
+    ),
     # Applications.
     Row("app-ok", app()),
-    Row("app-duplicate-versions", app(versions=("1.0.0", "1.0.0")),
-        [("spec.versions", "version name may appear only once")]),
-    Row("app-bad-version", app(versions=("1.0.0 beta",)),
-        [("spec.versions[0].version", "does not match")]),
-    Row("app-bad-port", edit(app(), lambda o: o["spec"]["versions"][0].update(port=70000)),
-        [("spec.versions[0].port", "<= 65535")]),
-    Row("app-no-apis", APPS[2], [("spec.versions[0].apis", "at least one API")],
-        layer="reference"),
-    Row("app-unwalkable-schema", edit(app(), lambda o: o["spec"]["versions"][0]["apis"][0]
-                                      ["request"]["data"].update(type="tensor")),
-        [("spec.versions[0].apis[0].request.data.type", "unknown type")], layer="reference"),
+    Row(
+        "app-duplicate-versions",
+        app(versions=("1.0.0", "1.0.0")),
+        [("spec.versions", "version name may appear only once")],
+    ),
+    Row(
+        "app-bad-version",
+        app(versions=("1.0.0 beta",)),
+        [("spec.versions[0].version", "does not match")],
+    ),
+    Row(
+        "app-bad-port",
+        edit(app(), lambda o: o["spec"]["versions"][0].update(port=70000)),
+        [("spec.versions[0].port", "<= 65535")],
+    ),
+    Row("app-no-apis", APPS[2], [("spec.versions[0].apis", "at least one API")], layer="reference"),
+    Row(
+        "app-unwalkable-schema",
+        edit(
+            app(),
+            lambda o: o["spec"]["versions"][0]["apis"][0]["request"]["data"].update(type="tensor"),
+        ),
+        [("spec.versions[0].apis[0].request.data.type", "unknown type")],
+        layer="reference",
+    ),
     # WebSocket APIs (request Content-type with transport=websocket; README, applications).
     Row("app-websocket-api", stream_app()),
-    Row("app-websocket-api-quoted-param", ws_api(lambda a: a["request"].update(
-        {"Content-type": 'application/json;Transport="WebSocket"'}))),
-    Row("app-websocket-api-post", ws_api(lambda a: a.update(method="post")),
-        [("spec.versions[0].apis[1].method", "must use method get")], layer="reference"),
-    Row("app-websocket-api-file", ws_api(lambda a: a["request"]["data"]["properties"].update(
-        x={"type": "file"})),
+    Row(
+        "app-websocket-api-quoted-param",
+        ws_api(
+            lambda a: a["request"].update(
+                {"Content-type": 'application/json;Transport="WebSocket"'}
+            )
+        ),
+    ),
+    Row(
+        "app-websocket-api-post",
+        ws_api(lambda a: a.update(method="post")),
+        [("spec.versions[0].apis[1].method", "must use method get")],
+        layer="reference",
+    ),
+    Row(
+        "app-websocket-api-file",
+        ws_api(lambda a: a["request"]["data"]["properties"].update(x={"type": "file"})),
         [("spec.versions[0].apis[1].request.data", "JSON text messages, not files")],
-        layer="reference"),
+        layer="reference",
+    ),
     # Catalog rules (seeds: free flavors, dedicated pools, batch in the public pool).
-    Row("free-flavor-one-version", rts(version("1.0.0", 100, specification="free.1u2g")),
-        layer="catalog"),
-    Row("free-flavor-two-versions", rts(version("1.0.0", 70, specification="free.1u2g"),
-                                        version("2.0.0", 30)),
-        [("spec.versions[0].specification", "single version")], layer="catalog"),
-    Row("unknown-flavor", rts(version("1.0.0", 100, specification="cpu.64u")),
-        [("spec.versions[0].specification", "unknown flavor")], layer="catalog"),
-    Row("unknown-pool", rts(resourcePool="pool-z"),
-        [("spec.resourcePool", "unknown pool")], layer="catalog"),
+    Row(
+        "free-flavor-one-version",
+        rts(version("1.0.0", 100, specification="free.1u2g")),
+        layer="catalog",
+    ),
+    Row(
+        "free-flavor-two-versions",
+        rts(version("1.0.0", 70, specification="free.1u2g"), version("2.0.0", 30)),
+        [("spec.versions[0].specification", "single version")],
+        layer="catalog",
+    ),
+    Row(
+        "unknown-flavor",
+        rts(version("1.0.0", 100, specification="cpu.64u")),
+        [("spec.versions[0].specification", "unknown flavor")],
+        layer="catalog",
+    ),
+    Row(
+        "unknown-pool",
+        rts(resourcePool="pool-z"),
+        [("spec.resourcePool", "unknown pool")],
+        layer="catalog",
+    ),
     Row("dedicated-pool", rts(resourcePool="pool-a"), layer="catalog"),
-    Row("gpu-in-public-pool", rts(version("1.0.0", 100, specification="gpu.1x")),
-        [("spec.versions[0].specification", "not offered in pool 'public'")], layer="catalog"),
-    Row("free-in-dedicated-pool", rts(version("1.0.0", 100, specification="free.1u2g"),
-                                      resourcePool="pool-a"),
-        [("spec.versions[0].specification", "not offered in pool 'pool-a'")], layer="catalog"),
-    Row("multipool-public-pool", multipool(2, pools=["pool-a", "public"]),
-        [("spec.multiPoolLoadBalancing.pools[1]", "needs dedicated pools")], layer="catalog"),
-    Row("multipool-unknown-pool", multipool(2, pools=["pool-a", "pool-z"]),
-        [("spec.multiPoolLoadBalancing.pools[1]", "unknown pool")], layer="catalog"),
-    Row("multipool-flavor-not-in-both",
+    Row(
+        "gpu-in-public-pool",
+        rts(version("1.0.0", 100, specification="gpu.1x")),
+        [("spec.versions[0].specification", "not offered in pool 'public'")],
+        layer="catalog",
+    ),
+    Row(
+        "free-in-dedicated-pool",
+        rts(version("1.0.0", 100, specification="free.1u2g"), resourcePool="pool-a"),
+        [("spec.versions[0].specification", "not offered in pool 'pool-a'")],
+        layer="catalog",
+    ),
+    Row(
+        "multipool-public-pool",
+        multipool(2, pools=["pool-a", "public"]),
+        [("spec.multiPoolLoadBalancing.pools[1]", "needs dedicated pools")],
+        layer="catalog",
+    ),
+    Row(
+        "multipool-unknown-pool",
+        multipool(2, pools=["pool-a", "pool-z"]),
+        [("spec.multiPoolLoadBalancing.pools[1]", "unknown pool")],
+        layer="catalog",
+    ),
+    Row(
+        "multipool-flavor-not-in-both",
         edit(multipool(2), lambda o: o["spec"]["versions"][0].update(specification="free.1u2g")),
-        [("spec.versions[0].specification", "not offered in pool 'pool-a'"),
-         ("spec.versions[0].specification", "not offered in pool 'pool-b'")], layer="catalog"),
-    Row("multipool-gpu", edit(multipool(2), lambda o: o["spec"]["versions"][0].update(
-        specification="gpu.1x")), layer="catalog"),
-    Row("batch-gpu-dedicated-only", bs(specification="gpu.1x"),
-        [("spec.specification", "public pool only")], layer="catalog"),
-    Row("batch-unknown-flavor", bs(specification="cpu.64u"),
-        [("spec.specification", "unknown flavor")], layer="catalog"),
+        [
+            ("spec.versions[0].specification", "not offered in pool 'pool-a'"),
+            ("spec.versions[0].specification", "not offered in pool 'pool-b'"),
+        ],
+        layer="catalog",
+    ),
+    Row(
+        "multipool-gpu",
+        edit(multipool(2), lambda o: o["spec"]["versions"][0].update(specification="gpu.1x")),
+        layer="catalog",
+    ),
+    Row(
+        "batch-gpu-dedicated-only",
+        bs(specification="gpu.1x"),
+        [("spec.specification", "public pool only")],
+        layer="catalog",
+    ),
+    Row(
+        "batch-unknown-flavor",
+        bs(specification="cpu.64u"),
+        [("spec.specification", "unknown flavor")],
+        layer="catalog",
+    ),
     # References to applications (seeds: only Normal versions may be deployed).
-    Row("unknown-application", rts(version("1.0.0", 100) | {"application": "nope"}),
-        [("spec.versions[0].application", "not found")], layer="reference"),
-    Row("unknown-version", rts(version("3.0.0", 100)),
-        [("spec.versions[0].version", "has no version '3.0.0'")], layer="reference"),
-    Row("invalid-version", rts(version("1.0.0", 100) | {"application": "broken"}),
-        [("spec.versions[0].version", "is Invalid")], layer="reference"),
-    Row("websocket-app-not-websocket", rts(version("1.0.0", 100), websocket=True),
-        [("spec.websocket", "does not speak WebSocket")], layer="reference"),
-    Row("batch-request-path-unknown", bs(requestPath="/predict"),
-        [("spec.requestPath", "not one of the app's API urls")], layer="reference"),
+    Row(
+        "unknown-application",
+        rts(version("1.0.0", 100) | {"application": "nope"}),
+        [("spec.versions[0].application", "not found")],
+        layer="reference",
+    ),
+    Row(
+        "unknown-version",
+        rts(version("3.0.0", 100)),
+        [("spec.versions[0].version", "has no version '3.0.0'")],
+        layer="reference",
+    ),
+    Row(
+        "invalid-version",
+        rts(version("1.0.0", 100) | {"application": "broken"}),
+        [("spec.versions[0].version", "is Invalid")],
+        layer="reference",
+    ),
+    Row(
+        "websocket-app-not-websocket",
+        rts(version("1.0.0", 100), websocket=True),
+        [("spec.websocket", "does not speak WebSocket")],
+        layer="reference",
+    ),
+    Row(
+        "batch-request-path-unknown",
+        bs(requestPath="/predict"),
+        [("spec.requestPath", "not one of the app's API urls")],
+        layer="reference",
+    ),
     Row("batch-request-path-known", bs(requestPath="/"), layer="reference"),
-    Row("batch-unknown-version", bs(version="9.9.9"),
-        [("spec.version", "has no version")], layer="reference"),
-    Row("batch-mapping-no-index", bs(mapping={"type": "object", "properties": {
-        "x": {"type": "number"}}}), [("spec.mapping", "no leaf has a valid index")],
-        layer="reference"),
-    Row("batch-mapping-ok", bs(mapping={"type": "object", "properties": {
-        "x": {"type": "number", "index": 0}}}), layer="reference"),
+    Row(
+        "batch-unknown-version",
+        bs(version="9.9.9"),
+        [("spec.version", "has no version")],
+        layer="reference",
+    ),
+    Row(
+        "batch-mapping-no-index",
+        bs(mapping={"type": "object", "properties": {"x": {"type": "number"}}}),
+        [("spec.mapping", "no leaf has a valid index")],
+        layer="reference",
+    ),
+    Row(
+        "batch-mapping-ok",
+        bs(mapping={"type": "object", "properties": {"x": {"type": "number", "index": 0}}}),
+        layer="reference",
+    ),
     Row("batch-http-api-of-websocket-app", bs(application="stream"), layer="reference"),
-    Row("batch-request-path-websocket", bs(application="stream", requestPath="/ws"),
-        [("spec.requestPath", "'/ws' is a WebSocket API")], layer="reference"),
-    Row("batch-first-api-websocket", bs(application="stream", version="2.0.0"),
-        [("spec.requestPath", "first API '/ws' is a WebSocket API")], layer="reference"),
+    Row(
+        "batch-request-path-websocket",
+        bs(application="stream", requestPath="/ws"),
+        [("spec.requestPath", "'/ws' is a WebSocket API")],
+        layer="reference",
+    ),
+    Row(
+        "batch-first-api-websocket",
+        bs(application="stream", version="2.0.0"),
+        [("spec.requestPath", "first API '/ws' is a WebSocket API")],
+        layer="reference",
+    ),
 ]

@@ -47,8 +47,16 @@ def test_concurrent_creates_admit_exactly_the_quota() -> None:
     ledger = QuotaLedger()
 
     def attempt(i: int) -> bool:
-        return ledger.check(kube, Quotas(), service(f"z{9 - i}"), create=True,  # type: ignore[arg-type]
-                            record=True) is None
+        return (
+            ledger.check(
+                kube,
+                Quotas(),
+                service(f"z{9 - i}"),
+                create=True,  # type: ignore[arg-type]
+                record=True,
+            )
+            is None
+        )
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         assert sum(pool.map(attempt, range(10))) == 3

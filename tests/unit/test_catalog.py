@@ -30,7 +30,10 @@ batch: {maxImageBytes: 10485760, maxCsvBytes: 12582912, manifestMaxLines: 10000}
 def test_default_catalog_is_the_one_in_design() -> None:
     catalog = default_catalog()
     assert [(p.name, p.type) for p in catalog.pools] == [
-        ("public", "public"), ("pool-a", "dedicated"), ("pool-b", "dedicated")]
+        ("public", "public"),
+        ("pool-a", "dedicated"),
+        ("pool-b", "dedicated"),
+    ]
     assert catalog.pool("pool-a").node_selector == {"serving.inferops.dev/pool": "pool-a"}  # type: ignore[union-attr]
     flavors = {f.name: f for f in catalog.flavors}
     assert set(flavors) == {"cpu.2u4g", "cpu.4u8g", "free.1u2g", "gpu.1x"}
@@ -52,20 +55,45 @@ def test_design_example_file_loads(tmp_path: Path) -> None:
     assert catalog.flavor("gpu.1x").gpu == 1  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"pools": [{"name": "p", "type": "public"}, {"name": "p", "type": "dedicated"}],
-      "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}]}, "unique"),
-    ({"pools": [{"name": "p", "type": "public"}],
-      "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["q"]}]}, "unknown pools"),
-    ({"pools": [{"name": "p", "type": "public"}],
-      "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}],
-      "router": {"mode": "gateway-api"}}, "router.gateway is required"),
-    ({"pools": [{"name": "p", "type": "public"}],
-      "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}],
-      "router": {"mode": "gateway-api", "gateway": {"name": "gw", "url": "models.example.com"}}},
-     "router.gateway.url"),
-    ([1, 2], "mapping"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {
+                "pools": [{"name": "p", "type": "public"}, {"name": "p", "type": "dedicated"}],
+                "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}],
+            },
+            "unique",
+        ),
+        (
+            {
+                "pools": [{"name": "p", "type": "public"}],
+                "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["q"]}],
+            },
+            "unknown pools",
+        ),
+        (
+            {
+                "pools": [{"name": "p", "type": "public"}],
+                "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}],
+                "router": {"mode": "gateway-api"},
+            },
+            "router.gateway is required",
+        ),
+        (
+            {
+                "pools": [{"name": "p", "type": "public"}],
+                "flavors": [{"name": "f", "cpu": "1", "memory": "1Gi", "pools": ["p"]}],
+                "router": {
+                    "mode": "gateway-api",
+                    "gateway": {"name": "gw", "url": "models.example.com"},
+                },
+            },
+            "router.gateway.url",
+        ),
+        ([1, 2], "mapping"),
+    ],
+)
 def test_bad_catalogs_are_refused(tmp_path: Path, data: object, message: str) -> None:
     path = tmp_path / "catalog.yaml"
     path.write_text(yaml.safe_dump(data))

@@ -33,30 +33,46 @@ KINDS_OF_ADMISSION = ["aiapplications", "realtimeservices", "batchservices"]
 
 NON_DEFAULT: dict[str, Any] = {
     "fullnameOverride": "mlops",
-    "image": {"repository": "registry.example.com/inferops", "tag": "9.9.9",
-              "pullPolicy": "Always"},
+    "image": {
+        "repository": "registry.example.com/inferops",
+        "tag": "9.9.9",
+        "pullPolicy": "Always",
+    },
     "imagePullSecrets": [{"name": "regcred"}],
     "watchNamespaces": ["team-a", "team-b"],
     "replicaCount": 2,
     "peering": {"enabled": True},
     "crds": {"install": True, "keep": False},
     "operator": {"verbose": True, "healthPort": 8181},
-    "webhook": {"port": 8443, "failurePolicy": "Ignore", "timeoutSeconds": 5,
-                "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca",
-                                                               "kind": "ClusterIssuer"}}},
+    "webhook": {
+        "port": 8443,
+        "failurePolicy": "Ignore",
+        "timeoutSeconds": 5,
+        "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}},
+    },
     "metrics": {"port": 9191, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "catalog": {
-        "pools": [{"name": "public", "type": "public"},
-                  {"name": "gpu-pool", "type": "dedicated",
-                   "nodeSelector": {"example.com/gpu": "a100"},
-                   "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists",
-                                    "effect": "NoSchedule"}]}],
-        "flavors": [{"name": "cpu.1u1g", "cpu": "1", "memory": "1Gi", "pools": ["public"]},
-                    {"name": "gpu.a100", "cpu": 16, "memory": "64Gi", "gpu": 2,
-                     "pools": ["gpu-pool"]}],
-        "quotas": {"realTimeServicesPerNamespace": 5, "batchServicesPerNamespace": 50,
-                   "publicPoolInstancesPerNamespace": 8},
+        "pools": [
+            {"name": "public", "type": "public"},
+            {
+                "name": "gpu-pool",
+                "type": "dedicated",
+                "nodeSelector": {"example.com/gpu": "a100"},
+                "tolerations": [
+                    {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+                ],
+            },
+        ],
+        "flavors": [
+            {"name": "cpu.1u1g", "cpu": "1", "memory": "1Gi", "pools": ["public"]},
+            {"name": "gpu.a100", "cpu": 16, "memory": "64Gi", "gpu": 2, "pools": ["gpu-pool"]},
+        ],
+        "quotas": {
+            "realTimeServicesPerNamespace": 5,
+            "batchServicesPerNamespace": 50,
+            "publicPoolInstancesPerNamespace": 8,
+        },
         "router": {"mode": "gateway-api", "gateway": {"name": "web", "namespace": "gateways"}},
         "images": {"inferops": "registry.example.com/inferops-data:1", "router": "nginx:1"},
         "batch": {"maxImageBytes": 1048576, "maxCsvBytes": 2097152, "manifestMaxLines": 500},
@@ -69,8 +85,9 @@ def _chart() -> helm.Chart:
     return helm.Chart.load(CHART)
 
 
-def render_docs(values: dict[str, Any] | None = None,
-                namespace: str = NAMESPACE) -> list[dict[str, Any]]:
+def render_docs(
+    values: dict[str, Any] | None = None, namespace: str = NAMESPACE
+) -> list[dict[str, Any]]:
     rendered = _chart().render(values or {}, name=RELEASE, namespace=namespace)
     docs = []
     for path, text in sorted(rendered.items()):
@@ -107,8 +124,9 @@ def container(docs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def rendered_catalog(docs: list[dict[str, Any]], tmp_path: Path) -> Catalog:
-    config_map = next(d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"]
-                      .endswith("-catalog"))
+    config_map = next(
+        d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-catalog")
+    )
     path = tmp_path / "catalog.yaml"
     path.write_text(config_map["data"]["catalog.yaml"])
     return load_catalog(path)
@@ -123,6 +141,7 @@ def rules(docs: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, Any]]]:
 
 # ---- lint and schema ---------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
 def test_lints_clean_in_strict_mode(values: dict[str, Any]) -> None:
     report = helm.lint(CHART, values, strict=True, kube_version=f"v{K8S_VERSION}")
@@ -134,24 +153,41 @@ def test_lints_clean_in_strict_mode(values: dict[str, Any]) -> None:
 def test_every_object_is_valid_for_kubernetes(values: dict[str, Any]) -> None:
     docs = render(values)
     for doc in docs:
-        if doc["apiVersion"].split("/")[0] in ("cert-manager.io", "monitoring.coreos.com",
-                                               "kopf.dev"):
+        if doc["apiVersion"].split("/")[0] in (
+            "cert-manager.io",
+            "monitoring.coreos.com",
+            "kopf.dev",
+        ):
             continue  # third-party kinds: kubernetes-validate has no schema for them
         kubernetes_validate.validate(doc, K8S_VERSION, strict=True)
     names = [(d["kind"], d["metadata"].get("namespace"), d["metadata"]["name"]) for d in docs]
     assert len(set(names)) == len(names), "two objects with one name"
 
 
-@pytest.mark.parametrize(("values", "fragment"), [
-    ({"replicas": 2}, "additional properties 'replicas' not allowed"),
-    ({"replicaCount": "two"}, "replicaCount"),
-    ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
-    ({"catalog": {"router": {"mode": "istio"}}}, "mode"),
-    ({"catalog": {"flavors": [{"name": "x", "cpu": "1", "memory": "1Gi", "pools": ["public"],
-                               "gpus": 1}]}}, "gpus"),
-    ({"catalog": {"quotas": {"realTimeServicesPerNamespace": -1}}}, "realTimeServicesPerNamespace"),
-    ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
-])
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"replicas": 2}, "additional properties 'replicas' not allowed"),
+        ({"replicaCount": "two"}, "replicaCount"),
+        ({"webhook": {"failurePolicy": "Sometimes"}}, "failurePolicy"),
+        ({"catalog": {"router": {"mode": "istio"}}}, "mode"),
+        (
+            {
+                "catalog": {
+                    "flavors": [
+                        {"name": "x", "cpu": "1", "memory": "1Gi", "pools": ["public"], "gpus": 1}
+                    ]
+                }
+            },
+            "gpus",
+        ),
+        (
+            {"catalog": {"quotas": {"realTimeServicesPerNamespace": -1}}},
+            "realTimeServicesPerNamespace",
+        ),
+        ({"watchNamespaces": ["Team_A"]}, "watchNamespaces"),
+    ],
+)
 def test_schema_refuses_bad_values(values: dict[str, Any], fragment: str) -> None:
     with pytest.raises(helm.HelmValuesError) as info:
         _chart().validate_schema(values)
@@ -176,13 +212,15 @@ def test_more_replicas_need_peering() -> None:
 
 # ---- the catalog -------------------------------------------------------------------------
 
+
 def test_default_values_render_the_built_in_catalog(tmp_path: Path) -> None:
     assert rendered_catalog(render(), tmp_path) == default_catalog()
 
 
 def test_catalog_values_reach_the_operator(tmp_path: Path) -> None:
     assert rendered_catalog(render(NON_DEFAULT), tmp_path) == Catalog.model_validate(
-        NON_DEFAULT["catalog"])
+        NON_DEFAULT["catalog"]
+    )
 
 
 def test_data_plane_image_follows_the_operator_image(tmp_path: Path) -> None:
@@ -191,14 +229,17 @@ def test_data_plane_image_follows_the_operator_image(tmp_path: Path) -> None:
     assert catalog.images.inferops == "example.com/io:2.0"
     assert container(render(values))["image"] == "example.com/io:2.0"
     digest = "sha256:" + "a" * 64
-    assert container(render({"image": {"digest": digest}}))["image"] == \
-        f"ghcr.io/inferops/inferops@{digest}"
+    assert (
+        container(render({"image": {"digest": digest}}))["image"]
+        == f"ghcr.io/inferops/inferops@{digest}"
+    )
 
 
 def test_a_new_catalog_rolls_the_operator() -> None:
     def checksum(values: dict[str, Any]) -> str:
         template = one(render(values), "Deployment")["spec"]["template"]
         return str(template["metadata"]["annotations"]["checksum/catalog"])
+
     assert checksum({}) == checksum({"replicaCount": 1})
     assert checksum({}) != checksum({"catalog": {"quotas": {"realTimeServicesPerNamespace": 3}}})
 
@@ -237,21 +278,41 @@ def flat(docs: list[dict[str, Any]], kinds: tuple[str, ...]) -> dict[tuple[str, 
     return found
 
 
-@pytest.mark.parametrize("values", [
-    {}, NON_DEFAULT, {"peering": {"enabled": True}, "replicaCount": 2},
-    {"watchNamespaces": ["a"]}, {"catalog": NON_DEFAULT["catalog"]},
-], ids=["default", "non-default", "ha", "namespaced", "gateway"])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {},
+        NON_DEFAULT,
+        {"peering": {"enabled": True}, "replicaCount": 2},
+        {"watchNamespaces": ["a"]},
+        {"catalog": NON_DEFAULT["catalog"]},
+    ],
+    ids=["default", "non-default", "ha", "namespaced", "gateway"],
+)
 def test_no_rule_grants_a_wildcard_or_anything_dangerous(values: dict[str, Any]) -> None:
     found = list(rules(render(values)))
     assert found
     for where, rule in found:
-        fields = [*rule.get("apiGroups", []), *rule.get("resources", []), *rule["verbs"],
-                  *rule.get("nonResourceURLs", []), *rule.get("resourceNames", [])]
+        fields = [
+            *rule.get("apiGroups", []),
+            *rule.get("resources", []),
+            *rule["verbs"],
+            *rule.get("nonResourceURLs", []),
+            *rule.get("resourceNames", []),
+        ]
         assert not any("*" in f for f in fields), f"{where}: {rule}"
         assert set(rule["verbs"]) <= ALLOWED_VERBS, f"{where}: {rule}"  # no escalate, bind...
-        assert not {"secrets", "serviceaccounts", "roles", "clusterroles", "rolebindings",
-                    "clusterrolebindings", "validatingwebhookconfigurations", "nodes",
-                    "mutatingwebhookconfigurations"} & set(rule["resources"]), f"{where}: {rule}"
+        assert not {
+            "secrets",
+            "serviceaccounts",
+            "roles",
+            "clusterroles",
+            "rolebindings",
+            "clusterrolebindings",
+            "validatingwebhookconfigurations",
+            "nodes",
+            "mutatingwebhookconfigurations",
+        } & set(rule["resources"]), f"{where}: {rule}"
         assert "nonResourceURLs" not in rule
 
 
@@ -262,19 +323,25 @@ def test_cluster_wide_rules_are_exactly_what_the_operator_uses() -> None:
     bindings = by_kind(docs, "ClusterRoleBinding")
     assert sorted(b["roleRef"]["name"] for b in bindings) == ["inferops", "inferops-cluster"]
     for binding in bindings:
-        assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "inferops",
-                                        "namespace": NAMESPACE}]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "inferops", "namespace": NAMESPACE}
+        ]
 
 
 def test_watched_namespaces_get_roles_and_the_cluster_gets_only_reads() -> None:
     docs = render(NON_DEFAULT)
     cluster = flat(docs, ("ClusterRole",))
-    assert cluster == {("", "namespaces"): {"get", "list", "watch"},
-                       ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"}}
+    assert cluster == {
+        ("", "namespaces"): {"get", "list", "watch"},
+        ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
+    }
     roles = by_kind(docs, "Role")
     assert sorted(r["metadata"]["namespace"] for r in roles) == ["team-a", "team-b"]
-    namespaced = {k: v for k, v in EXPECTED_CLUSTER_WIDE.items()
-                  if k[1] not in ("namespaces", "customresourcedefinitions")}
+    namespaced = {
+        k: v
+        for k, v in EXPECTED_CLUSTER_WIDE.items()
+        if k[1] not in ("namespaces", "customresourcedefinitions")
+    }
     namespaced[("kopf.dev", "kopfpeerings")] = {"get", "list", "watch", "patch"}
     for role in roles:
         assert flat([role], ("Role",)) == namespaced
@@ -287,18 +354,22 @@ def test_watched_namespaces_get_roles_and_the_cluster_gets_only_reads() -> None:
 def test_cluster_wide_peering_gets_its_own_rule() -> None:
     docs = render({"peering": {"enabled": True}, "replicaCount": 2})
     assert flat(docs, ("ClusterRole",))[("kopf.dev", "clusterkopfpeerings")] == {
-        "get", "list", "watch", "patch"}
+        "get",
+        "list",
+        "watch",
+        "patch",
+    }
 
 
 def test_rbac_and_service_account_can_be_left_out() -> None:
-    docs = render({"rbac": {"create": False}, "serviceAccount": {"create": False,
-                                                                 "name": "own"}})
+    docs = render({"rbac": {"create": False}, "serviceAccount": {"create": False, "name": "own"}})
     assert not [d for d in docs if d["apiVersion"].startswith("rbac.")]
     assert by_kind(docs, "ServiceAccount") == []
     assert one(docs, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"] == "own"
 
 
 # ---- the Deployment ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("values", [{}, NON_DEFAULT], ids=["default", "non-default"])
 def test_operator_runs_hardened_with_probes_and_resources(values: dict[str, Any]) -> None:
@@ -324,9 +395,11 @@ def test_operator_runs_hardened_with_probes_and_resources(values: dict[str, Any]
     assert mounts["/etc/inferops/catalog"]["readOnly"] is True
 
 
-@pytest.mark.parametrize("values", [{}, NON_DEFAULT, {"webhook": {"enabled": False},
-                                                      "metrics": {"enabled": False}}],
-                         ids=["default", "non-default", "bare"])
+@pytest.mark.parametrize(
+    "values",
+    [{}, NON_DEFAULT, {"webhook": {"enabled": False}, "metrics": {"enabled": False}}],
+    ids=["default", "non-default", "bare"],
+)
 def test_the_operator_cli_accepts_the_args(values: dict[str, Any]) -> None:
     ctr = container(render(values))
     assert ctr["args"][0] == "operator"
@@ -362,17 +435,22 @@ def test_peering_objects_match_the_mode() -> None:
     assert one(cluster_wide, "ClusterKopfPeering")["metadata"]["name"] == "inferops"
     namespaced = by_kind(render(NON_DEFAULT), "KopfPeering")
     assert sorted((p["metadata"]["namespace"], p["metadata"]["name"]) for p in namespaced) == [
-        ("team-a", "mlops"), ("team-b", "mlops")]
+        ("team-a", "mlops"),
+        ("team-b", "mlops"),
+    ]
     assert not by_kind(render(), "ClusterKopfPeering") + by_kind(render(), "KopfPeering")
     # Kopf's peering CRDs are in the chart's crds/, installed before the peering objects.
     peering_crds = [d for c in _chart().crds for d in yaml.safe_load_all(c["data"]) if d]
     assert sorted(d["metadata"]["name"] for d in peering_crds) == [
-        "clusterkopfpeerings.kopf.dev", "kopfpeerings.kopf.dev"]
+        "clusterkopfpeerings.kopf.dev",
+        "kopfpeerings.kopf.dev",
+    ]
     for crd in peering_crds:
         kubernetes_validate.validate(crd, K8S_VERSION, strict=True)
 
 
 # ---- webhook -----------------------------------------------------------------------------
+
 
 def test_webhooks_route_to_the_operators_handlers() -> None:
     import kopf
@@ -383,28 +461,36 @@ def test_webhooks_route_to_the_operators_handlers() -> None:
     docs = render()
     config = one(docs, "ValidatingWebhookConfiguration")
     service = one(docs, "Service", "inferops-webhook")
-    assert sorted(w["clientConfig"]["service"]["path"].lstrip("/")
-                  for w in config["webhooks"]) == ids == sorted(KINDS_OF_ADMISSION)
+    assert (
+        sorted(w["clientConfig"]["service"]["path"].lstrip("/") for w in config["webhooks"])
+        == ids
+        == sorted(KINDS_OF_ADMISSION)
+    )
     for webhook in config["webhooks"]:
         plural = webhook["clientConfig"]["service"]["path"].lstrip("/")
         assert webhook["name"] == f"{plural}.serving.inferops.dev"
         assert webhook["rules"][0]["resources"] == [plural]
         assert webhook["rules"][0]["operations"] == ["CREATE", "UPDATE"]
         assert webhook["clientConfig"]["service"] == {
-            "name": "inferops-webhook", "namespace": NAMESPACE, "path": f"/{plural}",
-            "port": 443}
+            "name": "inferops-webhook",
+            "namespace": NAMESPACE,
+            "path": f"/{plural}",
+            "port": 443,
+        }
         assert webhook["sideEffects"] == "None" and webhook["failurePolicy"] == "Fail"
         assert "namespaceSelector" not in webhook  # every namespace, like the operator
     assert service["spec"]["ports"][0]["targetPort"] == "webhook"
-    assert service["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"][
-        "matchLabels"]
+    assert service["spec"]["selector"] == one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
 
 
 def test_watched_namespaces_limit_the_webhook() -> None:
     docs = render({"watchNamespaces": ["a", "b"]})
     for webhook in one(docs, "ValidatingWebhookConfiguration")["webhooks"]:
-        assert webhook["namespaceSelector"] == {"matchExpressions": [
-            {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}]}
+        assert webhook["namespaceSelector"] == {
+            "matchExpressions": [
+                {"key": "kubernetes.io/metadata.name", "operator": "In", "values": ["a", "b"]}
+            ]
+        }
     own = {"matchLabels": {"inferops": "on"}}
     docs = render({"watchNamespaces": ["a"], "webhook": {"namespaceSelector": own}})
     assert one(docs, "ValidatingWebhookConfiguration")["webhooks"][0]["namespaceSelector"] == own
@@ -423,20 +509,30 @@ def test_the_chart_makes_a_ca_and_a_serving_certificate_for_the_service() -> Non
     public = ca.public_key()
     assert isinstance(public, rsa.RSAPublicKey)
     assert cert.signature_hash_algorithm is not None
-    public.verify(cert.signature, cert.tbs_certificate_bytes, padding.PKCS1v15(),
-                  cert.signature_hash_algorithm)
+    public.verify(
+        cert.signature,
+        cert.tbs_certificate_bytes,
+        padding.PKCS1v15(),
+        cert.signature_hash_algorithm,
+    )
     assert cert.issuer == ca.subject
     names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     assert "inferops-webhook.inferops-system.svc" in names.get_values_for_type(x509.DNSName)
-    assert cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > \
-        datetime.timedelta(days=3000)
+    assert cert.not_valid_after_utc - datetime.datetime.now(datetime.UTC) > datetime.timedelta(
+        days=3000
+    )
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
     key = load_pem_private_key(data["tls.key"], None)
     assert key.public_key().public_numbers() == cert.public_key().public_numbers()  # type: ignore[union-attr]
     mounted = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
-    assert {"name": "webhook-tls", "secret": {
-        "secretName": "inferops-webhook-tls",
-        "items": [{"key": k, "path": k} for k in ("tls.crt", "tls.key", "ca.crt")]}} in mounted
+    assert {
+        "name": "webhook-tls",
+        "secret": {
+            "secretName": "inferops-webhook-tls",
+            "items": [{"key": k, "path": k} for k in ("tls.crt", "tls.key", "ca.crt")],
+        },
+    } in mounted
 
 
 def test_cert_manager_mode() -> None:
@@ -450,12 +546,15 @@ def test_cert_manager_mode() -> None:
     assert certificate["spec"]["issuerRef"]["name"] == issuer["metadata"]["name"]
     config = one(docs, "ValidatingWebhookConfiguration")
     assert config["metadata"]["annotations"] == {
-        "cert-manager.io/inject-ca-from": "inferops-system/inferops-webhook"}
+        "cert-manager.io/inject-ca-from": "inferops-system/inferops-webhook"
+    }
     assert all("caBundle" not in w["clientConfig"] for w in config["webhooks"])
     docs = render(NON_DEFAULT)
     assert by_kind(docs, "Issuer") == []
-    assert one(docs, "Certificate")["spec"]["issuerRef"] == {"name": "corp-ca",
-                                                            "kind": "ClusterIssuer"}
+    assert one(docs, "Certificate")["spec"]["issuerRef"] == {
+        "name": "corp-ca",
+        "kind": "ClusterIssuer",
+    }
 
 
 def test_webhook_off_leaves_no_trace() -> None:
@@ -466,6 +565,7 @@ def test_webhook_off_leaves_no_trace() -> None:
 
 
 # ---- metrics and notes -------------------------------------------------------------------
+
 
 def test_metrics_service_and_service_monitor() -> None:
     docs = render()
@@ -486,5 +586,6 @@ def test_notes_tell_what_was_installed() -> None:
     assert "kubectl -n inferops-system rollout status deployment/inferops" in notes
     assert "every namespace" in notes and "3 pools, 4 flavors" in notes
     notes = _chart().render(NON_DEFAULT, name=RELEASE, namespace=NAMESPACE)[
-        "inferops/templates/NOTES.txt"]
+        "inferops/templates/NOTES.txt"
+    ]
     assert "team-a, team-b" in notes and "issued by cert-manager" in notes

@@ -17,8 +17,13 @@ from tests.unit.test_chart import by_kind, render
 
 REPO = Path(__file__).resolve().parents[2]
 SYNC = REPO / "charts" / "sync.py"
-HELM_METADATA = ("helm.sh/", "app.kubernetes.io/name", "app.kubernetes.io/instance",
-                 "app.kubernetes.io/version", "app.kubernetes.io/managed-by")
+HELM_METADATA = (
+    "helm.sh/",
+    "app.kubernetes.io/name",
+    "app.kubernetes.io/instance",
+    "app.kubernetes.io/version",
+    "app.kubernetes.io/managed-by",
+)
 
 
 def load_sync() -> ModuleType:
@@ -37,8 +42,9 @@ def without_helm_metadata(crd: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_chart_is_in_sync_with_crds_and_the_catalog_model() -> None:
-    result = subprocess.run([sys.executable, str(SYNC), "--check"], capture_output=True,
-                            text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(SYNC), "--check"], capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -73,8 +79,9 @@ def sync_copy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     return sync
 
 
-def test_check_fails_on_drift_and_sync_repairs_it(sync_copy: ModuleType,
-                                                  capsys: pytest.CaptureFixture[str]) -> None:
+def test_check_fails_on_drift_and_sync_repairs_it(
+    sync_copy: ModuleType, capsys: pytest.CaptureFixture[str]
+) -> None:
     template = sync_copy.CHART_CRDS / "serving.inferops.dev_realtimeservices.yaml"
     template.write_text(template.read_text().replace("maximum: 120", "maximum: 240"))
     (sync_copy.CHART_CRDS / "old.yaml").write_text("kind: Old\n")

@@ -43,16 +43,20 @@ def test_invalid_rows_print_one_line_per_problem(
     files = [write(tmp_path, f"{i}.yaml", r.obj) for i, r in enumerate(services)]
     code, out, err = run(capsys, "validate", write(tmp_path, "apps.yaml", *APPS), *files)
     assert code == 1 and err == ""
-    apps = [write(tmp_path, f"app{i}.yaml", r.obj) for i, r in enumerate(invalid)
-            if r.obj["kind"] == "AIApplication"]
+    apps = [
+        write(tmp_path, f"app{i}.yaml", r.obj)
+        for i, r in enumerate(invalid)
+        if r.obj["kind"] == "AIApplication"
+    ]
     code, app_out, err = run(capsys, "validate", *apps)
     assert code == 1 and err == ""
     lines = out.splitlines() + app_out.splitlines()
     for row in invalid:
         kind, name = row.obj["kind"], row.obj["metadata"]["name"]
         for path, fragment in row.expected:
-            assert any(line.startswith(f"{kind}/{name}: {path}: ") and fragment in line
-                       for line in lines), (row.id, path)
+            assert any(
+                line.startswith(f"{kind}/{name}: {path}: ") and fragment in line for line in lines
+            ), (row.id, path)
     assert all(line.count(": ") >= 2 for line in lines)
 
 
@@ -66,11 +70,14 @@ def test_reference_rules_need_the_application_among_the_files(
     assert code == 1 and "application 'iris' not found in namespace 'default'" in out
 
 
-@pytest.mark.parametrize(("content", "message"), [
-    ("a: [", "invalid YAML"),
-    ("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "unknown kind 'Pod'"),
-    ("- 1\n- 2\n", "is not a Kubernetes object"),
-])
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("a: [", "invalid YAML"),
+        ("apiVersion: v1\nkind: Pod\nmetadata: {name: x}\n", "unknown kind 'Pod'"),
+        ("- 1\n- 2\n", "is not a Kubernetes object"),
+    ],
+)
 def test_unreadable_input_exits_2(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, content: str, message: str
 ) -> None:
@@ -88,10 +95,14 @@ def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_custom_catalog(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     catalog = tmp_path / "catalog.yaml"
-    catalog.write_text(yaml.safe_dump({
-        "pools": [{"name": "public", "type": "public"}],
-        "flavors": [{"name": "tiny", "cpu": "1", "memory": "1Gi", "pools": ["public"]}],
-    }))
+    catalog.write_text(
+        yaml.safe_dump(
+            {
+                "pools": [{"name": "public", "type": "public"}],
+                "flavors": [{"name": "tiny", "cpu": "1", "memory": "1Gi", "pools": ["public"]}],
+            }
+        )
+    )
     service = write(tmp_path, "svc.yaml", rts())
     code, out, _ = run(capsys, "validate", "--catalog", str(catalog), service)
     assert code == 1 and "unknown flavor 'cpu.2u4g'; the catalog offers: tiny" in out
@@ -116,8 +127,7 @@ def test_mapping_command_errors(capsys: pytest.CaptureFixture[str], tmp_path: Pa
     assert run(capsys, "mapping", str(tmp_path / "missing.json"))[0] == 2
 
 
-def test_crds_command_prints_and_writes(capsys: pytest.CaptureFixture[str],
-                                        tmp_path: Path) -> None:
+def test_crds_command_prints_and_writes(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, out, _ = run(capsys, "crds")
     assert code == 0 and len(list(yaml.safe_load_all(out))) == 3
     code, out, _ = run(capsys, "crds", "--output-dir", str(tmp_path))
@@ -128,25 +138,39 @@ def test_crds_command_prints_and_writes(capsys: pytest.CaptureFixture[str],
 def test_console_script_runs() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "inferops.cli", "validate", *EXAMPLES],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
 
 
 def test_render_prints_the_children_of_the_example(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "render", str(REPO / "examples" / "iris-application.yaml"),
-                         str(REPO / "examples" / "iris-realtime.yaml"))
+    code, out, err = run(
+        capsys,
+        "render",
+        str(REPO / "examples" / "iris-application.yaml"),
+        str(REPO / "examples" / "iris-realtime.yaml"),
+    )
     assert (code, err) == (0, "")
     children = list(yaml.safe_load_all(out))
     kinds = [c["kind"] for c in children]
-    assert kinds == ["Deployment", "Service", "Deployment", "Service", "ConfigMap",
-                     "Deployment", "Service"]
+    assert kinds == [
+        "Deployment",
+        "Service",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+    ]
     assert all("ownerReferences" not in c["metadata"] for c in children)
     assert "70% iris-online-iris-1-0-0-" in children[4]["data"]["nginx.conf"]
 
 
-def test_render_refuses_invalid_services(capsys: pytest.CaptureFixture[str],
-                                         tmp_path: Path) -> None:
+def test_render_refuses_invalid_services(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
     bad = write(tmp_path, "bad.yaml", APPS[0], rts(version("1.0.0", 99)))
     code, out, err = run(capsys, "render", bad)
     assert code == 1 and out == ""

@@ -7,8 +7,19 @@ from types import ModuleType
 
 from inferops.cli import COMMANDS, build_parser
 
-NAMES = ["operator", "crds", "validate", "render", "mapping", "demo", "model-server",
-         "fetch-model", "batch-worker", "batch", "agent"]
+NAMES = [
+    "operator",
+    "crds",
+    "validate",
+    "render",
+    "mapping",
+    "demo",
+    "model-server",
+    "fetch-model",
+    "batch-worker",
+    "batch",
+    "agent",
+]
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:

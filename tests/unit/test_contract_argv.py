@@ -37,20 +37,43 @@ def agent_parse(argv: list[str], environ: dict[str, str]) -> AgentOptions:
 
 
 EVERY_OPTION_SET = AgentOptions(
-    output="file:///var/collect", upstream="http://127.0.0.1:9000", host="127.0.0.1",
-    port=9001, sample_ratio=0.0, service="svc", version="iris:2.0.0", pod="pod-9",
-    flush_seconds=2.5, flush_lines=7, max_buffer_lines=9, max_buffer_bytes=12345,
-    max_body_bytes=100, max_capture_bytes=50, timeout_seconds=12.5,
-    endpoint="http://s3.local:9000", region="eu-west-1")
+    output="file:///var/collect",
+    upstream="http://127.0.0.1:9000",
+    host="127.0.0.1",
+    port=9001,
+    sample_ratio=0.0,
+    service="svc",
+    version="iris:2.0.0",
+    pod="pod-9",
+    flush_seconds=2.5,
+    flush_lines=7,
+    max_buffer_lines=9,
+    max_buffer_bytes=12345,
+    max_body_bytes=100,
+    max_capture_bytes=50,
+    timeout_seconds=12.5,
+    endpoint="http://s3.local:9000",
+    region="eu-west-1",
+)
 
 
-@pytest.mark.parametrize("options", [
-    AgentOptions(output="s3://bucket/collected/", pod="pod-1"),
-    AgentOptions(output="obs://bucket/x", upstream="http://127.0.0.1:9000", sample_ratio=0.25,
-                 service="svc", version="iris:1.0.0", pod="pod-1"),
-    AgentOptions(output="/data/out", sample_ratio=1 / 3, pod="pod-1", flush_lines=1),
-    EVERY_OPTION_SET,
-], ids=["defaults", "builder-like", "float-ratio", "every-option"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        AgentOptions(output="s3://bucket/collected/", pod="pod-1"),
+        AgentOptions(
+            output="obs://bucket/x",
+            upstream="http://127.0.0.1:9000",
+            sample_ratio=0.25,
+            service="svc",
+            version="iris:1.0.0",
+            pod="pod-1",
+        ),
+        AgentOptions(output="/data/out", sample_ratio=1 / 3, pod="pod-1", flush_lines=1),
+        EVERY_OPTION_SET,
+    ],
+    ids=["defaults", "builder-like", "float-ratio", "every-option"],
+)
 def test_agent_argv_round_trips(options: AgentOptions) -> None:
     argv = options.argv()
     assert argv[0] == "agent"
@@ -69,8 +92,9 @@ def test_names_left_unknown_come_from_the_environment() -> None:
     options = AgentOptions(output="s3://bucket/x")
     assert "--service" not in options.argv() and "--pod" not in options.argv()
     environ = {"INFEROPS_SERVICE": "svc", "INFEROPS_VERSION": "v1", POD_ENV: POD}
-    assert agent_parse(options.argv(), environ) == replace(options, service="svc", version="v1",
-                                                           pod=POD)
+    assert agent_parse(options.argv(), environ) == replace(
+        options, service="svc", version="v1", pod=POD
+    )
     assert agent_parse(options.argv(), {POD_ENV: POD}).service == "unknown"
 
 
@@ -87,8 +111,7 @@ def kubernetes_env(container: dict[str, Any]) -> dict[str, str]:
     return env
 
 
-def realtime_inputs(model_port: int = 8080, model_uri: str | None = None,
-                    **spec: Any) -> Inputs:
+def realtime_inputs(model_port: int = 8080, model_uri: str | None = None, **spec: Any) -> Inputs:
     app_spec = copy.deepcopy(app()["spec"])
     app_spec["versions"][0]["port"] = model_port
     if model_uri:
@@ -96,26 +119,40 @@ def realtime_inputs(model_port: int = 8080, model_uri: str | None = None,
     apps = {"iris": AIApplicationSpec.model_validate(app_spec)}
     obj = rts(version("1.0.0", 100), **spec)
     obj["metadata"] |= {"namespace": "ns", "uid": "1234"}
-    return Inputs(obj, RealTimeServiceSpec.model_validate(obj["spec"]),
-                  {(a, v.version): v for a, s in apps.items() for v in s.versions},
-                  default_catalog())
+    return Inputs(
+        obj,
+        RealTimeServiceSpec.model_validate(obj["spec"]),
+        {(a, v.version): v for a, s in apps.items() for v in s.versions},
+        default_catalog(),
+    )
 
 
 def pod_spec(inputs: Inputs) -> dict[str, Any]:
-    [deployment] = [c for c in realtime_children(inputs) if c["kind"] == "Deployment"
-                    and c["metadata"]["labels"]["app.kubernetes.io/component"] == "model"]
+    [deployment] = [
+        c
+        for c in realtime_children(inputs)
+        if c["kind"] == "Deployment"
+        and c["metadata"]["labels"]["app.kubernetes.io/component"] == "model"
+    ]
     spec: dict[str, Any] = deployment["spec"]["template"]["spec"]
     return spec
 
 
-@pytest.mark.parametrize(("model_port", "collection", "storage"), [
-    (8080, {"sampleRatio": 0.25, "outputPath": "s3://bucket/collected/"},
-     {"endpoint": "http://s3.local:9000", "secretRef": {"name": "creds"}}),
-    (9000, {"outputPath": "obs://bucket-b/x"}, None),
-    (8080, {"sampleRatio": 0.001, "outputPath": "file:///tmp/collected"}, {"region": "eu-1"}),
-])
+@pytest.mark.parametrize(
+    ("model_port", "collection", "storage"),
+    [
+        (
+            8080,
+            {"sampleRatio": 0.25, "outputPath": "s3://bucket/collected/"},
+            {"endpoint": "http://s3.local:9000", "secretRef": {"name": "creds"}},
+        ),
+        (9000, {"outputPath": "obs://bucket-b/x"}, None),
+        (8080, {"sampleRatio": 0.001, "outputPath": "file:///tmp/collected"}, {"region": "eu-1"}),
+    ],
+)
 def test_the_agent_reads_back_what_the_builder_put_in_the_pod(
-        model_port: int, collection: dict[str, Any], storage: dict[str, Any] | None) -> None:
+    model_port: int, collection: dict[str, Any], storage: dict[str, Any] | None
+) -> None:
     extra = {"storage": storage} if storage else {}
     inputs = realtime_inputs(model_port, dataCollection={"enabled": True, **collection}, **extra)
     [agent] = [c for c in pod_spec(inputs)["containers"] if c["name"] == "agent"]
@@ -135,12 +172,17 @@ def fetch_model_parse(argv: list[str]) -> FetchModelOptions:
     return fetch_model_options(args)
 
 
-@pytest.mark.parametrize("options", [
-    FetchModelOptions("s3://models/iris/"),
-    FetchModelOptions("obs://models/iris/v1/model.json", dest="/work/m"),
-    FetchModelOptions("https://example.com/m.tar", endpoint="http://s3.local:9000",
-                      region="eu-west-1"),
-], ids=["default-dest", "dest", "endpoint-region"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        FetchModelOptions("s3://models/iris/"),
+        FetchModelOptions("obs://models/iris/v1/model.json", dest="/work/m"),
+        FetchModelOptions(
+            "https://example.com/m.tar", endpoint="http://s3.local:9000", region="eu-west-1"
+        ),
+    ],
+    ids=["default-dest", "dest", "endpoint-region"],
+)
 def test_fetch_model_argv_round_trips(options: FetchModelOptions) -> None:
     argv = options.argv()
     assert argv[:4] == ["fetch-model", options.source, "--dest", options.dest]

@@ -60,8 +60,7 @@ def test_schema_is_structural_and_described(name: str) -> None:
     crd = all_crds()[name]
     schema = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
     assert _walk(schema, "") == []
-    undocumented = [p for p in _leaf_paths(schema["properties"]["spec"], "spec")
-                    if not p[1]]
+    undocumented = [p for p in _leaf_paths(schema["properties"]["spec"], "spec") if not p[1]]
     assert undocumented == [], "every spec field needs a description for kubectl explain"
 
 
@@ -80,8 +79,11 @@ def test_names_categories_columns_and_status() -> None:
     crds = {c["spec"]["names"]["kind"]: c for c in all_crds().values()}
     assert set(crds) == set(ALL_KINDS)
     shorts = {k: c["spec"]["names"]["shortNames"] for k, c in crds.items()}
-    assert shorts == {"AIApplication": ["aiapp"], "RealTimeService": ["rts"],
-                      "BatchService": ["bs"]}
+    assert shorts == {
+        "AIApplication": ["aiapp"],
+        "RealTimeService": ["rts"],
+        "BatchService": ["bs"],
+    }
     for crd in crds.values():
         assert crd["spec"]["group"] == GROUP
         assert crd["spec"]["scope"] == "Namespaced"
@@ -90,11 +92,14 @@ def test_names_categories_columns_and_status() -> None:
         assert version["subresources"] == {"status": {}}
         columns = [c["name"] for c in version["additionalPrinterColumns"]]
         assert columns[-1] == "Age"
-    rts_columns = [c["name"] for c in
-                   crds["RealTimeService"]["spec"]["versions"][0]["additionalPrinterColumns"]]
+    rts_columns = [
+        c["name"]
+        for c in crds["RealTimeService"]["spec"]["versions"][0]["additionalPrinterColumns"]
+    ]
     assert rts_columns == ["Phase", "Traffic", "Ready", "URL", "Age"]
-    bs_columns = [c["name"] for c in
-                  crds["BatchService"]["spec"]["versions"][0]["additionalPrinterColumns"]]
+    bs_columns = [
+        c["name"] for c in crds["BatchService"]["spec"]["versions"][0]["additionalPrinterColumns"]
+    ]
     assert bs_columns[:2] == ["Phase", "Progress"]
 
 
@@ -106,15 +111,20 @@ def _spec(kind: str) -> dict[str, Any]:
 def test_defaults_bounds_and_enums_from_the_seeds() -> None:
     rts = _spec("RealTimeService")
     item = rts["properties"]["versions"]["items"]["properties"]
-    assert item["timeoutMinutes"] == {**item["timeoutMinutes"], "default": 20, "minimum": 3,
-                                      "maximum": 120}
+    assert item["timeoutMinutes"] == {
+        **item["timeoutMinutes"],
+        "default": 20,
+        "minimum": 3,
+        "maximum": 120,
+    }
     assert item["trafficRatio"]["minimum"] == 0 and item["trafficRatio"]["maximum"] == 100
     assert rts["properties"]["resourcePool"]["default"] == "public"
     assert rts["properties"]["websocket"]["default"] is False
     rules = [r["rule"] for r in rts["x-kubernetes-validations"]]
     assert any("sum() == 100" in r for r in rules)
-    assert rts["properties"]["websocket"]["x-kubernetes-validations"][0]["rule"] == \
-        "self == oldSelf"
+    assert (
+        rts["properties"]["websocket"]["x-kubernetes-validations"][0]["rule"] == "self == oldSelf"
+    )
     app = _spec("AIApplication")["properties"]["versions"]["items"]["properties"]
     assert app["port"]["default"] == 8080
     assert app["health"]["default"] == {}

@@ -22,8 +22,9 @@ PACKAGE = Path(inferops.__file__).resolve().parent
 
 
 def _files(root: Path) -> set[Path]:
-    return {p.relative_to(root) for p in root.rglob("*")
-            if p.is_file() and "__pycache__" not in p.parts}
+    return {
+        p.relative_to(root) for p in root.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    }
 
 
 @pytest.mark.parametrize("relative", SHIPPED, ids=str)

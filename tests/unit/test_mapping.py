@@ -40,11 +40,14 @@ def test_generation_leaves_the_schema_untouched() -> None:
     assert json.dumps(schema) == before
 
 
-@pytest.mark.parametrize(("row", "expected"), [
-    (SEED_ROWS[0], seed_body(5.1, 3.5, 1.4, 0.2)),
-    (SEED_ROWS[1], seed_body(4.9, 3.0, 1.4, 0.2)),
-    (SEED_ROWS[2], seed_body(4.7, 3.2, 1.3, 0.2)),
-])
+@pytest.mark.parametrize(
+    ("row", "expected"),
+    [
+        (SEED_ROWS[0], seed_body(5.1, 3.5, 1.4, 0.2)),
+        (SEED_ROWS[1], seed_body(4.9, 3.0, 1.4, 0.2)),
+        (SEED_ROWS[2], seed_body(4.7, 3.2, 1.3, 0.2)),
+    ],
+)
 def test_seed_rows_become_the_seed_request(row: str, expected: dict[str, Any]) -> None:
     body = build_request(SEED_MAPPING, row.split(","))
     assert body == expected
@@ -55,8 +58,7 @@ def test_seed_rows_become_the_seed_request(row: str, expected: dict[str, Any]) -
 def test_seed_first_row_text() -> None:
     body = build_request(SEED_MAPPING, SEED_ROWS[0].split(","))
     assert json.dumps(body) == (
-        '{"data": {"req_data": [{"input_1": 5.1, "input_2": 3.5, "input_3": 1.4, '
-        '"input_4": 0.2}]}}'
+        '{"data": {"req_data": [{"input_1": 5.1, "input_2": 3.5, "input_3": 1.4, "input_4": 0.2}]}}'
     )
 
 
@@ -64,37 +66,68 @@ def leaf(kind: str, index: Any = 0) -> dict[str, Any]:
     return {"type": "object", "properties": {"v": {"type": kind, "index": index}}}
 
 
-@pytest.mark.parametrize(("mapping", "row", "expected"), [
-    (leaf("string"), [" a b "], {"v": " a b "}),
-    (leaf("integer"), ["7"], {"v": 7}),
-    (leaf("integer"), ["7.0"], {"v": 7}),
-    (leaf("number"), ["7"], {"v": 7}),
-    (leaf("number"), [" 2.5 "], {"v": 2.5}),
-    (leaf("boolean"), ["TRUE"], {"v": True}),
-    (leaf("boolean"), ["0"], {"v": False}),
-    (leaf("number", 3), ["1"], {}),  # past the end of the row: left out
-    (leaf("number", -1), ["1"], {}),  # negative index: left out
-    (leaf("number", "0"), ["1"], {}),  # not an integer: left out
-    (leaf("number", True), ["1"], {}),  # a boolean is not an index
-    (leaf("number", None), ["1"], {}),
-    ({"type": "object", "properties": {"v": {"type": "number"}}}, ["1"], {}),
-    ({"type": "object", "properties": {"a": {"type": "number", "index": 1},
-                                       "b": {"type": "string", "index": 0}}},
-     ["x", "2"], {"a": 2, "b": "x"}),
-    ({"type": "object", "properties": {"l": {"type": "array", "items": {
-        "type": "integer", "index": 0}}}}, ["4"], {"l": [4]}),
-    ({"type": "object", "properties": {"o": {"type": "object", "properties": {
-        "x": {"type": "number"}}}}}, ["4"], {}),
-])
-def test_build_request_table(mapping: dict[str, Any], row: list[str],
-                             expected: dict[str, Any]) -> None:
+@pytest.mark.parametrize(
+    ("mapping", "row", "expected"),
+    [
+        (leaf("string"), [" a b "], {"v": " a b "}),
+        (leaf("integer"), ["7"], {"v": 7}),
+        (leaf("integer"), ["7.0"], {"v": 7}),
+        (leaf("number"), ["7"], {"v": 7}),
+        (leaf("number"), [" 2.5 "], {"v": 2.5}),
+        (leaf("boolean"), ["TRUE"], {"v": True}),
+        (leaf("boolean"), ["0"], {"v": False}),
+        (leaf("number", 3), ["1"], {}),  # past the end of the row: left out
+        (leaf("number", -1), ["1"], {}),  # negative index: left out
+        (leaf("number", "0"), ["1"], {}),  # not an integer: left out
+        (leaf("number", True), ["1"], {}),  # a boolean is not an index
+        (leaf("number", None), ["1"], {}),
+        ({"type": "object", "properties": {"v": {"type": "number"}}}, ["1"], {}),
+        (
+            {
+                "type": "object",
+                "properties": {
+                    "a": {"type": "number", "index": 1},
+                    "b": {"type": "string", "index": 0},
+                },
+            },
+            ["x", "2"],
+            {"a": 2, "b": "x"},
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"l": {"type": "array", "items": {"type": "integer", "index": 0}}},
+            },
+            ["4"],
+            {"l": [4]},
+        ),
+        (
+            {
+                "type": "object",
+                "properties": {"o": {"type": "object", "properties": {"x": {"type": "number"}}}},
+            },
+            ["4"],
+            {},
+        ),
+    ],
+)
+def test_build_request_table(
+    mapping: dict[str, Any], row: list[str], expected: dict[str, Any]
+) -> None:
     assert build_request(mapping, row) == expected
 
 
-@pytest.mark.parametrize(("kind", "value"), [
-    ("number", "abc"), ("integer", "1.5"), ("boolean", "maybe"), ("number", "nan"),
-    ("number", "inf"), ("integer", ""),
-])
+@pytest.mark.parametrize(
+    ("kind", "value"),
+    [
+        ("number", "abc"),
+        ("integer", "1.5"),
+        ("boolean", "maybe"),
+        ("number", "nan"),
+        ("number", "inf"),
+        ("integer", ""),
+    ],
+)
 def test_values_that_do_not_coerce_fail_the_row(kind: str, value: str) -> None:
     with pytest.raises(RowError, match="column 0"):
         build_request(leaf(kind), [value])
@@ -122,13 +155,16 @@ def test_select_api_by_url_and_errors() -> None:
         select_api({"model_type": "x"})
 
 
-@pytest.mark.parametrize(("schema", "path"), [
-    ({"type": "tensor"}, "data.type"),
-    ({"type": "object", "properties": []}, "data.properties"),
-    ({"type": "object", "properties": {"a": 3}}, "data.properties.a"),
-    ({"type": "array", "items": [{"type": "object"}, "x"]}, "data.items[1]"),
-    ("not a schema", "data"),
-])
+@pytest.mark.parametrize(
+    ("schema", "path"),
+    [
+        ({"type": "tensor"}, "data.type"),
+        ({"type": "object", "properties": []}, "data.properties"),
+        ({"type": "object", "properties": {"a": 3}}, "data.properties.a"),
+        ({"type": "array", "items": [{"type": "object"}, "x"]}, "data.items[1]"),
+        ("not a schema", "data"),
+    ],
+)
 def test_schema_problems_name_the_path(schema: Any, path: str) -> None:
     assert [p for p, _ in schema_problems(schema)] == [path]
 

@@ -39,16 +39,19 @@ def body(*rows: tuple[float, ...]) -> dict[str, Any]:
 
 SEED = body((5.1, 3.5, 1.4, 0.2))
 THREE = body((5.1, 3.5, 1.4, 0.2), (5.9, 3.0, 4.2, 1.5), (6.7, 3.0, 5.2, 2.3))
-GRID = body(*itertools.product((4.5, 5.8, 7.1), (2.2, 3.1, 4.0), (1.2, 3.9, 6.5),
-                               (0.2, 1.3, 2.4)))  # 81 items over the whole iris range
+GRID = body(
+    *itertools.product((4.5, 5.8, 7.1), (2.2, 3.1, 4.0), (1.2, 3.9, 6.5), (0.2, 1.3, 2.4))
+)  # 81 items over the whole iris range
 INTEGERS = body((5, 3, 1, 0), (7, 3, 6, 2))
 
 
-def with_client(test: Callable[[TestClient[Any, Any]], Awaitable[None]], model: Path = IRIS,
-                **options: Any) -> None:
+def with_client(
+    test: Callable[[TestClient[Any, Any]], Awaitable[None]], model: Path = IRIS, **options: Any
+) -> None:
     async def run() -> None:
         async with TestClient(TestServer(build_app(model, **options))) as client:
             await test(client)
+
     asyncio.run(run())
 
 
@@ -76,8 +79,11 @@ def items_of(answer: list[dict[str, Any]]) -> list[dict[str, Any]]:
 # ---- the contract -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("request_body", [SEED, THREE, GRID, INTEGERS],
-                         ids=["seed", "three-classes", "grid-81", "integers"])
+@pytest.mark.parametrize(
+    "request_body",
+    [SEED, THREE, GRID, INTEGERS],
+    ids=["seed", "three-classes", "grid-81", "integers"],
+)
 def test_websocket_predictions_equal_the_post_api(request_body: dict[str, Any]) -> None:
     async def check(client: TestClient[Any, Any]) -> None:
         post = await client.post("/", json=request_body)
@@ -87,6 +93,7 @@ def test_websocket_predictions_equal_the_post_api(request_body: dict[str, Any]) 
             answer = await exchange(ws, json.dumps(request_body))
         assert items_of(answer) == expected
         assert len(expected) == len(request_body["data"]["req_data"])
+
     with_client(check)
 
 
@@ -95,8 +102,13 @@ def test_the_seed_rows_stream_the_three_species_in_order() -> None:
         async with client.ws_connect("/ws") as ws:
             answer = await exchange(ws, json.dumps(THREE))
         assert [m.get("predictresult") for m in answer] == [
-            "setosa", "versicolor", "virginica", None]
+            "setosa",
+            "versicolor",
+            "virginica",
+            None,
+        ]
         assert answer[0]["index"] == 0 and answer[-1] == {"done": True, "count": 3}
+
     with_client(check)
 
 
@@ -120,8 +132,11 @@ MALFORMED = [
     (f'{{"data": {{"req_data": [{{"input_1": NaN, {ROW}}}]}}}}', "input_1 must be finite"),
     (f'{{"data": {{"req_data": [{{"input_1": -Infinity, {ROW}}}]}}}}', "must be finite"),
     (f'{{"data": {{"req_data": [{{"input_1": {HUGE_INT}, {ROW}}}]}}}}', "must be finite"),
-    ('{"data": {"req_data": [{"input_1": 1e308, "input_2": 1e308, "input_3": 1e308, '
-     '"input_4": 1e308}]}}', "too large to score"),
+    (
+        '{"data": {"req_data": [{"input_1": 1e308, "input_2": 1e308, "input_3": 1e308, '
+        '"input_4": 1e308}]}}',
+        "too large to score",
+    ),
     ("1" * 5000, "too many digits"),
     ("[" * 50_000, "nests too deeply"),
     ('{"data": {"req_data": [' + "{" * 20_000, "not valid JSON"),
@@ -143,6 +158,7 @@ def test_a_malformed_message_gets_an_error_and_the_connection_stays_usable(
             assert fragment in answer[0]["error"]
             assert await exchange(ws, json.dumps(SEED)) == first
             assert not ws.closed
+
     with_client(check)
     assert not [r for r in caplog.records if r.exc_info], "hostile input logged a traceback"
 
@@ -154,30 +170,38 @@ def test_the_same_malformed_bodies_get_400_from_the_post_api(
     caplog.set_level(logging.DEBUG)
 
     async def check(client: TestClient[Any, Any]) -> None:
-        response = await client.post("/", data=message.encode(),
-                                     headers={"Content-Type": "application/json"})
+        response = await client.post(
+            "/", data=message.encode(), headers={"Content-Type": "application/json"}
+        )
         assert response.status == 400
         assert fragment in (await response.json())["error"]
+
     with_client(check)
     assert not [r for r in caplog.records if r.exc_info], "hostile input logged a traceback"
 
 
-@pytest.mark.parametrize(("payload", "charset"), [
-    (b"\xff\xfe{", "utf-8"),
-    (json.dumps(SEED).encode(), "no-such-charset"),
-])
+@pytest.mark.parametrize(
+    ("payload", "charset"),
+    [
+        (b"\xff\xfe{", "utf-8"),
+        (json.dumps(SEED).encode(), "no-such-charset"),
+    ],
+)
 def test_undecodable_post_bodies_get_400(payload: bytes, charset: str) -> None:
     async def check(client: TestClient[Any, Any]) -> None:
         response = await client.post(
-            "/", data=payload, headers={"Content-Type": f"application/json; charset={charset}"})
+            "/", data=payload, headers={"Content-Type": f"application/json; charset={charset}"}
+        )
         assert response.status == 400
         assert "not valid JSON" in (await response.json())["error"]
+
     with_client(check)
 
 
 def test_many_messages_on_one_connection_are_answered_in_order() -> None:
-    bodies = [body((4.5 + i % 30 / 10, 3.0, 1.0 + i % 50 / 10, 0.1 + i % 25 / 10))
-              for i in range(300)]
+    bodies = [
+        body((4.5 + i % 30 / 10, 3.0, 1.0 + i % 50 / 10, 0.1 + i % 25 / 10)) for i in range(300)
+    ]
     texts = [json.dumps(b) if i % 7 else "{not json" for i, b in enumerate(bodies)]
 
     async def check(client: TestClient[Any, Any]) -> None:
@@ -190,11 +214,11 @@ def test_many_messages_on_one_connection_are_answered_in_order() -> None:
                 await ws.send_str(text)
             answers = [await replies(ws) for _ in texts]
             # Still usable afterwards, one message at a time.
-            assert items_of(await exchange(ws, json.dumps(THREE)))[0]["predictresult"] == \
-                "setosa"
+            assert items_of(await exchange(ws, json.dumps(THREE)))[0]["predictresult"] == "setosa"
         errors = [a for i, a in enumerate(answers) if not i % 7]
         assert all(len(a) == 1 and "not valid JSON" in a[0]["error"] for a in errors)
         assert [items_of(a) for i, a in enumerate(answers) if i % 7] == expected
+
     with_client(check)
 
 
@@ -210,14 +234,18 @@ def test_a_binary_frame_closes_the_connection_with_1003(compress: int) -> None:
             assert ws.closed and ws.close_code == 1003
         async with client.ws_connect("/ws") as ws:  # the server serves new connections
             assert items_of(await exchange(ws, json.dumps(SEED)))
+
     with_client(check)
 
 
-@pytest.mark.parametrize(("compress", "size"), [
-    (0, 1025),  # one byte over the limit
-    (0, 64 * 1024),
-    (15, 64 * 1024),  # compresses to almost nothing: the limit is on the inflated size
-])
+@pytest.mark.parametrize(
+    ("compress", "size"),
+    [
+        (0, 1025),  # one byte over the limit
+        (0, 64 * 1024),
+        (15, 64 * 1024),  # compresses to almost nothing: the limit is on the inflated size
+    ],
+)
 def test_a_message_over_the_limit_closes_the_connection_with_1009(
     compress: int, size: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -235,6 +263,7 @@ def test_a_message_over_the_limit_closes_the_connection_with_1009(
         assert (await client.get("/health")).status == 200
         async with client.ws_connect("/ws") as ws:
             assert items_of(await exchange(ws, json.dumps(SEED)))
+
     with_client(check, max_message=1024)
     assert not [r for r in caplog.records if r.exc_info]
 
@@ -259,7 +288,8 @@ async def raw_close_code(host: str, port: int, data: bytes) -> int:
         writer.write(
             f"GET /ws HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
             "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n".encode())
+            "Sec-WebSocket-Version: 13\r\n\r\n".encode()
+        )
         head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), RECEIVE_TIMEOUT)
         assert head.startswith(b"HTTP/1.1 101"), head
         writer.write(data)
@@ -274,13 +304,17 @@ async def raw_close_code(host: str, port: int, data: bytes) -> int:
 TEXT, BINARY = 0x1, 0x2
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (frame(TEXT, b'{"data": "\xff\xfe"}'), 1007),  # text that is not UTF-8
-    (frame(TEXT, b"", claimed=1 << 62), 1009),  # a header claiming an exabyte
-    (frame(TEXT, b"x" * 2048, claimed=2048), 1009),
-    (frame(BINARY, b"\x00" * 10), 1003),
-    (frame(0x3, b"x"), 1002),  # a reserved opcode
-], ids=["invalid-utf8", "claims-exabyte", "over-limit", "binary", "reserved-opcode"])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (frame(TEXT, b'{"data": "\xff\xfe"}'), 1007),  # text that is not UTF-8
+        (frame(TEXT, b"", claimed=1 << 62), 1009),  # a header claiming an exabyte
+        (frame(TEXT, b"x" * 2048, claimed=2048), 1009),
+        (frame(BINARY, b"\x00" * 10), 1003),
+        (frame(0x3, b"x"), 1002),  # a reserved opcode
+    ],
+    ids=["invalid-utf8", "claims-exabyte", "over-limit", "binary", "reserved-opcode"],
+)
 def test_hostile_frames_close_with_the_protocol_code(
     data: bytes, code: int, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -290,6 +324,7 @@ def test_hostile_frames_close_with_the_protocol_code(
         assert await raw_close_code(str(client.host), int(client.port or 0), data) == code
         async with client.ws_connect("/ws") as ws:  # the server serves new connections
             assert items_of(await exchange(ws, json.dumps(SEED)))
+
     with_client(check, max_message=1024)
     assert not [r for r in caplog.records if r.exc_info], "hostile input logged a traceback"
 
@@ -302,6 +337,7 @@ def test_the_server_pings_so_idle_connections_stay_open() -> None:
             await ws.pong(ping.data)
             assert items_of(await exchange(ws, json.dumps(SEED)))
             assert not ws.closed
+
     with_client(check, heartbeat=0.2)
 
 
@@ -315,23 +351,27 @@ def test_plain_http_on_the_websocket_api_gets_426_and_the_rest_is_unchanged() ->
         assert (health.status, await health.json()) == (200, {"status": "ok"})
         post = await client.post("/", json=SEED)
         assert (await post.json())["resp_data"][0]["predictresult"] == "setosa"
+
     with_client(check)
 
 
 # ---- the declaration ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("content_type", "websocket"), [
-    ("application/json; transport=websocket", True),
-    ("application/json;transport=WebSocket", True),
-    ('application/json; charset=utf-8; transport="websocket"', True),
-    ("application/json", False),
-    ("application/json; transport=http", False),
-    ("application/json; websocket", False),
-    ("websocket", False),
-    (None, False),
-    (42, False),
-])
+@pytest.mark.parametrize(
+    ("content_type", "websocket"),
+    [
+        ("application/json; transport=websocket", True),
+        ("application/json;transport=WebSocket", True),
+        ('application/json; charset=utf-8; transport="websocket"', True),
+        ("application/json", False),
+        ("application/json; transport=http", False),
+        ("application/json; websocket", False),
+        ("websocket", False),
+        (None, False),
+        (42, False),
+    ],
+)
 def test_a_websocket_api_is_declared_by_its_request_content_type(
     content_type: Any, websocket: bool
 ) -> None:
@@ -348,12 +388,17 @@ def iris_config_with(change: Callable[[dict[str, Any]], None]) -> dict[str, Any]
     return config
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    (lambda a: a.update(method="post"), "API /ws: a WebSocket API must use method get"),
-    (lambda a: a.pop("method"), "must use method get"),
-    (lambda a: a["request"]["data"]["properties"].update(images={"type": "file"}),
-     "takes JSON text messages, not files"),
-])
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda a: a.update(method="post"), "API /ws: a WebSocket API must use method get"),
+        (lambda a: a.pop("method"), "must use method get"),
+        (
+            lambda a: a["request"]["data"]["properties"].update(images={"type": "file"}),
+            "takes JSON text messages, not files",
+        ),
+    ],
+)
 def test_a_websocket_api_the_server_cannot_serve_is_refused_at_start(
     tmp_path: Path, change: Callable[[dict[str, Any]], None], message: str
 ) -> None:
@@ -366,7 +411,9 @@ def test_a_websocket_api_the_server_cannot_serve_is_refused_at_start(
 def test_the_iris_config_declares_the_post_api_then_the_websocket_api() -> None:
     endpoints = read_endpoints(IRIS)
     assert [(e.method, e.url, e.websocket) for e in endpoints] == [
-        ("POST", "/", False), ("GET", "/ws", True)]
+        ("POST", "/", False),
+        ("GET", "/ws", True),
+    ]
     config = json.loads((IRIS / "config.json").read_text())
     post, ws = config["apis"]
     assert ws["request"]["data"] == post["request"]["data"]

@@ -17,8 +17,10 @@ from inferops.validation.document import ValidationContext, validate_object
 from tests.unit.rules_table import app, echo_rts, multipool, rts, version
 
 K8S = "1.37.0"
-APPS = {name: AIApplicationSpec.model_validate(app(name, websocket=name == "echo")["spec"])
-        for name in ("iris", "echo")}
+APPS = {
+    name: AIApplicationSpec.model_validate(app(name, websocket=name == "echo")["spec"])
+    for name in ("iris", "echo")
+}
 
 
 def inputs(obj: dict[str, Any], catalog: Any = None) -> Inputs:
@@ -35,8 +37,11 @@ def of_kind(children: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
 
 
 def model_deployments(children: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [d for d in of_kind(children, "Deployment")
-            if d["metadata"]["labels"]["app.kubernetes.io/component"] == "model"]
+    return [
+        d
+        for d in of_kind(children, "Deployment")
+        if d["metadata"]["labels"]["app.kubernetes.io/component"] == "model"
+    ]
 
 
 CASES = {
@@ -49,8 +54,13 @@ CASES = {
     "limit": rts(trafficLimit={"requestsPerSecond": 50, "burst": 10}),
     "stopped": rts(stopped=True),
     "gpu": rts(version("1.0.0", 100, specification="gpu.1x"), resourcePool="pool-b"),
-    "env": rts(version("1.0.0", 100, env=[
-        {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}])),
+    "env": rts(
+        version(
+            "1.0.0",
+            100,
+            env=[{"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}}],
+        )
+    ),
 }
 
 
@@ -81,12 +91,15 @@ def test_every_child_is_labelled_owned_and_restricted(case: str) -> None:
                 assert ctx["capabilities"] == {"drop": ["ALL"]}
 
 
-@pytest.mark.parametrize(("case", "replicas", "router"), [
-    ("two-versions", [1, 1], 2),
-    ("single", [3], 2),
-    ("multipool", [2, 2, 1, 1], 2),
-    ("stopped", [0, 0], 0),
-])
+@pytest.mark.parametrize(
+    ("case", "replicas", "router"),
+    [
+        ("two-versions", [1, 1], 2),
+        ("single", [3], 2),
+        ("multipool", [2, 2, 1, 1], 2),
+        ("stopped", [0, 0], 0),
+    ],
+)
 def test_replicas(case: str, replicas: list[int], router: int) -> None:
     children = realtime_children(inputs(CASES[case]))
     assert [d["spec"]["replicas"] for d in model_deployments(children)] == replicas
@@ -99,30 +112,35 @@ def test_multipool_pins_each_half_to_its_pool() -> None:
     pools = [d["spec"]["template"]["spec"]["nodeSelector"] for d in deployments]
     assert pools == [{"serving.inferops.dev/pool": p} for p in ("pool-a", "pool-b") * 2]
     # One Service per version selects the pods of both pools.
-    services = [s for s in of_kind(realtime_children(inputs(CASES["multipool"])), "Service")
-                if "serving.inferops.dev/version" in s["spec"]["selector"]]
+    services = [
+        s
+        for s in of_kind(realtime_children(inputs(CASES["multipool"])), "Service")
+        if "serving.inferops.dev/version" in s["spec"]["selector"]
+    ]
     assert all("serving.inferops.dev/pool" not in s["spec"]["selector"] for s in services)
 
 
 def test_flavor_resources_probes_and_deadline() -> None:
     deployment = model_deployments(realtime_children(inputs(CASES["gpu"])))[0]
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["resources"]["limits"] == {"cpu": "8", "memory": "32Gi",
-                                                "nvidia.com/gpu": "1"}
+    assert container["resources"]["limits"] == {"cpu": "8", "memory": "32Gi", "nvidia.com/gpu": "1"}
     assert container["resources"]["requests"] == container["resources"]["limits"]
     assert deployment["spec"]["progressDeadlineSeconds"] == 20 * 60
     startup = container["startupProbe"]
     assert startup["httpGet"]["path"] == "/health"
     assert startup["periodSeconds"] * startup["failureThreshold"] >= 20 * 60
     assert deployment["spec"]["template"]["spec"]["nodeSelector"] == {
-        "serving.inferops.dev/pool": "pool-b"}
+        "serving.inferops.dev/pool": "pool-b"
+    }
 
 
 def test_env_keeps_secret_references() -> None:
-    container = model_deployments(realtime_children(inputs(CASES["env"])))[0][
-        "spec"]["template"]["spec"]["containers"][0]
-    assert {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}} in \
-        container["env"]
+    container = model_deployments(realtime_children(inputs(CASES["env"])))[0]["spec"]["template"][
+        "spec"
+    ]["containers"][0]
+    assert {"name": "TOKEN", "valueFrom": {"secretKeyRef": {"name": "s", "key": "k"}}} in container[
+        "env"
+    ]
 
 
 def router_conf(case: str) -> str:
@@ -146,8 +164,11 @@ def test_router_config_weights_websocket_and_limit() -> None:
 def test_ratio_change_touches_only_the_router() -> None:
     before = realtime_children(inputs(rts(version("1.0.0", 70), version("2.0.0", 30))))
     after = realtime_children(inputs(rts(version("1.0.0", 10), version("2.0.0", 90))))
-    changed = [b["kind"] + "/" + b["metadata"]["name"] for b, a in zip(before, after,
-                                                                       strict=True) if b != a]
+    changed = [
+        b["kind"] + "/" + b["metadata"]["name"]
+        for b, a in zip(before, after, strict=True)
+        if b != a
+    ]
     assert changed == ["ConfigMap/svc-router", "Deployment/svc-router"]
     router_before = of_kind(before, "Deployment")[-1]["spec"]["template"]["metadata"]
     router_after = of_kind(after, "Deployment")[-1]["spec"]["template"]["metadata"]
@@ -155,8 +176,13 @@ def test_ratio_change_touches_only_the_router() -> None:
 
 
 def gateway_catalog(url: str | None = None) -> Any:
-    return default_catalog().model_copy(update={"router": RouterConfig(
-        mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra", url=url))})
+    return default_catalog().model_copy(
+        update={
+            "router": RouterConfig(
+                mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra", url=url)
+            )
+        }
+    )
 
 
 def test_gateway_api_mode_builds_an_httproute_instead_of_nginx() -> None:
@@ -178,19 +204,27 @@ def test_gateway_routes_of_two_services_never_overlap() -> None:
         obj["metadata"] |= {"name": name, "namespace": namespace}
         [route] = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
         [rule] = route["spec"]["rules"]
-        assert rule["matches"] == [{"path": {"type": "PathPrefix",
-                                             "value": f"/{namespace}/{name}"}}]
-        assert rule["filters"] == [{"type": "URLRewrite", "urlRewrite": {"path": {
-            "type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}]
+        assert rule["matches"] == [
+            {"path": {"type": "PathPrefix", "value": f"/{namespace}/{name}"}}
+        ]
+        assert rule["filters"] == [
+            {
+                "type": "URLRewrite",
+                "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+            }
+        ]
         prefixes.append(rule["matches"][0]["path"]["value"])
     assert len(set(prefixes)) == 3
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    (None, None),
-    ("https://models.example.com", "https://models.example.com/default/iris-svc"),
-    ("http://10.0.0.7:8080/", "http://10.0.0.7:8080/default/iris-svc"),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        (None, None),
+        ("https://models.example.com", "https://models.example.com/default/iris-svc"),
+        ("http://10.0.0.7:8080/", "http://10.0.0.7:8080/default/iris-svc"),
+    ],
+)
 def test_gateway_mode_status_url(url: str | None, expected: str | None) -> None:
     obj = copy.deepcopy(CASES["two-versions"])
     obj["metadata"] |= {"name": "iris-svc", "namespace": "default"}
@@ -208,8 +242,10 @@ def test_model_uri_adds_a_fetch_init_container() -> None:
     spec["versions"][0]["modelUri"] = "s3://models/iris/"
     APPS["iris"] = AIApplicationSpec.model_validate(spec)
     try:
-        obj = rts(version("1.0.0", 100), storage={"endpoint": "http://s3.local:9000",
-                                                  "secretRef": {"name": "creds"}})
+        obj = rts(
+            version("1.0.0", 100),
+            storage={"endpoint": "http://s3.local:9000", "secretRef": {"name": "creds"}},
+        )
         pod = model_deployments(realtime_children(inputs(obj)))[0]["spec"]["template"]["spec"]
         init = pod["initContainers"][0]
         assert init["args"] == ["fetch-model", "s3://models/iris/", "--dest", "/mnt/models"]
@@ -217,8 +253,9 @@ def test_model_uri_adds_a_fetch_init_container() -> None:
         assert names["INFEROPS_S3_ENDPOINT"]["value"] == "http://s3.local:9000"
         assert names["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "creds"
         assert pod["containers"][0]["volumeMounts"][0]["mountPath"] == "/mnt/models"
-        kubernetes_validate.validate(model_deployments(realtime_children(inputs(obj)))[0], K8S,
-                                     strict=True)
+        kubernetes_validate.validate(
+            model_deployments(realtime_children(inputs(obj)))[0], K8S, strict=True
+        )
     finally:
         APPS["iris"] = AIApplicationSpec.model_validate(app()["spec"])
 
@@ -230,9 +267,15 @@ def test_names_stay_valid_for_long_inputs() -> None:
 
 
 def test_data_collection_puts_the_agent_in_front_of_the_model() -> None:
-    obj = rts(version("1.0.0", 100), dataCollection={"enabled": True, "sampleRatio": 0.25,
-                                                     "outputPath": "s3://bucket/collected/"},
-              storage={"endpoint": "http://s3.local:9000", "secretRef": {"name": "creds"}})
+    obj = rts(
+        version("1.0.0", 100),
+        dataCollection={
+            "enabled": True,
+            "sampleRatio": 0.25,
+            "outputPath": "s3://bucket/collected/",
+        },
+        storage={"endpoint": "http://s3.local:9000", "secretRef": {"name": "creds"}},
+    )
     children = realtime_children(inputs(obj))
     deployment = model_deployments(children)[0]
     kubernetes_validate.validate(deployment, K8S, strict=True)
@@ -249,8 +292,11 @@ def test_data_collection_puts_the_agent_in_front_of_the_model() -> None:
     assert env["AWS_SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "creds"
     assert env["POD_NAME"]["valueFrom"]["fieldRef"]["fieldPath"] == "metadata.name"
     # The version's Service targets "http": the agent when collecting, else the model.
-    service = next(s for s in of_kind(children, "Service")
-                   if "serving.inferops.dev/version" in s["spec"]["selector"])
+    service = next(
+        s
+        for s in of_kind(children, "Service")
+        if "serving.inferops.dev/version" in s["spec"]["selector"]
+    )
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     plain = model_deployments(realtime_children(inputs(rts())))[0]
     assert [c["name"] for c in plain["spec"]["template"]["spec"]["containers"]] == ["model"]
@@ -261,7 +307,11 @@ def test_traffic_limit_is_refused_in_gateway_mode() -> None:
     """An HTTPRoute cannot limit the rate: the field is refused rather than ignored."""
     limited = rts(trafficLimit={"requestsPerSecond": 10})
     problems = validate_object(limited, ValidationContext(catalog=gateway_catalog()))
-    assert [(p.path, p.message) for p in problems] == [(
-        "spec.trafficLimit", "not supported with the gateway-api router (the catalog's "
-        "router.mode); limit the rate at the Gateway instead")]
+    assert [(p.path, p.message) for p in problems] == [
+        (
+            "spec.trafficLimit",
+            "not supported with the gateway-api router (the catalog's "
+            "router.mode); limit the rate at the Gateway instead",
+        )
+    ]
     assert validate_object(limited) == []  # nginx mode limits it

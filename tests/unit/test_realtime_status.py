@@ -18,71 +18,182 @@ def realtime_status(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """The status as the operator patches it."""
     return status_fields(realtime_status_model(*args, **kwargs))
 
+
 NOW = datetime.datetime(2026, 1, 1, 12, 0, tzinfo=datetime.UTC)
 
 
 def deployment(ver: str, replicas: int, ready: int, deadline: bool = False) -> dict[str, Any]:
-    conditions = [{"type": "Progressing", "status": "False",
-                   "reason": "ProgressDeadlineExceeded"}] if deadline else []
-    return {"metadata": {"generation": 1, "labels": {
-        "serving.inferops.dev/application": "iris", "serving.inferops.dev/version": ver}},
+    conditions = (
+        [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded"}]
+        if deadline
+        else []
+    )
+    return {
+        "metadata": {
+            "generation": 1,
+            "labels": {
+                "serving.inferops.dev/application": "iris",
+                "serving.inferops.dev/version": ver,
+            },
+        },
         "spec": {"replicas": replicas},
-        "status": {"observedGeneration": 1, "replicas": replicas, "updatedReplicas": replicas,
-                   "readyReplicas": ready, "conditions": conditions}}
+        "status": {
+            "observedGeneration": 1,
+            "replicas": replicas,
+            "updatedReplicas": replicas,
+            "readyReplicas": ready,
+            "conditions": conditions,
+        },
+    }
 
 
-ROUTER_OK = {"metadata": {"generation": 1, "labels": {}}, "spec": {"replicas": 2},
-             "status": {"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 2}}
-CRASHING = {"metadata": {"name": "p"}, "status": {"containerStatuses": [
-    {"name": "model", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}}
-SPEC = RealTimeServiceSpec.model_validate(rts(version("1.0.0", 70, computeNodes=2),
-                                              version("2.0.0", 30))["spec"])
+ROUTER_OK = {
+    "metadata": {"generation": 1, "labels": {}},
+    "spec": {"replicas": 2},
+    "status": {"observedGeneration": 1, "updatedReplicas": 2, "readyReplicas": 2},
+}
+CRASHING = {
+    "metadata": {"name": "p"},
+    "status": {
+        "containerStatuses": [
+            {"name": "model", "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+        ]
+    },
+}
+SPEC = RealTimeServiceSpec.model_validate(
+    rts(version("1.0.0", 70, computeNodes=2), version("2.0.0", 30))["spec"]
+)
 RUNNING = {"phase": "Running", "observedGeneration": 1}
 
 
-@pytest.mark.parametrize(("deps", "router", "pods", "old", "phase", "reason"), [
-    ([deployment("1.0.0", 2, 2), deployment("2.0.0", 1, 1)], ROUTER_OK, [], None,
-     "Running", "Running"),
-    ([deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)], ROUTER_OK, [], None,
-     "Deploying", "Deploying"),
-    ([deployment("1.0.0", 2, 2), deployment("2.0.0", 1, 1)], None, [], None,
-     "Deploying", "Deploying"),
-    ([deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)], ROUTER_OK, [], RUNNING,
-     "Abnormal", "NodesNotReady"),
-    ([deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)], ROUTER_OK, [CRASHING], RUNNING,
-     "Abnormal", "CrashLoop"),
-    ([deployment("1.0.0", 2, 0, deadline=True), deployment("2.0.0", 1, 1)], ROUTER_OK, [],
-     None, "Failed", "DeploymentTimeout"),
-])
-def test_phase_table(deps: list[Any], router: Any, pods: list[Any], old: Any, phase: str,
-                     reason: str) -> None:
-    status = realtime_status(SPEC, generation=1, old=old, observed=Observed(deps, router, pods),
-                             url="http://svc", now=NOW)
+@pytest.mark.parametrize(
+    ("deps", "router", "pods", "old", "phase", "reason"),
+    [
+        (
+            [deployment("1.0.0", 2, 2), deployment("2.0.0", 1, 1)],
+            ROUTER_OK,
+            [],
+            None,
+            "Running",
+            "Running",
+        ),
+        (
+            [deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)],
+            ROUTER_OK,
+            [],
+            None,
+            "Deploying",
+            "Deploying",
+        ),
+        (
+            [deployment("1.0.0", 2, 2), deployment("2.0.0", 1, 1)],
+            None,
+            [],
+            None,
+            "Deploying",
+            "Deploying",
+        ),
+        (
+            [deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)],
+            ROUTER_OK,
+            [],
+            RUNNING,
+            "Abnormal",
+            "NodesNotReady",
+        ),
+        (
+            [deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)],
+            ROUTER_OK,
+            [CRASHING],
+            RUNNING,
+            "Abnormal",
+            "CrashLoop",
+        ),
+        (
+            [deployment("1.0.0", 2, 0, deadline=True), deployment("2.0.0", 1, 1)],
+            ROUTER_OK,
+            [],
+            None,
+            "Failed",
+            "DeploymentTimeout",
+        ),
+    ],
+)
+def test_phase_table(
+    deps: list[Any], router: Any, pods: list[Any], old: Any, phase: str, reason: str
+) -> None:
+    status = realtime_status(
+        SPEC,
+        generation=1,
+        old=old,
+        observed=Observed(deps, router, pods),
+        url="http://svc",
+        now=NOW,
+    )
     assert status["phase"] == phase
     assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == reason
     assert status["traffic"] == "iris:1.0.0=70,iris:2.0.0=30"
 
 
-RESTARTING = {"metadata": {"name": "p"}, "status": {"containerStatuses": [
-    {"name": "model", "ready": False, "restartCount": 3, "state": {"running": {}},
-     "lastState": {"terminated": {"exitCode": 1, "reason": "Error",
-                                  "message": "starting\nmodel dir /nope: no config.json\n"}}}]}}
-READY_AFTER_RESTART = {"metadata": {"name": "q"}, "status": {"containerStatuses": [
-    {"name": "model", "ready": True, "restartCount": 1, "state": {"running": {}},
-     "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}}}]}}
+RESTARTING = {
+    "metadata": {"name": "p"},
+    "status": {
+        "containerStatuses": [
+            {
+                "name": "model",
+                "ready": False,
+                "restartCount": 3,
+                "state": {"running": {}},
+                "lastState": {
+                    "terminated": {
+                        "exitCode": 1,
+                        "reason": "Error",
+                        "message": "starting\nmodel dir /nope: no config.json\n",
+                    }
+                },
+            }
+        ]
+    },
+}
+READY_AFTER_RESTART = {
+    "metadata": {"name": "q"},
+    "status": {
+        "containerStatuses": [
+            {
+                "name": "model",
+                "ready": True,
+                "restartCount": 1,
+                "state": {"running": {}},
+                "lastState": {"terminated": {"exitCode": 137, "reason": "OOMKilled"}},
+            }
+        ]
+    },
+}
 
 
-@pytest.mark.parametrize(("pods", "expected"), [
-    ([CRASHING], "p/model: CrashLoopBackOff"),
-    # between two back-offs the container runs again: its last exit still names the cause
-    ([RESTARTING], "p/model: restarting, last exit code 1 (Error): model dir /nope: no config.json"),
-    ([READY_AFTER_RESTART], None),  # recovered: nothing to report
-])
+@pytest.mark.parametrize(
+    ("pods", "expected"),
+    [
+        ([CRASHING], "p/model: CrashLoopBackOff"),
+        # between two back-offs the container runs again: its last exit still names the cause
+        (
+            [RESTARTING],
+            "p/model: restarting, last exit code 1 (Error): model dir /nope: no config.json",
+        ),
+        ([READY_AFTER_RESTART], None),  # recovered: nothing to report
+    ],
+)
 def test_a_failed_rollout_names_the_crash(pods: list[Any], expected: str | None) -> None:
-    status = realtime_status(SPEC, generation=1, old=None,
-                             observed=Observed([deployment("1.0.0", 2, 0, deadline=True),
-                                                deployment("2.0.0", 1, 1)], ROUTER_OK, pods),
-                             url=None, now=NOW)
+    status = realtime_status(
+        SPEC,
+        generation=1,
+        old=None,
+        observed=Observed(
+            [deployment("1.0.0", 2, 0, deadline=True), deployment("2.0.0", 1, 1)], ROUTER_OK, pods
+        ),
+        url=None,
+        now=NOW,
+    )
     assert status["phase"] == "Failed"
     if expected is None:
         assert status["message"] == "not ready within timeoutMinutes (20): 1/3 instances ready"
@@ -92,27 +203,57 @@ def test_a_failed_rollout_names_the_crash(pods: list[Any], expected: str | None)
 
 def test_timeout_counts_from_the_start_of_the_rollout() -> None:
     deps = [deployment("1.0.0", 2, 0), deployment("2.0.0", 1, 0)]
-    first = realtime_status(SPEC, generation=1, old=None, observed=Observed(deps, ROUTER_OK, []),
-                            url="u", now=NOW)
+    first = realtime_status(
+        SPEC, generation=1, old=None, observed=Observed(deps, ROUTER_OK, []), url="u", now=NOW
+    )
     assert first["phase"] == "Deploying"
-    still = realtime_status(SPEC, generation=1, old=first, observed=Observed(deps, ROUTER_OK, []),
-                            url="u", now=NOW + datetime.timedelta(minutes=19))
+    still = realtime_status(
+        SPEC,
+        generation=1,
+        old=first,
+        observed=Observed(deps, ROUTER_OK, []),
+        url="u",
+        now=NOW + datetime.timedelta(minutes=19),
+    )
     assert still["phase"] == "Deploying"
-    late = realtime_status(SPEC, generation=1, old=still, observed=Observed(deps, ROUTER_OK, []),
-                           url="u", now=NOW + datetime.timedelta(minutes=21))
+    late = realtime_status(
+        SPEC,
+        generation=1,
+        old=still,
+        observed=Observed(deps, ROUTER_OK, []),
+        url="u",
+        now=NOW + datetime.timedelta(minutes=21),
+    )
     assert late["phase"] == "Failed" and "timeoutMinutes (20)" in late["message"]
     # A new generation starts a new clock.
-    again = realtime_status(SPEC, generation=2, old=late, observed=Observed(deps, ROUTER_OK, []),
-                            url="u", now=NOW + datetime.timedelta(minutes=22))
+    again = realtime_status(
+        SPEC,
+        generation=2,
+        old=late,
+        observed=Observed(deps, ROUTER_OK, []),
+        url="u",
+        now=NOW + datetime.timedelta(minutes=22),
+    )
     assert again["phase"] == "Deploying"
 
 
 def test_stopped_and_per_version_nodes() -> None:
     spec = RealTimeServiceSpec.model_validate(rts(stopped=True)["spec"])
-    status = realtime_status(spec, generation=1, old=None,
-                             observed=Observed([deployment("1.0.0", 0, 0)], ROUTER_OK, []),
-                             url="u", now=NOW)
+    status = realtime_status(
+        spec,
+        generation=1,
+        old=None,
+        observed=Observed([deployment("1.0.0", 0, 0)], ROUTER_OK, []),
+        url="u",
+        now=NOW,
+    )
     assert status["phase"] == "Stopped" and status["ready"] == "0/0"
-    running = realtime_status(SPEC, generation=1, old=None, observed=Observed(
-        [deployment("1.0.0", 2, 2), deployment("2.0.0", 1, 1)], ROUTER_OK, []), url="u", now=NOW)
+    running = realtime_status(
+        SPEC,
+        generation=1,
+        old=None,
+        observed=Observed([deployment("1.0.0", 2, 2), deployment("2.0.0", 1, 1)], ROUTER_OK, []),
+        url="u",
+        now=NOW,
+    )
     assert [(v["readyNodes"], v["desiredNodes"]) for v in running["versions"]] == [(2, 2), (1, 1)]

@@ -29,15 +29,20 @@ Obj = dict[str, Any]
 V1 = "svc-iris-1-0-0-da9f2149"
 V2 = "svc-iris-2-0-0-68d2acd4"
 ROUTER_CHILDREN = ["ConfigMap/svc-router", "Deployment/svc-router", "Service/svc"]
-TWO_VERSIONS = sorted([f"Deployment/{V1}", f"Service/{V1}", f"Deployment/{V2}", f"Service/{V2}",
-                       *ROUTER_CHILDREN])
+TWO_VERSIONS = sorted(
+    [f"Deployment/{V1}", f"Service/{V1}", f"Deployment/{V2}", f"Service/{V2}", *ROUTER_CHILDREN]
+)
 
 
-def placed(obj: Obj, generation: int = 1, uid: str = "u1", created: str = "2026-01-01T00:00:00Z",
-           status: Obj | None = None) -> Obj:
+def placed(
+    obj: Obj,
+    generation: int = 1,
+    uid: str = "u1",
+    created: str = "2026-01-01T00:00:00Z",
+    status: Obj | None = None,
+) -> Obj:
     obj = copy.deepcopy(obj)
-    obj["metadata"].update(namespace=NS, uid=uid, generation=generation,
-                           creationTimestamp=created)
+    obj["metadata"].update(namespace=NS, uid=uid, generation=generation, creationTimestamp=created)
     if status is not None:
         obj["status"] = status
     return obj
@@ -47,30 +52,48 @@ APP = placed(app())
 SVC = placed(rts(version("1.0.0", 70), version("2.0.0", 30)))
 SVC_ONE = placed(rts(version("1.0.0", 100)), generation=2)
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}
-DEPLOYING = {"phase": "Deploying", "observedGeneration": 1, "conditions": [
-    {"type": "Progressing", "status": "True", "reason": "Deploying", "observedGeneration": 1,
-     "lastTransitionTime": "2099-01-01T00:00:00Z"}]}
-GATEWAY = default_catalog().model_copy(update={"router": RouterConfig(
-    mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra"))})
+DEPLOYING = {
+    "phase": "Deploying",
+    "observedGeneration": 1,
+    "conditions": [
+        {
+            "type": "Progressing",
+            "status": "True",
+            "reason": "Deploying",
+            "observedGeneration": 1,
+            "lastTransitionTime": "2099-01-01T00:00:00Z",
+        }
+    ],
+}
+GATEWAY = default_catalog().model_copy(
+    update={
+        "router": RouterConfig(mode="gateway-api", gateway=GatewayRef(name="gw", namespace="infra"))
+    }
+)
 
 
 def children(service: Obj, ready: bool) -> list[Obj]:
     """The service's children as the cluster holds them once applied (ready or not)."""
-    built = desired_state(parse_service(service, version_specs(index_applications([APP]), NS)),
-                          default_catalog())
+    built = desired_state(
+        parse_service(service, version_specs(index_applications([APP]), NS)), default_catalog()
+    )
     for child in built:
         if child["kind"] == "Deployment":
             replicas = child["spec"]["replicas"]
             child["metadata"]["generation"] = 1
-            child["status"] = {"observedGeneration": 1, "replicas": replicas,
-                               "updatedReplicas": replicas,
-                               "readyReplicas": replicas if ready else 0}
+            child["status"] = {
+                "observedGeneration": 1,
+                "replicas": replicas,
+                "updatedReplicas": replicas,
+                "readyReplicas": replicas if ready else 0,
+            }
     return built
 
 
 def batch_job(stopped: bool) -> Obj:
-    job = desired_state(parse_service(BATCH, version_specs(index_applications([APP]), NS)),
-                        default_catalog())[0]
+    job = desired_state(
+        parse_service(BATCH, version_specs(index_applications([APP]), NS)), default_catalog()
+    )[0]
     job["spec"]["suspend"] = stopped
     return job
 
@@ -120,61 +143,147 @@ class Row:
 
 TABLE = {
     "create applies every child and reports Deploying": Row(
-        [NAMESPACE, APP, SVC], realtime, applies=TWO_VERSIONS, phase="Deploying",
-        reason="Deploying", message="0/2 instances ready", events=[("Deploying", False)]),
+        [NAMESPACE, APP, SVC],
+        realtime,
+        applies=TWO_VERSIONS,
+        phase="Deploying",
+        reason="Deploying",
+        message="0/2 instances ready",
+        events=[("Deploying", False)],
+    ),
     "a spec edit prunes the version it dropped": Row(
-        [NAMESPACE, APP, SVC_ONE, *children(SVC, ready=True)], realtime,
+        [NAMESPACE, APP, SVC_ONE, *children(SVC, ready=True)],
+        realtime,
         applies=sorted([f"Deployment/{V1}", f"Service/{V1}", *ROUTER_CHILDREN]),
-        deletes=[f"Deployment/{V2}", f"Service/{V2}"], phase="Deploying",
-        events=[("Deploying", False), ("Pruned", False), ("Pruned", False)]),
+        deletes=[f"Deployment/{V2}", f"Service/{V2}"],
+        phase="Deploying",
+        events=[("Deploying", False), ("Pruned", False), ("Pruned", False)],
+    ),
     "an invalid spec is Failed and its running children stay": Row(
-        [NAMESPACE, APP, placed(rts(version("1.0.0", 60), version("2.0.0", 30))),
-         *children(SVC, ready=True)], realtime, phase="Failed", reason="InvalidSpec",
-        message="spec.versions", events=[("Failed", True)]),
+        [
+            NAMESPACE,
+            APP,
+            placed(rts(version("1.0.0", 60), version("2.0.0", 30))),
+            *children(SVC, ready=True),
+        ],
+        realtime,
+        phase="Failed",
+        reason="InvalidSpec",
+        message="spec.versions",
+        events=[("Failed", True)],
+    ),
     "over the namespace quota is Failed until a place frees": Row(
-        [{**NAMESPACE, "metadata": {"name": NS, "annotations": {ANNOTATION_QUOTA_REALTIME: "1"}}},
-         APP, placed(rts(version("1.0.0", 100), name="older"), uid="old",
-                     created="2025-01-01T00:00:00Z"), SVC],
-        realtime, phase="Failed", reason="QuotaExceeded", message="quota",
-        events=[("Failed", True)]),
+        [
+            {
+                **NAMESPACE,
+                "metadata": {"name": NS, "annotations": {ANNOTATION_QUOTA_REALTIME: "1"}},
+            },
+            APP,
+            placed(
+                rts(version("1.0.0", 100), name="older"), uid="old", created="2025-01-01T00:00:00Z"
+            ),
+            SVC,
+        ],
+        realtime,
+        phase="Failed",
+        reason="QuotaExceeded",
+        message="quota",
+        events=[("Failed", True)],
+    ),
     "gateway-api without the Gateway API served is RouterUnavailable": Row(
-        [NAMESPACE, APP, SVC], realtime, catalog=GATEWAY, missing=("HTTPRoute",),
-        phase="Failed", reason="RouterUnavailable", message="install the Gateway API CRDs",
-        events=[("Failed", True)]),
+        [NAMESPACE, APP, SVC],
+        realtime,
+        catalog=GATEWAY,
+        missing=("HTTPRoute",),
+        phase="Failed",
+        reason="RouterUnavailable",
+        message="install the Gateway API CRDs",
+        events=[("Failed", True)],
+    ),
     "the application disappearing blocks the service, its children stay": Row(
-        [NAMESPACE, SVC, *children(SVC, ready=True)], realtime, phase="Failed",
-        reason="InvalidSpec", message="iris", events=[("Failed", True)]),
+        [NAMESPACE, SVC, *children(SVC, ready=True)],
+        realtime,
+        phase="Failed",
+        reason="InvalidSpec",
+        message="iris",
+        events=[("Failed", True)],
+    ),
     "a refresh after readiness reports Running without applying": Row(
         [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=True)],
-        realtime_refresh, phase="Running", reason="Running", message="2/2 instances ready",
-        events=[("Running", False)]),
+        realtime_refresh,
+        phase="Running",
+        reason="Running",
+        message="2/2 instances ready",
+        events=[("Running", False)],
+    ),
     "a refresh before readiness stays Deploying, no event": Row(
         [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=False)],
-        realtime_refresh, phase="Deploying", reason="Deploying"),
+        realtime_refresh,
+        phase="Deploying",
+        reason="Deploying",
+    ),
     "a refresh of a generation not applied yet leaves it to reconcile": Row(
-        [NAMESPACE, APP, placed(SVC, generation=2, status=DEPLOYING)], realtime_refresh),
+        [NAMESPACE, APP, placed(SVC, generation=2, status=DEPLOYING)], realtime_refresh
+    ),
     "a deleted service is nothing to do": Row([NAMESPACE, APP], realtime, gone=True),
     "batch create applies the Job once": Row(
-        [NAMESPACE, APP, BATCH], batch, applies=["Job/job"], phase="Deploying",
-        reason="Deploying", events=[("Deploying", False)]),
+        [NAMESPACE, APP, BATCH],
+        batch,
+        applies=["Job/job"],
+        phase="Deploying",
+        reason="Deploying",
+        events=[("Deploying", False)],
+    ),
     "batch with its Job already there applies nothing": Row(
-        [NAMESPACE, APP, BATCH, batch_job(stopped=False)], batch, phase="Deploying",
-        events=[("Deploying", False)]),
+        [NAMESPACE, APP, BATCH, batch_job(stopped=False)],
+        batch,
+        phase="Deploying",
+        events=[("Deploying", False)],
+    ),
     "batch stopped suspends the running Job": Row(
-        [NAMESPACE, APP, BATCH_STOPPED, batch_job(stopped=False)], batch, patches=["Job/job"],
-        phase="Stopped", reason="Stopped", message="suspended", events=[("Stopped", False)]),
+        [NAMESPACE, APP, BATCH_STOPPED, batch_job(stopped=False)],
+        batch,
+        patches=["Job/job"],
+        phase="Stopped",
+        reason="Stopped",
+        message="suspended",
+        events=[("Stopped", False)],
+    ),
     "batch resumed unsuspends the Job": Row(
-        [NAMESPACE, APP, placed(bs(), uid="u2", generation=3), batch_job(stopped=True)], batch,
-        patches=["Job/job"], phase="Deploying", events=[("Deploying", False)]),
+        [NAMESPACE, APP, placed(bs(), uid="u2", generation=3), batch_job(stopped=True)],
+        batch,
+        patches=["Job/job"],
+        phase="Deploying",
+        events=[("Deploying", False)],
+    ),
     "batch without its application is Failed, no Job": Row(
-        [NAMESPACE, BATCH], batch, phase="Failed", reason="InvalidSpec", message="iris",
-        events=[("Failed", True)]),
+        [NAMESPACE, BATCH],
+        batch,
+        phase="Failed",
+        reason="InvalidSpec",
+        message="iris",
+        events=[("Failed", True)],
+    ),
     "batch refresh with no Job and a blocked status leaves it to reconcile": Row(
-        [NAMESPACE, placed(bs(), uid="u2", status={"observedGeneration": 1, "conditions": [
-            {"type": "Ready", "status": "False", "reason": "InvalidSpec"}]})], batch_refresh),
+        [
+            NAMESPACE,
+            placed(
+                bs(),
+                uid="u2",
+                status={
+                    "observedGeneration": 1,
+                    "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}],
+                },
+            ),
+        ],
+        batch_refresh,
+    ),
     "an application reports each version Normal": Row(
-        [NAMESPACE, APP], application, reason="AllVersionsNormal",
-        events=[("VersionNormal", False), ("VersionNormal", False)]),
+        [NAMESPACE, APP],
+        application,
+        reason="AllVersionsNormal",
+        events=[("VersionNormal", False), ("VersionNormal", False)],
+    ),
 }
 
 
@@ -216,8 +325,10 @@ def test_an_unchanged_status_is_not_written_again() -> None:
     assert again is not None and again.events() == []
 
 
-@pytest.mark.parametrize(("service", "running", "suspend"), [
-    (BATCH_STOPPED, False, True), (placed(bs(), uid="u2", generation=3), True, False)])
+@pytest.mark.parametrize(
+    ("service", "running", "suspend"),
+    [(BATCH_STOPPED, False, True), (placed(bs(), uid="u2", generation=3), True, False)],
+)
 def test_suspension_follows_the_spec(service: Obj, running: bool, suspend: bool) -> None:
     kube = FakeKube([NAMESPACE, APP, service, batch_job(stopped=running)])
     reconcile_batch(kube, default_catalog(), NS, "job")

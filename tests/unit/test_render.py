@@ -19,9 +19,16 @@ from inferops.validation.references import index_applications, version_specs
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples"
-FILES = [str(EXAMPLES / n) for n in (
-    "iris-application.yaml", "iris-realtime.yaml", "iris-batch-folder.yaml",
-    "image-stats-application.yaml", "image-stats-batch.yaml")]
+FILES = [
+    str(EXAMPLES / n)
+    for n in (
+        "iris-application.yaml",
+        "iris-realtime.yaml",
+        "iris-batch-folder.yaml",
+        "image-stats-application.yaml",
+        "image-stats-batch.yaml",
+    )
+]
 
 
 def _expected(files: list[str]) -> list[dict[str, Any]]:
@@ -31,10 +38,13 @@ def _expected(files: list[str]) -> list[dict[str, Any]]:
     children = []
     for doc in documents:
         if doc.obj["kind"] in ("RealTimeService", "BatchService"):
-            obj = {**doc.obj, "metadata": {**doc.obj["metadata"], "namespace": "default",
-                                           "uid": PLACEHOLDER_UID}}
-            for child in desired_state(parse_service(obj, version_specs(apps, "default")),
-                                       default_catalog()):
+            obj = {
+                **doc.obj,
+                "metadata": {**doc.obj["metadata"], "namespace": "default", "uid": PLACEHOLDER_UID},
+            }
+            for child in desired_state(
+                parse_service(obj, version_specs(apps, "default")), default_catalog()
+            ):
                 child["metadata"].pop("ownerReferences")
                 children.append(child)
     return children
@@ -45,8 +55,16 @@ def test_render_is_the_desired_state_of_every_service() -> None:
     assert problems == []
     assert children == _expected(FILES)
     assert [c["kind"] for c in children] == [
-        "Deployment", "Service", "Deployment", "Service", "ConfigMap", "Deployment", "Service",
-        "Job", "Job"]
+        "Deployment",
+        "Service",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "Job",
+        "Job",
+    ]
 
 
 def test_batch_services_get_their_job_with_the_placeholder_task_id() -> None:
@@ -55,8 +73,9 @@ def test_batch_services_get_their_job_with_the_placeholder_task_id() -> None:
     assert job["kind"] == "Job" and job["metadata"]["name"] == "iris-batch-folder"
     assert "ownerReferences" not in job["metadata"]
     worker = job["spec"]["template"]["spec"]["containers"][0]
-    config = json.loads(next(e["value"] for e in worker["env"]
-                             if e["name"] == "INFEROPS_BATCH_CONFIG"))
+    config = json.loads(
+        next(e["value"] for e in worker["env"] if e["name"] == "INFEROPS_BATCH_CONFIG")
+    )
     assert config["task_id"] == task_id({"metadata": {"uid": PLACEHOLDER_UID}}) == "0" * 12
 
 

@@ -55,16 +55,21 @@ def two_versions_behind_the_router(tmp_path: Path) -> Iterator[tuple[Router, dic
     """(the router, version -> its model server's host:port), 50/50, websocket mode."""
     models = {"1.0.0": IRIS, "2.0.0": version_two_model(tmp_path / "v2")}
     with contextlib.ExitStack() as stack:
-        address = {v: stack.enter_context(model_server(models[v], tmp_path / f"{v}.log"))
-                   for v in VERSIONS}
-        router = stack.enter_context(running_router(
-            [Backend(NAMES[v], address[v], 50) for v in VERSIONS], websocket=True))
+        address = {
+            v: stack.enter_context(model_server(models[v], tmp_path / f"{v}.log")) for v in VERSIONS
+        }
+        router = stack.enter_context(
+            running_router([Backend(NAMES[v], address[v], 50) for v in VERSIONS], websocket=True)
+        )
         yield router, address
 
 
 def post(address: str, body: Any) -> list[dict[str, Any]]:
-    request = urllib.request.Request(f"http://{address}/", json.dumps(body).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"http://{address}/",
+        json.dumps(body).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=10) as response:
         answer: list[dict[str, Any]] = json.load(response)["resp_data"]
         return answer
@@ -84,10 +89,12 @@ def test_websocket_predictions_flow_through_the_router_to_both_versions(
 
             async def one() -> list[list[dict[str, Any]]]:
                 async with session.ws_connect(f"{url}/ws") as ws:
-                    return [await exchange(ws, json.dumps(THREE)),
-                            await exchange(ws, "{not json"),
-                            await exchange(ws, json.dumps(SEED)),
-                            await exchange(ws, json.dumps(THREE))]
+                    return [
+                        await exchange(ws, json.dumps(THREE)),
+                        await exchange(ws, "{not json"),
+                        await exchange(ws, json.dumps(SEED)),
+                        await exchange(ws, json.dumps(THREE)),
+                    ]
 
             return await asyncio.gather(*(one() for _ in range(CONNECTIONS)))
 
@@ -124,10 +131,13 @@ def test_many_pipelined_messages_on_one_connection_through_the_router(tmp_path: 
     assert [items_of(a) for a in answers] == [expected[version]] * total
 
 
-@pytest.mark.parametrize(("frame", "code", "reason"), [
-    ("binary", 1003, BINARY_REFUSED.decode()),
-    ("oversize", 1009, ""),
-])
+@pytest.mark.parametrize(
+    ("frame", "code", "reason"),
+    [
+        ("binary", 1003, BINARY_REFUSED.decode()),
+        ("oversize", 1009, ""),
+    ],
+)
 def test_close_codes_pass_through_the_router(
     tmp_path: Path, frame: str, code: int, reason: str
 ) -> None:

@@ -69,6 +69,12 @@ def test_cel_messages_match_python_messages(row: Row) -> None:
         if cel_message in python.values():
             continue
         # Not a CEL rule: an OpenAPI bound or pattern, worded by each validator its own way.
-        assert "does not match" in cel_message or "is " in cel_message or "required" in \
-            cel_message or "unknown field" in cel_message or "non-empty" in cel_message or \
-            "should be" in cel_message or "too" in cel_message, cel_message
+        assert (
+            "does not match" in cel_message
+            or "is " in cel_message
+            or "required" in cel_message
+            or "unknown field" in cel_message
+            or "non-empty" in cel_message
+            or "should be" in cel_message
+            or "too" in cel_message
+        ), cel_message

@@ -23,41 +23,63 @@ from inferops.storage import (
 )
 
 
-@pytest.mark.parametrize(("text", "scheme", "bucket", "key", "path", "name"), [
-    ("obs://bucket/data/1.jpg", "s3", "bucket", "data/1.jpg", "", "1.jpg"),
-    ("s3://bucket/data/", "s3", "bucket", "data/", "", "data"),
-    ("s3://bucket", "s3", "bucket", "", "", ""),
-    ("file:///tmp/x/a.csv", "file", "", "", "/tmp/x/a.csv", "a.csv"),
-    ("data/a.csv", "file", "", "", "data/a.csv", "a.csv"),
-    ("https://h.example:443/b/2.jpg?AccessKeyId=x&Signature=y%3D", "https", "", "", "", "2.jpg"),
-])
-def test_parse_location(text: str, scheme: str, bucket: str, key: str, path: str,
-                        name: str) -> None:
+@pytest.mark.parametrize(
+    ("text", "scheme", "bucket", "key", "path", "name"),
+    [
+        ("obs://bucket/data/1.jpg", "s3", "bucket", "data/1.jpg", "", "1.jpg"),
+        ("s3://bucket/data/", "s3", "bucket", "data/", "", "data"),
+        ("s3://bucket", "s3", "bucket", "", "", ""),
+        ("file:///tmp/x/a.csv", "file", "", "", "/tmp/x/a.csv", "a.csv"),
+        ("data/a.csv", "file", "", "", "data/a.csv", "a.csv"),
+        (
+            "https://h.example:443/b/2.jpg?AccessKeyId=x&Signature=y%3D",
+            "https",
+            "",
+            "",
+            "",
+            "2.jpg",
+        ),
+    ],
+)
+def test_parse_location(
+    text: str, scheme: str, bucket: str, key: str, path: str, name: str
+) -> None:
     loc = parse_location(text)
-    assert (loc.scheme, loc.bucket, loc.key, loc.path, loc.name) == (scheme, bucket, key,
-                                                                     path, name)
+    assert (loc.scheme, loc.bucket, loc.key, loc.path, loc.name) == (
+        scheme,
+        bucket,
+        key,
+        path,
+        name,
+    )
     assert loc.text == text
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("ftp://x/y", "unsupported scheme"),
-    ("s3:///key", "no bucket"),
-    ("s3://b/a/../../etc", "'..' is not allowed"),
-    ("", "not a location"),
-    ("a\nb", "not a location"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("ftp://x/y", "unsupported scheme"),
+        ("s3:///key", "no bucket"),
+        ("s3://b/a/../../etc", "'..' is not allowed"),
+        ("", "not a location"),
+        ("a\nb", "not a location"),
+    ],
+)
 def test_bad_locations(text: str, message: str) -> None:
     with pytest.raises(StorageError, match=message):
         parse_location(text)
 
 
-@pytest.mark.parametrize(("text", "store"), [
-    ("obs://bucket/a.csv", ObjectStore),
-    ("s3://bucket/", ObjectStore),
-    ("file:///tmp/a.csv", LocalStore),
-    ("data/a.csv", LocalStore),
-    ("https://h.example/a.csv", HttpsStore),
-])
+@pytest.mark.parametrize(
+    ("text", "store"),
+    [
+        ("obs://bucket/a.csv", ObjectStore),
+        ("s3://bucket/", ObjectStore),
+        ("file:///tmp/a.csv", LocalStore),
+        ("data/a.csv", LocalStore),
+        ("https://h.example/a.csv", HttpsStore),
+    ],
+)
 def test_each_scheme_has_its_store(text: str, store: type) -> None:
     assert type(Storage().store_for(parse_location(text))) is store
 
@@ -119,14 +141,18 @@ def test_fetch_model_folder_from_s3(s3: Any, tmp_path: Path) -> None:
     s3.put_object(Bucket="models", Key="iris/v10/other", Body=b"no")
     written = fetch_model("obs://models/iris/v1", tmp_path / "m")
     assert sorted(p.relative_to(tmp_path / "m").as_posix() for p in written) == [
-        "config.json", "model.json", "sub/w.bin"]
+        "config.json",
+        "model.json",
+        "sub/w.bin",
+    ]
     assert (tmp_path / "m" / "sub" / "w.bin").read_bytes() == b"\x00" * 10
     fetch_model("s3://models/iris/v1/model.json", tmp_path / "single")
     assert (tmp_path / "single" / "model.json").read_bytes() == b"{}"
 
 
-def test_fetch_model_missing_object_is_a_clear_error(s3: Any, tmp_path: Path,
-                                                     capsys: pytest.CaptureFixture[str]) -> None:
+def test_fetch_model_missing_object_is_a_clear_error(
+    s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     s3.create_bucket(Bucket="models")
     assert main(["fetch-model", "s3://models/none", "--dest", str(tmp_path)]) == 1
     assert "s3://models/none: object not found" in capsys.readouterr().err

@@ -13,15 +13,37 @@ from tests.unit.rules_table import APPS, ROWS, bs, rts
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.text(max_size=12), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=5)
+    ),
     max_leaves=30,
 )
-KNOWN_KEYS = ["spec", "versions", "trafficRatio", "application", "version", "websocket",
-              "multiPoolLoadBalancing", "pools", "enabled", "env", "valueFrom", "mapping",
-              "computeNodes", "apis", "request", "data", "type", "properties", "items"]
-CTX = ValidationContext(applications={
-    ("default", a["metadata"]["name"]): k for a in APPS if (k := known_application(a))})
+KNOWN_KEYS = [
+    "spec",
+    "versions",
+    "trafficRatio",
+    "application",
+    "version",
+    "websocket",
+    "multiPoolLoadBalancing",
+    "pools",
+    "enabled",
+    "env",
+    "valueFrom",
+    "mapping",
+    "computeNodes",
+    "apis",
+    "request",
+    "data",
+    "type",
+    "properties",
+    "items",
+]
+CTX = ValidationContext(
+    applications={
+        ("default", a["metadata"]["name"]): k for a in APPS if (k := known_application(a))
+    }
+)
 
 
 @settings(max_examples=300, deadline=None)
@@ -31,11 +53,16 @@ def test_arbitrary_values(value: Any) -> None:
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.sampled_from(["AIApplication", "RealTimeService", "BatchService"]), json_values,
-       json_values)
+@given(
+    st.sampled_from(["AIApplication", "RealTimeService", "BatchService"]), json_values, json_values
+)
 def test_arbitrary_specs_of_known_kinds(kind: str, spec: Any, metadata: Any) -> None:
-    obj = {"apiVersion": "serving.inferops.dev/v1alpha1", "kind": kind,
-           "metadata": metadata, "spec": spec}
+    obj = {
+        "apiVersion": "serving.inferops.dev/v1alpha1",
+        "kind": kind,
+        "metadata": metadata,
+        "spec": spec,
+    }
     problems = validate_object(obj, CTX)
     assert all(p.kind == kind for p in problems)
 
@@ -56,8 +83,9 @@ base_objects = st.sampled_from([r.obj for r in ROWS] + [rts(), bs()])
 
 @settings(max_examples=400, deadline=None)
 @given(base_objects, st.data(), json_values)
-def test_one_field_replaced_by_anything(base: dict[str, Any], data: st.DataObject,
-                                        replacement: Any) -> None:
+def test_one_field_replaced_by_anything(
+    base: dict[str, Any], data: st.DataObject, replacement: Any
+) -> None:
     """Near-valid objects with one field swapped for arbitrary JSON still only report."""
     obj = copy.deepcopy(base)
     path = data.draw(st.sampled_from(_paths(obj)[1:]))

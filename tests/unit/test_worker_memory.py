@@ -24,9 +24,21 @@ def iris_url() -> Iterator[str]:
     """The reference model server in its own process, so only the worker is traced."""
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "inferops.cli", "model-server", "--model", str(IRIS_MODEL),
-         "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        [
+            sys.executable,
+            "-m",
+            "inferops.cli",
+            "model-server",
+            "--model",
+            str(IRIS_MODEL),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}"
     wait_until_serving(f"{url}/health", process, 30, "the model server")
     yield url
@@ -41,8 +53,9 @@ def peak_bytes(tmp_path: Path, url: str, count: int, trace: bool = True) -> tupl
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{i:05d}.csv").write_text("5.1,3.5,1.4,0.2\n")
     service = batch_service(str(root), str(tmp_path / f"out{count}"), concurrency=8)
-    config = config_from_service(service, application(SEED_SCHEMA), url, f"m{count}",
-                                 manifest_max_lines=100)
+    config = config_from_service(
+        service, application(SEED_SCHEMA), url, f"m{count}", manifest_max_lines=100
+    )
     if trace:
         tracemalloc.start()
     try:
@@ -61,5 +74,3 @@ def test_peak_memory_is_flat_in_the_number_of_inputs(tmp_path: Path, iris_url: s
     assert chunks == 50
     # 25x the inputs: holding as little as 100 bytes per input would add 480 kB.
     assert large < small + 400 * 1024, (small, large)
-
-

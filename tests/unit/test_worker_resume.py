@@ -46,8 +46,9 @@ def config(tmp_path: Path, url: str, task: str, **overrides: object) -> WorkerCo
 
 
 def chunk_sizes(out: Path, task: str) -> dict[str, int]:
-    return {p.name: len(p.read_text().splitlines())
-            for p in out.glob(f"infer-result-{task}*.manifest")}
+    return {
+        p.name: len(p.read_text().splitlines()) for p in out.glob(f"infer-result-{task}*.manifest")
+    }
 
 
 def wait_for(path: Path, deadline: float = 30.0) -> None:
@@ -74,8 +75,11 @@ def test_killed_worker_process_resumes_exactly(tmp_path: Path) -> None:
         env = {**os.environ, "INFEROPS_BATCH_CONFIG": config_to_env_json(cfg)}
         env.pop("INFEROPS_TERMINATION_LOG", None)
         process = subprocess.Popen(
-            [sys.executable, "-m", "inferops.cli", "batch-worker"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            [sys.executable, "-m", "inferops.cli", "batch-worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_for(tmp_path / "out" / "infer-result-K_2.manifest")  # 20+ lines committed
         finally:
@@ -123,30 +127,37 @@ def test_three_workers_disjoint_shards_and_chunk_names(tmp_path: Path) -> None:
     service = batch_service(str(tmp_path / "in"), str(tmp_path / "out"), computeNodes=3)
     recording = Recording()
     with serve(recording_model(recording)) as url:
-        summaries = run_local(service, application(SEED_SCHEMA), url, "S",
-                              limits={"manifestMaxLines": 4})
+        summaries = run_local(
+            service, application(SEED_SCHEMA), url, "S", limits={"manifestMaxLines": 4}
+        )
     out = tmp_path / "out"
     # Worker i's k-th chunk is number k*3 + i: no two workers ever write the same object.
     assert chunk_sizes(out, "S") == {
-        "infer-result-S.manifest": 4, "infer-result-S_1.manifest": 4,
-        "infer-result-S_2.manifest": 4, "infer-result-S_3.manifest": 4,
-        "infer-result-S_4.manifest": 4, "infer-result-S_5.manifest": 4,
-        "infer-result-S_6.manifest": 2, "infer-result-S_7.manifest": 2,
-        "infer-result-S_8.manifest": 2}
+        "infer-result-S.manifest": 4,
+        "infer-result-S_1.manifest": 4,
+        "infer-result-S_2.manifest": 4,
+        "infer-result-S_3.manifest": 4,
+        "infer-result-S_4.manifest": 4,
+        "infer-result-S_5.manifest": 4,
+        "infer-result-S_6.manifest": 2,
+        "infer-result-S_7.manifest": 2,
+        "infer-result-S_8.manifest": 2,
+    }
     for i, summary in enumerate(summaries):
         assert summary.total == 10
         chunks = [Path(m) for m in summary.manifests]
         assert [c.name for c in chunks] == [
-            f"infer-result-S{'' if k * 3 + i == 0 else f'_{k * 3 + i}'}.manifest"
-            for k in range(3)]
+            f"infer-result-S{'' if k * 3 + i == 0 else f'_{k * 3 + i}'}.manifest" for k in range(3)
+        ]
         lines = [line["source"] for chunk in chunks for line in read_lines(chunk)]
         assert lines == sources[i::3]  # this worker's shard, in order
     assert sorted(body["data"]["req_data"][0]["input_1"] for body in recording.bodies()) == list(
-        range(30))
+        range(30)
+    )
     assert Counter(line["source"] for line in manifest_lines(out, "S")) == Counter(sources)
     assert json.loads((out / "infer-result-S" / "0029.csv_result.txt").read_text()) == {
-        "echo": {"data": {"req_data": [
-            {"input_1": 29, "input_2": 1, "input_3": 1, "input_4": 1}]}}}
+        "echo": {"data": {"req_data": [{"input_1": 29, "input_2": 1, "input_3": 1, "input_4": 1}]}}
+    }
 
 
 def test_sigterm_saves_the_manifest_and_exits_143(tmp_path: Path) -> None:
@@ -156,8 +167,12 @@ def test_sigterm_saves_the_manifest_and_exits_143(tmp_path: Path) -> None:
         cfg = config(tmp_path, url, "T", flush_lines=1000, flush_seconds=3600)
         env = {**os.environ, "INFEROPS_BATCH_CONFIG": config_to_env_json(cfg)}
         process = subprocess.Popen(
-            [sys.executable, "-m", "inferops.cli", "batch-worker"], env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            [sys.executable, "-m", "inferops.cli", "batch-worker"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         wait_for(tmp_path / "out" / "infer-result-T_1.manifest")
         process.send_signal(signal.SIGTERM)  # what Kubernetes sends when it stops a pod
         _, stderr = process.communicate(timeout=30)

@@ -47,8 +47,10 @@ SEED_BODY_1 = """{
 
 def expected_bodies() -> list[dict[str, object]]:
     rows = [line.split(",") for line in SEED_CSV.split()]
-    return [{"data": {"req_data": [{f"input_{i + 1}": float(v) for i, v in enumerate(row)}]}}
-            for row in rows]
+    return [
+        {"data": {"req_data": [{f"input_{i + 1}": float(v) for i, v in enumerate(row)}]}}
+        for row in rows
+    ]
 
 
 def test_seed_example_exactly(tmp_path: Path) -> None:
@@ -71,12 +73,19 @@ def test_seed_example_exactly(tmp_path: Path) -> None:
     result = tmp_path / "out" / "infer-result-seed" / "data.csv_result.txt"
     lines = manifest.read_text().splitlines()
     assert [list(json.loads(line)) for line in lines] == [["source", "result", "inference-loc"]]
-    assert json.loads(lines[0]) == {"source": str(tmp_path / "in" / "data.csv"),
-                                    "result": "SUCCESSFUL", "inference-loc": str(result)}
+    assert json.loads(lines[0]) == {
+        "source": str(tmp_path / "in" / "data.csv"),
+        "result": "SUCCESSFUL",
+        "inference-loc": str(result),
+    }
     # One JSON line per row, in row order (the model pretty-prints; the file does not).
     assert read_lines(result) == [{"echo": body} for body in expected_bodies()]
-    assert summary.to_dict() == {"total": 1, "succeeded": 1, "failed": 0,
-                                 "manifests": [str(manifest)]}
+    assert summary.to_dict() == {
+        "total": 1,
+        "succeeded": 1,
+        "failed": 0,
+        "manifests": [str(manifest)],
+    }
 
 
 def test_seed_example_against_the_iris_model(tmp_path: Path) -> None:
@@ -98,19 +107,48 @@ def test_seed_example_against_the_iris_model(tmp_path: Path) -> None:
 def test_batch_run_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "data.csv").write_text(SEED_CSV)
-    service = batch_service(str(tmp_path / "in"), str(tmp_path / "out"), app="iris",
-                            computeNodes=2)
+    service = batch_service(str(tmp_path / "in"), str(tmp_path / "out"), app="iris", computeNodes=2)
     (tmp_path / "bs.yaml").write_text(yaml.safe_dump(service))
     app_file = str(IRIS_MODEL.parents[1] / "iris-application.yaml")
     with serve(build_app(IRIS_MODEL)) as url:
-        code = main(["batch", "run", "-f", str(tmp_path / "bs.yaml"), "--app", app_file,
-                     "--model-url", url, "--task-id", "cli"])
+        code = main(
+            [
+                "batch",
+                "run",
+                "-f",
+                str(tmp_path / "bs.yaml"),
+                "--app",
+                app_file,
+                "--model-url",
+                url,
+                "--task-id",
+                "cli",
+            ]
+        )
     assert code == 0
     out = capsys.readouterr().out.splitlines()
     manifest = str(tmp_path / "out" / "infer-result-cli.manifest")
     assert out[0] == manifest
-    assert json.loads(out[-1]) == {"task_id": "cli", "total": 1, "succeeded": 1, "failed": 0,
-                                   "manifests": [manifest]}
-    assert main(["batch", "run", "-f", str(tmp_path / "none.yaml"), "--app", app_file,
-                 "--model-url", "http://127.0.0.1:1"]) == 2
+    assert json.loads(out[-1]) == {
+        "task_id": "cli",
+        "total": 1,
+        "succeeded": 1,
+        "failed": 0,
+        "manifests": [manifest],
+    }
+    assert (
+        main(
+            [
+                "batch",
+                "run",
+                "-f",
+                str(tmp_path / "none.yaml"),
+                "--app",
+                app_file,
+                "--model-url",
+                "http://127.0.0.1:1",
+            ]
+        )
+        == 2
+    )
     assert "none.yaml: cannot read" in capsys.readouterr().err

@@ -50,24 +50,43 @@ def test_s3_folder_of_csv_files(s3: Any) -> None:
     with serve(build_app(IRIS_MODEL)) as url:
         summaries = run_local(service, application(SEED_SCHEMA, name="iris"), url, "f1")
     assert [s.to_dict() for s in summaries] == [
-        {"total": 2, "succeeded": 2, "failed": 0,
-         "manifests": ["obs://data/out/infer-result-f1.manifest"]},
-        {"total": 1, "succeeded": 1, "failed": 0,
-         "manifests": ["obs://data/out/infer-result-f1_1.manifest"]},
+        {
+            "total": 2,
+            "succeeded": 2,
+            "failed": 0,
+            "manifests": ["obs://data/out/infer-result-f1.manifest"],
+        },
+        {
+            "total": 1,
+            "succeeded": 1,
+            "failed": 0,
+            "manifests": ["obs://data/out/infer-result-f1_1.manifest"],
+        },
     ]
     lines = s3_lines(s3, "data", "out/")
     # Key order: in/a.csv, in/b.csv, in/sub/a.csv; worker 0 took positions 0 and 2.
     assert lines == [
-        {"source": "obs://data/in/a.csv", "result": "SUCCESSFUL",
-         "inference-loc": "obs://data/out/infer-result-f1/a.csv_result.txt"},
-        {"source": "obs://data/in/sub/a.csv", "result": "SUCCESSFUL",
-         "inference-loc": "obs://data/out/infer-result-f1/sub/a.csv_result.txt"},
-        {"source": "obs://data/in/b.csv", "result": "SUCCESSFUL",
-         "inference-loc": "obs://data/out/infer-result-f1/b.csv_result.txt"},
+        {
+            "source": "obs://data/in/a.csv",
+            "result": "SUCCESSFUL",
+            "inference-loc": "obs://data/out/infer-result-f1/a.csv_result.txt",
+        },
+        {
+            "source": "obs://data/in/sub/a.csv",
+            "result": "SUCCESSFUL",
+            "inference-loc": "obs://data/out/infer-result-f1/sub/a.csv_result.txt",
+        },
+        {
+            "source": "obs://data/in/b.csv",
+            "result": "SUCCESSFUL",
+            "inference-loc": "obs://data/out/infer-result-f1/b.csv_result.txt",
+        },
     ]
     nested = s3_text(s3, "data", "out/infer-result-f1/sub/a.csv_result.txt").splitlines()
     assert [json.loads(r)["resp_data"][0]["predictresult"] for r in nested] == [
-        "virginica", "setosa"]
+        "virginica",
+        "setosa",
+    ]
     assert s3_text(s3, "data", "out/infer-result-f1/b.csv_result.txt") == ""
 
 
@@ -85,23 +104,33 @@ def test_manifest_of_s3_local_and_https_sources(s3: Any, tmp_path: Path) -> None
     with serve(host) as files, serve(build_app(IMAGES_MODEL)) as model:
         # A pre-signed URL: the query string is kept in the manifest, not in the name.
         signed = f"{files}/1.png?AccessKeyId=AK&Expires=1550611914&Signature=wZB%3D"
-        sources = ["obs://data/imgs/1.png", "s3://data/other/1.png",
-                   str(tmp_path / "local" / "2.png"), f"file://{tmp_path}/local/3.png", signed]
+        sources = [
+            "obs://data/imgs/1.png",
+            "s3://data/other/1.png",
+            str(tmp_path / "local" / "2.png"),
+            f"file://{tmp_path}/local/3.png",
+            signed,
+        ]
         manifest = "".join(json.dumps({"source": s}) + "\n" for s in sources)
         s3.put_object(Bucket="data", Key="list.manifest", Body=manifest.encode())
         service = batch_service("s3://data/list.manifest", "s3://data/out/", app="images")
-        [summary] = run_local(service, application(FILE_SCHEMA, name="images"), model, "m1",
-                              allow_http_sources=True)
-    assert summary.to_dict() == {"total": 5, "succeeded": 5, "failed": 0,
-                                 "manifests": ["s3://data/out/infer-result-m1.manifest"]}
+        [summary] = run_local(
+            service, application(FILE_SCHEMA, name="images"), model, "m1", allow_http_sources=True
+        )
+    assert summary.to_dict() == {
+        "total": 5,
+        "succeeded": 5,
+        "failed": 0,
+        "manifests": ["s3://data/out/infer-result-m1.manifest"],
+    }
     lines = s3_lines(s3, "data", "out/")
     assert [line["source"] for line in lines] == sources
     # Later lines with a basename already used get their 0-based line number.
     names = ["1.png", "1.png_1", "2.png", "3.png", "1.png_4"]
     assert [line["inference-loc"] for line in lines] == [
-        f"s3://data/out/infer-result-m1/{n}_result.txt" for n in names]
-    sizes = [json.loads(s3_text(s3, "data", f"out/infer-result-m1/{n}_result.txt"))
-             for n in names]
+        f"s3://data/out/infer-result-m1/{n}_result.txt" for n in names
+    ]
+    sizes = [json.loads(s3_text(s3, "data", f"out/infer-result-m1/{n}_result.txt")) for n in names]
     assert [(r["width"], r["height"]) for r in sizes] == [(4, 3), (5, 5), (2, 2), (3, 1), (7, 2)]
 
 
@@ -109,8 +138,11 @@ def test_local_manifest_to_local_output(tmp_path: Path) -> None:
     (tmp_path / "a").mkdir()
     (tmp_path / "a" / "x.csv").write_text("5.1,3.5,1.4,0.2\n")
     (tmp_path / "in.manifest").write_text(
-        json.dumps({"source": str(tmp_path / "a" / "x.csv")}) + "\n\n"
-        + json.dumps({"source": f"file://{tmp_path}/a/x.csv", "extra": 1}) + "\n")
+        json.dumps({"source": str(tmp_path / "a" / "x.csv")})
+        + "\n\n"
+        + json.dumps({"source": f"file://{tmp_path}/a/x.csv", "extra": 1})
+        + "\n"
+    )
     service = batch_service(str(tmp_path / "in.manifest"), str(tmp_path / "out"), app="iris")
     with serve(build_app(IRIS_MODEL)) as url:
         [summary] = run_local(service, application(SEED_SCHEMA, name="iris"), url, "L")
@@ -119,4 +151,5 @@ def test_local_manifest_to_local_output(tmp_path: Path) -> None:
     # The blank line is not a source, but it still counts as line 2 of the file.
     assert [json.loads(line)["inference-loc"] for line in lines] == [
         str(tmp_path / "out" / "infer-result-L" / "x.csv_result.txt"),
-        f"{tmp_path}/out/infer-result-L/x.csv_2_result.txt"]
+        f"{tmp_path}/out/infer-result-L/x.csv_2_result.txt",
+    ]
