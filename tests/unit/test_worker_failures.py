@@ -119,6 +119,41 @@ def test_file_input_failures(s3: Any, tmp_path: Path) -> None:
     assert "big.jpg" not in names and "table.csv" not in names
 
 
+def test_hostile_manifest_lines_fail_alone(tmp_path: Path) -> None:
+    """A 2 KB line nested 1,000 deep used to raise RecursionError in every worker."""
+    (tmp_path / "in").mkdir()
+    for name in ("a.png", "b.png"):
+        (tmp_path / "in" / name).write_bytes(b"x" * 10)
+    good = [json.dumps({"source": str(tmp_path / "in" / n)}) for n in ("a.png", "b.png")]
+    deep = '{"source": ' + "[" * 1000 + "]" * 1000 + "}"
+    assert 2000 < len(deep) < 2100
+    hostile = [
+        deep,
+        '{"source": "x", "n": ' + "9" * 5000 + "}",
+        '{"source": "\\ud800.png"}',
+        '{"source": NaN}',
+    ]
+    manifest = tmp_path / "in.manifest"
+    manifest.write_text("\n".join([good[0], *hostile, good[1]]) + "\n")
+    service = batch_service(str(manifest), str(tmp_path / "out"))
+    recording = Recording()
+    with serve(recording_model(recording)) as url:
+        summaries = run_local(service, application(FILE_SCHEMA), url, "H", 2, **FAST)
+    got = manifest_lines(tmp_path / "out", "H")
+    by_source = {line["source"]: line for line in got}
+    assert len(got) == 6 and sum(s.total for s in summaries) == 6
+    assert [by_source[json.loads(g)["source"]]["result"] for g in good] == ["SUCCESSFUL"] * 2
+    failed = [line for line in got if line["result"] == "FAILED"]
+    # Two workers: each wrote its own shard, so compare in line order.
+    assert sorted(line["error_message"] for line in failed) == [
+        "manifest line 2: not valid JSON (nested deeper than 100 levels)",
+        "manifest line 3: not valid JSON (a number has more than 256 digits)",
+        "manifest line 4: not valid JSON (a string holds an unpaired surrogate \\ud800)",
+        "manifest line 5: not valid JSON (NaN is not JSON)",
+    ]
+    assert deep[:200] + "..." in {line["source"] for line in failed}
+
+
 def test_csv_row_failures(tmp_path: Path) -> None:
     (tmp_path / "in").mkdir()
     (tmp_path / "in" / "mixed.csv").write_text(

@@ -21,7 +21,7 @@ from inferops.contract.batch_worker import (
 from inferops.storage import Storage, parse_location
 from inferops.worker.csv_rows import is_json_type
 from inferops.worker.encoding import compile_encoder
-from inferops.worker.manifest import chunk_name, chunk_number, manifest_line
+from inferops.worker.manifest import ManifestWriter, chunk_name, chunk_number, manifest_line
 from inferops.worker.mapping import RowError, build_request, compile_mapping
 from inferops.worker.sources import ResultNames, iter_shard, split_lines, walk_sorted
 from tests.worker_support import FILE_SCHEMA, SEED_SCHEMA, application, batch_service
@@ -144,6 +144,16 @@ def test_manifest_line_keys_and_order() -> None:
     assert manifest_line("x", False, "Download file failed: nope") == (
         '{"source": "x", "result": "FAILED", "error_message": "Download file failed: nope"}'
     )
+
+
+def test_resume_counts_a_tampered_output_line_as_failed(tmp_path: Path) -> None:
+    """The output folder is writable by the tenant: a line nested 1,000 deep in an earlier
+    chunk used to crash every restart with RecursionError."""
+    lines = [manifest_line("a", True, "r"), "[" * 1000 + "]" * 1000, "9" * 5000]
+    (tmp_path / chunk_name("T", 0)).write_text("\n".join(lines) + "\n")
+    writer = ManifestWriter(Storage(), parse_location(str(tmp_path)), "T", 0, 1, 100)
+    assert writer.resume() == 3
+    assert (writer.counts.succeeded, writer.counts.failed) == (1, 2)
 
 
 def test_result_names_of_manifest_lines() -> None:

@@ -9,12 +9,12 @@ Nothing here holds more than one listing page, one directory or one manifest lin
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import urllib.parse
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from inferops.contract.untrusted import UntrustedInputError, load_json
 from inferops.storage import Location, Storage, StorageError, parse_location
 
 MANIFEST_SUFFIX = ".manifest"
@@ -201,8 +201,10 @@ def _manifest_sources(storage: Storage, manifest: Location, allow_http: bool) ->
         if not raw.strip():
             continue
         try:
-            entry = json.loads(raw)
-        except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
+            # Every worker reads every line: one hostile line (nested 1,000 deep, a
+            # 5,000-digit number) must fail alone, not crash the whole Job.
+            entry = load_json(raw, max_bytes=MAX_MANIFEST_LINE)
+        except UntrustedInputError as exc:
             yield _quote(raw), None, "", f"{where}: not valid JSON ({exc})"
             continue
         source = entry.get("source") if isinstance(entry, dict) else None
