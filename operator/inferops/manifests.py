@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-import yaml
+from typing import Any, Final
 
 from inferops.api.kinds import ALL_KINDS
+from inferops.contract.untrusted import MAX_BYTES, UntrustedInputError, load_yaml_documents
+
+# Bigger than anything the API server takes (3 MiB a request); reading stops past it, so
+# `/dev/zero` or a huge file cannot exhaust memory.
+MAX_FILE_BYTES: Final = MAX_BYTES
 
 
 class ManifestError(Exception):
@@ -23,22 +26,27 @@ class Document:
     obj: dict[str, Any]
 
 
-def read_documents(paths: Iterable[str]) -> list[Document]:
-    """Every non-empty YAML document of every file, in order; `-` reads standard input."""
+def _read(path: str, max_bytes: int) -> bytes:
+    try:
+        with Path("/dev/stdin" if path == "-" else path).open("rb") as stream:
+            return stream.read(max_bytes + 1)
+    except OSError as exc:
+        raise ManifestError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def read_documents(paths: Iterable[str], max_bytes: int = MAX_FILE_BYTES) -> list[Document]:
+    """Every non-empty YAML document of every file, in order; `-` reads standard input.
+
+    The files are untrusted (anyone's manifests): read with the bounded YAML reader, so
+    hostile nesting, numbers or aliases are a ManifestError naming the file and line.
+    """
     documents: list[Document] = []
     for path in paths:
         try:
-            text = Path("/dev/stdin" if path == "-" else path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-            raise ManifestError(f"{path}: cannot read: {reason}") from None
-        try:
-            loaded = list(yaml.safe_load_all(text))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" line {mark.line + 1}" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ManifestError(f"{path}:{where}: invalid YAML: {problem}") from None
+            loaded = load_yaml_documents(_read(path, max_bytes), max_bytes=max_bytes)
+        except UntrustedInputError as exc:
+            where = f" line {exc.line}:" if exc.line is not None else ""
+            raise ManifestError(f"{path}:{where} invalid YAML: {exc.problem}") from None
         for index, obj in enumerate(loaded):
             if obj is None:
                 continue
@@ -52,8 +60,9 @@ def check_kinds(documents: Iterable[Document]) -> None:
     """Raises ManifestError for a document that is not one of the Inferops kinds."""
     for doc in documents:
         kind = doc.obj.get("kind")
-        if kind not in ALL_KINDS:
+        # Not a str (`kind: [RealTimeService]`) is unhashable or never a kind: same answer.
+        if not isinstance(kind, str) or kind not in ALL_KINDS:
             raise ManifestError(
-                f"{doc.source}: document {doc.index + 1}: unknown kind {kind!r}; "
+                f"{doc.source}: document {doc.index + 1}: unknown kind {kind!r:.80}; "
                 f"expected one of {', '.join(ALL_KINDS)}"
             )

@@ -88,6 +88,38 @@ def test_unreadable_input_exits_2(
     assert message in err and len(err.strip().splitlines()) == 1
 
 
+HEADER = "apiVersion: serving.inferops.dev/v1alpha1\nkind: RealTimeService\nmetadata: {name: x}\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (HEADER + "spec: " + "[" * 10_000 + "]" * 10_000, "line 4: invalid YAML: nested deeper"),
+        (HEADER + "spec:\n  versions:\n  - trafficRatio: " + "9" * 5000, "more than 256 digits"),
+        ("kind: [RealTimeService]\nmetadata: {name: x}\n", "document 1: unknown kind ['Real"),
+        ("kind: {a: b}\n", "document 1: unknown kind {'a': 'b'}"),
+        (HEADER + "spec: &a [*a]\n", "line 4: invalid YAML: an alias refers to a node"),
+        (HEADER + "spec: {description: 2001-02-30}\n", "'2001-02-30' is not a valid timestamp"),
+        ("a: 1\n---\n" + "- " * 5000 + "x\n", "line 3: invalid YAML: nested deeper"),
+    ],
+)
+@pytest.mark.parametrize("command", ["validate", "render"])
+def test_hostile_yaml_exits_2_with_one_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str, content: str, message: str
+) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text(content)
+    code, out, err = run(capsys, command, str(path))
+    assert (code, out) == (2, "")
+    assert err.startswith(f"inferops: {path}: ") and message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_input_is_read_up_to_a_bound(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "validate", "/dev/zero")
+    assert code == 2 and "/dev/zero: invalid YAML: larger than 16777216 bytes" in err
+
+
 def test_missing_file_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "validate", "/nonexistent/x.yaml")
     assert code == 2 and "cannot read" in err
