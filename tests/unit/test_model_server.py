@@ -186,6 +186,8 @@ def test_concurrent_file_requests_do_not_block_health() -> None:
     [
         ({}, "cannot read"),
         ({"model.json": "{"}, "invalid JSON"),
+        ({"model.json": "[" * 5000}, "invalid JSON: nested deeper than 100 levels"),
+        ({"model.json": '{"type": ' + "9" * 5000 + "}"}, "invalid JSON: a number has more"),
         ({"model.json": '{"type": "gbm"}'}, "unknown model type"),
         (
             {

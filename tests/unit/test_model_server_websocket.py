@@ -129,16 +129,18 @@ MALFORMED = [
     ('{"data": {"req_data": [{"input_1": "a"}]}}', "input_1 must be a number"),
     ('{"data": {"req_data": [{"input_1": 1, "input_2": 1, "input_3": 1}]}}', "input_4"),
     (f'{{"data": {{"req_data": [{{"input_1": true, {ROW}}}]}}}}', "input_1 must be a number"),
-    (f'{{"data": {{"req_data": [{{"input_1": NaN, {ROW}}}]}}}}', "input_1 must be finite"),
-    (f'{{"data": {{"req_data": [{{"input_1": -Infinity, {ROW}}}]}}}}', "must be finite"),
-    (f'{{"data": {{"req_data": [{{"input_1": {HUGE_INT}, {ROW}}}]}}}}', "must be finite"),
+    (f'{{"data": {{"req_data": [{{"input_1": NaN, {ROW}}}]}}}}', "NaN is not JSON"),
+    (f'{{"data": {{"req_data": [{{"input_1": -Infinity, {ROW}}}]}}}}', "-Infinity is not JSON"),
+    (f'{{"data": {{"req_data": [{{"input_1": {HUGE_INT}, {ROW}}}]}}}}', "more than 256 digits"),
+    (f'{{"data": {{"req_data": [{{"input_1": 1e400, {ROW}}}]}}}}', "1e400 is out of range"),
     (
         '{"data": {"req_data": [{"input_1": 1e308, "input_2": 1e308, "input_3": 1e308, '
         '"input_4": 1e308}]}}',
         "too large to score",
     ),
-    ("1" * 5000, "too many digits"),
-    ("[" * 50_000, "nests too deeply"),
+    ("1" * 5000, "more than 256 digits"),
+    ("[" * 50_000, "nested deeper than 100 levels"),
+    ('{"data": {"req_data": [{"\\ud800": 1}]}}', "unpaired surrogate"),
     ('{"data": {"req_data": [' + "{" * 20_000, "not valid JSON"),
 ]
 MALFORMED_IDS = [f"malformed-{i}" for i in range(len(MALFORMED))]

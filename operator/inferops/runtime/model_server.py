@@ -3,7 +3,11 @@
 It serves `GET /health` and every API of the model's `config.json`: JSON input
 (`{"data": {"req_data": [...]}}`, one prediction per item) or file input (multipart/form-data
 under the schema's file property). Malformed requests get 400 with a message, bodies over
-the limit 413; image decoding runs in a thread pool so the event loop keeps serving.
+the limit 413 (compressed ones too, counted after decompression), content codings other than
+gzip and deflate 415; never 500, which clients such as the batch worker retry. Request
+bodies are read with the untrusted JSON reader (`inferops.contract.untrusted`: depth and
+number-length bounds), and parsing, prediction and encoding the answer run in a thread pool,
+so one large request never holds `/health` or other requests.
 
 An API whose request Content-type carries `transport=websocket` (see
 `inferops.contract.request_schema.is_websocket_api`) is a streaming prediction over WebSocket:
@@ -25,12 +29,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, web
+from aiohttp import BodyPartReader, WSCloseCode, WSMsgType, hdrs, web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from inferops.contract.request_schema import (
     file_property,
@@ -38,6 +44,7 @@ from inferops.contract.request_schema import (
     request_schema,
     websocket_api_problem,
 )
+from inferops.contract.untrusted import UntrustedInputError, load_json
 from inferops.runtime.models import (
     BadInputError,
     JsonObject,
@@ -59,6 +66,52 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": message}, status=status)
+
+
+class RefusedRequestError(Exception):
+    """A request answered with a 4xx status and a message (never a 500)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# zlib's wbits per content coding (RFC 9110 section 8.4.1): gzip framing, zlib framing.
+_CODINGS = {"gzip": 16 + zlib.MAX_WBITS, "x-gzip": 16 + zlib.MAX_WBITS, "deflate": zlib.MAX_WBITS}
+
+
+def decode_content(raw: bytes, coding: str, max_body: int) -> bytes:
+    """The body without its Content-Encoding, at most max_body bytes once decompressed.
+
+    The server decompresses itself (aiohttp's automatic decoding is off): a bomb stops at
+    the limit with 413 whatever its ratio, corrupt data is 400 and an unknown coding 415,
+    where aiohttp would answer 500 or drop the connection.
+    """
+    name = coding.strip().lower()
+    if name in ("", "identity"):
+        return raw
+    wbits = _CODINGS.get(name)
+    if wbits is None:
+        raise RefusedRequestError(
+            415, f"Content-Encoding {coding!r:.40} is not supported (gzip, deflate)"
+        )
+    if name == "deflate" and raw[:1] and raw[0] & 0x0F != 8:
+        wbits = -zlib.MAX_WBITS  # raw deflate without the zlib header, as many clients send
+    decompressor = zlib.decompressobj(wbits)
+    try:
+        body = decompressor.decompress(raw, max_body + 1)
+    except zlib.error as exc:
+        raise RefusedRequestError(400, f"request body is not valid {name} data: {exc}") from None
+    if len(body) > max_body:
+        raise RefusedRequestError(
+            413, f"request body too large: over {max_body} bytes decompressed"
+        )
+    if not decompressor.eof or decompressor.unused_data:
+        raise RefusedRequestError(
+            400, f"request body is not valid {name} data: truncated or trailing bytes"
+        )
+    return body
 
 
 @dataclass(frozen=True)
@@ -90,62 +143,95 @@ def read_endpoints(directory: Path) -> list[Endpoint]:
     return endpoints
 
 
-def _parse_json(text: str) -> tuple[Any, str | None]:
+def _parse_json(text: str, max_bytes: int) -> tuple[Any, str | None]:
     """(value, None) or (None, why the text is not acceptable JSON)."""
     try:
-        return json.loads(text), None
-    except RecursionError:
-        return None, "not valid JSON: it nests too deeply"
-    except json.JSONDecodeError as exc:
+        return load_json(text, max_bytes=max_bytes), None
+    except UntrustedInputError as exc:
         return None, f"not valid JSON: {exc}"
-    except ValueError:  # an integer literal over Python's digit limit
-        return None, "not valid JSON: a number has too many digits"
 
 
-def _json_handler(model: Model) -> Handler:
+def answer_json(
+    model: Model, raw: bytes, coding: str, charset: str | None, max_body: int
+) -> tuple[int, bytes]:
+    """(status, JSON body) answering a JSON request body: runs in a worker thread, so
+    decompressing, parsing, predicting and encoding never block the event loop."""
+    try:
+        text = decode_content(raw, coding, max_body).decode(charset or "utf-8")
+    except RefusedRequestError as exc:
+        return exc.status, _json_bytes({"error": exc.message})
+    # Bad bytes, an unknown charset, or a codec that is not a text encoding.
+    except (UnicodeError, LookupError, ValueError):
+        return 400, _json_bytes({"error": "request body is not valid JSON text"})
+    body, problem = _parse_json(text, max_body)
+    if problem is not None:
+        return 400, _json_bytes({"error": f"request body is {problem}"})
+    try:
+        return 200, _json_bytes(model.predict_json(body))
+    except BadInputError as exc:
+        return 400, _json_bytes({"error": str(exc)})
+
+
+def _json_bytes(value: Any) -> bytes:
+    return json.dumps(value, allow_nan=False).encode()
+
+
+def _json_handler(model: Model, max_body: int) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         raw = await request.read()
-        try:
-            text = raw.decode(request.charset or "utf-8")
-        except (UnicodeDecodeError, LookupError):  # bad bytes or an unknown charset
-            return _error(400, "request body is not valid JSON text")
-        body, problem = _parse_json(text)
-        if problem is not None:
-            return _error(400, f"request body is {problem}")
-        try:
-            return web.json_response(model.predict_json(body))
-        except BadInputError as exc:
-            return _error(400, str(exc))
+        coding = request.headers.get(hdrs.CONTENT_ENCODING, "")
+        loop = asyncio.get_running_loop()
+        status, body = await loop.run_in_executor(
+            None, answer_json, model, raw, coding, request.charset, max_body
+        )
+        return web.Response(status=status, body=body, content_type="application/json")
 
     return handle
+
+
+async def _file_part(request: web.Request, field: str) -> tuple[str, bytes] | None:
+    """(filename, content) of the form field, or None; ValueError and the other errors
+    of aiohttp's multipart reader for a malformed body (see _file_handler)."""
+    reader = await request.multipart()
+    async for part in reader:
+        if isinstance(part, BodyPartReader) and part.name == field:
+            # part.read() stops at the application's client_max_size (413).
+            return part.filename or "", bytes(await part.read())
+    return None
 
 
 def _file_handler(model: Model, field: str) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         if not request.content_type.startswith("multipart/"):
             return _error(400, f"send the file as multipart/form-data under {field!r}")
+        coding = request.headers.get(hdrs.CONTENT_ENCODING, "identity").strip().lower()
+        if coding != "identity":  # the multipart reader streams the body: no decoding
+            return _error(
+                415, f"send multipart bodies without Content-Encoding (got {coding!r:.40})"
+            )
         try:
-            reader = await request.multipart()
-        except (ValueError, AssertionError) as exc:
+            found = await _file_part(request, field)
+        # What aiohttp's multipart reader raises for a body that is not what its
+        # Content-Type says (no boundary, no starting boundary, bad part headers).
+        except (ValueError, AssertionError, RuntimeError, TypeError, HttpProcessingError) as exc:
             return _error(400, f"malformed multipart body: {exc}")
-        async for part in reader:
-            if isinstance(part, BodyPartReader) and part.name == field:
-                content = bytes(await part.read())
-                filename = part.filename or ""
-                loop = asyncio.get_running_loop()
-                try:
-                    result = await loop.run_in_executor(None, model.predict_file, filename, content)
-                except BadInputError as exc:
-                    return _error(400, str(exc))
-                return web.json_response(result)
-        return _error(400, f"no form field {field!r} in the request")
+        if found is None:
+            return _error(400, f"no form field {field!r} in the request")
+        loop = asyncio.get_running_loop()
+        try:
+            result = await loop.run_in_executor(None, model.predict_file, *found)
+        except BadInputError as exc:
+            return _error(400, str(exc))
+        return web.json_response(result)
 
     return handle
 
 
-def stream_replies(model: Model, text: str) -> list[JsonObject]:
+def stream_replies(
+    model: Model, text: str, max_message: int = DEFAULT_MAX_MESSAGE
+) -> list[JsonObject]:
     """The WebSocket messages answering one text message, in order (see the module doc)."""
-    body, problem = _parse_json(text)
+    body, problem = _parse_json(text, 4 * max_message)  # a character is at most 4 bytes
     if problem is not None:
         return [{"error": f"message is {problem}"}]
     try:
@@ -160,6 +246,14 @@ def stream_replies(model: Model, text: str) -> list[JsonObject]:
     ]
     replies.append({"done": True, "count": len(results)})
     return replies
+
+
+def _encoded_replies(model: Model, text: str, max_message: int) -> list[str]:
+    try:
+        return [json.dumps(r, allow_nan=False) for r in stream_replies(model, text, max_message)]
+    except Exception:  # a bug, not a bad message: log it, keep the connection
+        log.exception("prediction failed")
+        return [json.dumps({"error": "internal error while predicting"})]
 
 
 class _WebSocket(web.WebSocketResponse):
@@ -219,14 +313,10 @@ def _websocket_handler(model: Model, max_message: int, heartbeat: float) -> Hand
         try:
             async for message in ws:
                 if message.type is WSMsgType.TEXT:
-                    try:
-                        replies = [
-                            json.dumps(r, allow_nan=False)
-                            for r in stream_replies(model, message.data)
-                        ]
-                    except Exception:  # a bug, not a bad message: log it, keep the connection
-                        log.exception("prediction failed")
-                        replies = [json.dumps({"error": "internal error while predicting"})]
+                    # In a worker thread, as for POST: the loop keeps serving other clients.
+                    replies = await asyncio.get_running_loop().run_in_executor(
+                        None, _encoded_replies, model, message.data, max_message
+                    )
                     for reply in replies:
                         await ws.send_str(reply)
                 elif message.type is WSMsgType.BINARY:
@@ -255,6 +345,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return _error(413, f"request body too large: {exc.text}")
     except web.HTTPException:
         raise
+    except web.RequestPayloadError as exc:  # the client's body broke off or is malformed
+        return _error(400, f"request body cannot be read: {exc}")
     except Exception:  # a bug, not a bad request: log it and answer 500 without a traceback
         log.exception("prediction failed")
         return _error(500, "internal error while predicting")
@@ -270,11 +362,18 @@ def build_app(
     *,
     max_message: int = DEFAULT_MAX_MESSAGE,
     heartbeat: float = DEFAULT_HEARTBEAT,
+    model: Model | None = None,
 ) -> web.Application:
-    """The aiohttp application serving one model directory."""
-    model = load_model(directory)
+    """The aiohttp application serving one model directory (its model.json, unless
+    `model` is given: a Model of one's own behind the same APIs)."""
+    model = model if model is not None else load_model(directory)
     endpoints = read_endpoints(directory)
-    app = web.Application(client_max_size=max_body, middlewares=[_errors])
+    app = web.Application(
+        client_max_size=max_body,
+        middlewares=[_errors],
+        # Request bodies are decompressed by decode_content (bounded, 4xx on bad data).
+        handler_args={"auto_decompress": False},
+    )
     app.router.add_get("/health", _health)
     for endpoint in endpoints:
         if endpoint.websocket:
@@ -282,7 +381,7 @@ def build_app(
         elif endpoint.file_field:
             handler = _file_handler(model, endpoint.file_field)
         else:
-            handler = _json_handler(model)
+            handler = _json_handler(model, max_body)
         app.router.add_route(endpoint.method, endpoint.url, handler)
     return app
 

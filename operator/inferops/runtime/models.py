@@ -8,12 +8,13 @@ scikit-learn by examples/iris/train.py) or `image-stats` (statistics of an image
 from __future__ import annotations
 
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
+
+from inferops.contract.untrusted import UntrustedInputError, load_json
 
 JsonObject = dict[str, Any]
 
@@ -129,10 +130,11 @@ class ModelError(Exception):
 def read_json(path: Path) -> Any:
     """A JSON file of the model directory; ModelError says what is wrong with it."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        # The model directory comes from the app's modelUri: anyone's files.
+        return load_json(path.read_bytes())
     except OSError as exc:
         raise ModelError(f"{path}: cannot read: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
+    except UntrustedInputError as exc:
         raise ModelError(f"{path}: invalid JSON: {exc}") from None
 
 
