@@ -65,7 +65,7 @@ def worker_config(
             "concurrency": concurrency,
         }
     }
-    return config_from_service(service, iris_app(), url, task)
+    return config_from_service(service, iris_app(), url, task, allow_local_paths=True)
 
 
 def write_inputs(folder: Path, requests: int, rows_per_file: int) -> None:

@@ -91,7 +91,7 @@ def main() -> None:
         url = "http://" + stack.enter_context(
             model_server(examples / MODEL_DIR, work / "model-server.log")
         )
-        config = config_from_service(batch, app, url, "bench", 0, 1)
+        config = config_from_service(batch, app, url, "bench", 0, 1, allow_local_paths=True)
         rates: dict[str, list[float]] = {"plain": [], "client": [], "worker": []}
         for number in range(args.rounds):
             rates["plain"].append(asyncio.run(plain(url, args.concurrency, args.requests)))

@@ -178,9 +178,9 @@ def test_csv_row_failures(tmp_path: Path) -> None:
     mixed = got["mixed.csv"]
     assert "inference-loc" not in mixed
     assert mixed["error_message"] == (
-        "5 of 6 rows failed: row 2: column 0: 'abc' is not a number; "
+        "5 of 6 rows failed: row 2: column 0: not a number; "
         'row 3: the model answered HTTP 500: {"error": "model crashed"} (after 3 attempts); '
-        "row 5: column 1: 'x' is not a number; "
+        "row 5: column 1: not a number; "
         'row 6: the model answered HTTP 400: {"error": "bad input"}; '
         "row 7: the model did not answer within 1 s "
         f"(results in {results / 'mixed.csv_result.txt'})"
@@ -194,9 +194,9 @@ def test_csv_row_failures(tmp_path: Path) -> None:
                 }
             }
         },
-        {"error": "column 0: 'abc' is not a number"},
+        {"error": "column 0: not a number"},
         {"error": 'the model answered HTTP 500: {"error": "model crashed"} (after 3 attempts)'},
-        {"error": "column 1: 'x' is not a number"},
+        {"error": "column 1: not a number"},
         {"error": 'the model answered HTTP 400: {"error": "bad input"}'},
         {"error": "the model did not answer within 1 s"},
     ]
@@ -219,7 +219,9 @@ def test_model_not_listening_is_a_failed_line(tmp_path: Path) -> None:
 
 def test_unreadable_input_is_fatal(tmp_path: Path, s3: Any) -> None:
     service = batch_service(str(tmp_path / "nothing"), str(tmp_path / "out"))
-    config = config_from_service(service, application(SEED_SCHEMA), "http://127.0.0.1:1", "X")
+    config = config_from_service(
+        service, application(SEED_SCHEMA), "http://127.0.0.1:1", "X", allow_local_paths=True
+    )
     with pytest.raises(WorkerError, match=r"cannot read the input .*nothing: not a folder"):
         asyncio.run(run_worker(config))
     missing_bucket = config_from_service(
@@ -227,6 +229,7 @@ def test_unreadable_input_is_fatal(tmp_path: Path, s3: Any) -> None:
         application(SEED_SCHEMA),
         "http://127.0.0.1:1",
         "X",
+        allow_local_paths=True,
     )
     with pytest.raises(WorkerError, match=r"no-such-bucket/in\.manifest: bucket not found"):
         asyncio.run(run_worker(missing_bucket))
@@ -244,6 +247,7 @@ def test_batch_worker_command_exit_codes(tmp_path: Path) -> None:
             url,
             "W",
             worker_count=2,
+            allow_local_paths=True,
         )
         env = {
             "INFEROPS_BATCH_CONFIG": config_to_env_json(good),
@@ -307,6 +311,7 @@ def test_unwritable_output_is_fatal(s3: Any, tmp_path: Path) -> None:
             application(SEED_SCHEMA),
             url,
             "U",
+            allow_local_paths=True,
         )
         # Found at start, when the worker looks for manifests of an earlier run of itself.
         with pytest.raises(

@@ -54,7 +54,12 @@ def peak_bytes(tmp_path: Path, url: str, count: int, trace: bool = True) -> tupl
         (folder / f"{i:05d}.csv").write_text("5.1,3.5,1.4,0.2\n")
     service = batch_service(str(root), str(tmp_path / f"out{count}"), concurrency=8)
     config = config_from_service(
-        service, application(SEED_SCHEMA), url, f"m{count}", manifest_max_lines=100
+        service,
+        application(SEED_SCHEMA),
+        url,
+        f"m{count}",
+        manifest_max_lines=100,
+        allow_local_paths=True,
     )
     if trace:
         tracemalloc.start()

@@ -41,7 +41,13 @@ def inputs(folder: Path, count: int) -> list[str]:
 
 def config(tmp_path: Path, url: str, task: str, **overrides: object) -> WorkerConfig:
     service = batch_service(str(tmp_path / "in"), str(tmp_path / "out"), concurrency=2)
-    settings = {"manifest_max_lines": 10, "flush_lines": 2, "flush_seconds": 0.05, **overrides}
+    settings = {
+        "manifest_max_lines": 10,
+        "flush_lines": 2,
+        "flush_seconds": 0.05,
+        "allow_local_paths": True,
+        **overrides,
+    }
     return config_from_service(service, application(SEED_SCHEMA), url, task, **settings)
 
 

@@ -61,7 +61,7 @@ def test_seed_example_exactly(tmp_path: Path) -> None:
     service = batch_service(str(tmp_path / "in"), str(tmp_path / "out"))
     recording = Recording()
     with serve(recording_model(recording)) as url:
-        config = config_from_service(service, app, url, "seed")
+        config = config_from_service(service, app, url, "seed", allow_local_paths=True)
         assert config.input_type == "json"
         assert config.mapping == SEED_MAPPING == generate_mapping(SEED_SCHEMA)
         summary = asyncio.run(run_worker(config))

@@ -115,7 +115,12 @@ def test_manifest_of_s3_local_and_https_sources(s3: Any, tmp_path: Path) -> None
         s3.put_object(Bucket="data", Key="list.manifest", Body=manifest.encode())
         service = batch_service("s3://data/list.manifest", "s3://data/out/", app="images")
         [summary] = run_local(
-            service, application(FILE_SCHEMA, name="images"), model, "m1", allow_http_sources=True
+            service,
+            application(FILE_SCHEMA, name="images"),
+            model,
+            "m1",
+            allow_http_sources=True,
+            allowed_networks=["127.0.0.0/8"],  # the file host is on loopback
         )
     assert summary.to_dict() == {
         "total": 5,

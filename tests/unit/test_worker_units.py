@@ -21,9 +21,10 @@ from inferops.contract.batch_worker import (
 from inferops.storage import Storage, parse_location
 from inferops.worker.csv_rows import is_json_type
 from inferops.worker.encoding import compile_encoder
+from inferops.worker.folders import walk_sorted
 from inferops.worker.manifest import ManifestWriter, chunk_name, chunk_number, manifest_line
 from inferops.worker.mapping import RowError, build_request, compile_mapping
-from inferops.worker.sources import ResultNames, iter_shard, split_lines, walk_sorted
+from inferops.worker.sources import ResultNames, iter_shard, split_lines
 from tests.worker_support import FILE_SCHEMA, SEED_SCHEMA, application, batch_service
 
 
@@ -172,7 +173,9 @@ def test_local_listing_is_in_object_store_key_order(tmp_path: Path) -> None:
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(name)
     os.symlink(tmp_path / "b", tmp_path / "link")  # directory links are not followed
-    assert list(walk_sorted(str(tmp_path))) == sorted(names)
+    assert list(walk_sorted(str(tmp_path), str(tmp_path))) == sorted(
+        [(name, None) for name in names] + [("link", "a symbolic link to a folder (not followed)")]
+    )
 
 
 def test_shards_are_disjoint_and_cover_the_listing(tmp_path: Path) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from inferops.api.base import ApiModel
 from inferops.api.names import LABEL_POOL
@@ -103,13 +104,36 @@ class Images(ApiModel):
 
 
 class BatchLimits(ApiModel):
-    """Limits of batch inputs (the seed's 10 MB images and 12 MB CSV files by default)."""
+    """Limits of batch inputs (the seed's 10 MB images and 12 MB CSV files by default), of
+    the model's answers, and the networks https:// sources may reach."""
 
     max_image_bytes: int = Field(10 * 1024 * 1024, ge=1, description="Largest image input.")
     max_csv_bytes: int = Field(12 * 1024 * 1024, ge=1, description="Largest CSV input.")
     manifest_max_lines: int = Field(
         10000, ge=1, description="Output manifest lines before continuing in _1, _2, ..."
     )
+    max_response_bytes: int = Field(
+        16 * 1024 * 1024,
+        ge=1,
+        description="Largest model answer the batch worker reads (per request); a larger "
+        "one fails its source (its CSV row).",
+    )
+    allowed_networks: list[str] = Field(
+        default_factory=list,
+        description="CIDRs that https:// batch sources may reach although they are private, "
+        "loopback, link-local or otherwise not public (e.g. an in-cluster object store "
+        "serving pre-signed URLs). Empty: public addresses only.",
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError:
+                raise ValueError(f"{cidr!r} is not an IP network in CIDR form") from None
+        return value
 
 
 class Catalog(ApiModel):

@@ -10,6 +10,7 @@ objects (`config_from_service`) in one process.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from inferops.api.application import AIApplicationSpec, ApiDefinition, AppVersion
 from inferops.api.batch import BatchServiceSpec
+from inferops.contract.batch_paths import output_inside_input, output_inside_input_message
 from inferops.contract.request_schema import (
     InputType,
     JsonObject,
@@ -38,6 +40,9 @@ DEFAULT_MAX_CSV_BYTES = 12 * 1024 * 1024
 # worker's memory (concurrency x file size) inside its container.
 DEFAULT_MAX_FILE_BYTES = 100 * 1024 * 1024
 DEFAULT_MANIFEST_MAX_LINES = 10_000
+# The largest model answer a worker reads (per request): it holds an answer whole until it
+# is written, so this and `concurrency` bound its memory whatever the model sends.
+DEFAULT_MAX_RESPONSE_BYTES = 16 * 1024 * 1024
 
 
 MAX_IO_THREADS = 64
@@ -86,6 +91,14 @@ class WorkerConfig:
     s3_region: str | None = None
     # http:// sources (pre-signed URLs of an in-cluster store without TLS, or tests).
     allow_http_sources: bool = False
+    # CIDRs that https:// sources may reach although private, loopback or link-local (the
+    # catalog's batch.allowedNetworks); any other such address is refused (storage.egress).
+    allowed_networks: list[str] = field(default_factory=list, hash=False)
+    # file:// and local paths (inputPath, outputPath, sources): only `inferops batch run`
+    # allows them. In a pod they would read the worker's own files, or write into a
+    # container's filesystem that is thrown away.
+    allow_local_paths: bool = False
+    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
     # Threads (and S3 connections) for storage calls; None: `io_threads_default`.
     io_threads: int | None = None
 
@@ -107,6 +120,7 @@ _POSITIVE_INTS = (
     "max_csv_bytes",
     "max_file_bytes",
     "manifest_max_lines",
+    "max_response_bytes",
     "flush_lines",
 )
 
@@ -127,6 +141,22 @@ def _input_problems(config: WorkerConfig) -> list[str]:
         problems.append("file_field: file input needs the form field name")
     if config.input_type == "json" and not isinstance(config.mapping, dict):
         problems.append("mapping: JSON input needs a mapping object")
+    paths = (config.input_path, config.output_path)
+    if all(isinstance(p, str) and p for p in paths) and output_inside_input(*paths):
+        problems.append(f"output_path: {output_inside_input_message(config.input_path)}")
+    problems.extend(_network_problems(config.allowed_networks))
+    return problems
+
+
+def _network_problems(networks: Any) -> list[str]:
+    if not isinstance(networks, list):
+        return [f"allowed_networks: must be a list of CIDRs, not {networks!r}"]
+    problems = []
+    for i, cidr in enumerate(networks):
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except (TypeError, ValueError):
+            problems.append(f"allowed_networks[{i}]: {cidr!r} is not a CIDR")
     return problems
 
 
@@ -138,6 +168,10 @@ def _number_problems(config: WorkerConfig) -> list[str]:
     ]
     if config.io_threads is not None and not _is_int(config.io_threads, 1):
         problems.append(f"io_threads: must be an integer >= 1, not {config.io_threads!r}")
+    if not isinstance(config.allow_local_paths, bool):
+        problems.append(
+            f"allow_local_paths: must be true or false, not {config.allow_local_paths!r}"
+        )
     if not isinstance(config.retries, int) or config.retries < 0:
         problems.append(f"retries: must be an integer >= 0, not {config.retries!r}")
     for name in ("request_timeout_seconds", "flush_seconds"):
@@ -197,15 +231,17 @@ def config_from_env(environ: Mapping[str, str]) -> WorkerConfig:
     return config_from_dict(data)
 
 
-def _limit(limits: Any, name: str, camel: str, default: int) -> int:
-    """A batch limit from the catalog's BatchLimits model or a plain mapping."""
+def _setting(limits: Any, name: str, camel: str, default: Any) -> Any:
+    """A batch setting from the catalog's BatchLimits model or a plain mapping."""
     if limits is None:
         return default
     if isinstance(limits, Mapping):
-        value = limits.get(name, limits.get(camel, default))
-    else:
-        value = getattr(limits, name, default)
-    return int(value)
+        return limits.get(name, limits.get(camel, default))
+    return getattr(limits, name, default)
+
+
+def _limit(limits: Any, name: str, camel: str, default: int) -> int:
+    return int(_setting(limits, name, camel, default))
 
 
 def config_from_service(  # noqa: PLR0917 (the positional order is the operator's contract)
@@ -221,8 +257,8 @@ def config_from_service(  # noqa: PLR0917 (the positional order is the operator'
     """The worker config of a BatchService (whole object or spec) and its AIApplication.
 
     worker_count defaults to spec.computeNodes; limits is the catalog's BatchLimits (or a
-    mapping with maxImageBytes, maxCsvBytes, manifestMaxLines); overrides replace any
-    other field (e.g. request_timeout_seconds).
+    mapping with maxImageBytes, maxCsvBytes, manifestMaxLines, maxResponseBytes,
+    allowedNetworks); overrides replace any other field (e.g. request_timeout_seconds).
     """
     try:
         spec = BatchServiceSpec.model_validate(batch_obj.get("spec", batch_obj))
@@ -275,6 +311,10 @@ def worker_config(  # noqa: PLR0917 (the positional order is the operator's cont
         "manifest_max_lines": _limit(
             limits, "manifest_max_lines", "manifestMaxLines", DEFAULT_MANIFEST_MAX_LINES
         ),
+        "max_response_bytes": _limit(
+            limits, "max_response_bytes", "maxResponseBytes", DEFAULT_MAX_RESPONSE_BYTES
+        ),
+        "allowed_networks": list(_setting(limits, "allowed_networks", "allowedNetworks", [])),
         "s3_endpoint": spec.storage.endpoint if spec.storage else None,
         "s3_region": spec.storage.region if spec.storage else None,
     }

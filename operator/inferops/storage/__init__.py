@@ -7,6 +7,7 @@ never branch on it for I/O.
 """
 
 from inferops.storage.dispatch import Storage
+from inferops.storage.egress import EgressError, EgressPolicy
 from inferops.storage.errors import StorageError, TooLargeError
 from inferops.storage.https_store import HttpsStore
 from inferops.storage.local_store import LocalStore
@@ -17,6 +18,8 @@ from inferops.storage.store import Store
 __all__ = [
     "DEFAULT_REGION",
     "ENDPOINT_ENV",
+    "EgressError",
+    "EgressPolicy",
     "HttpsStore",
     "LocalStore",
     "Location",

@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from inferops.storage.egress import EgressPolicy
 from inferops.storage.errors import StorageError, TooLargeError
 from inferops.storage.https_store import HttpsStore
 from inferops.storage.local_store import LocalStore
@@ -19,7 +20,12 @@ from inferops.storage.store import Store
 
 
 class Storage:
-    """Reads and writes locations of every scheme; the S3 client is made on first use."""
+    """Reads and writes locations of every scheme; the S3 client is made on first use.
+
+    `egress` decides which addresses https:// (and http://) locations may reach (see
+    storage.egress); None reaches any. The S3 endpoint is configuration, not data, and is
+    not checked by it.
+    """
 
     def __init__(
         self,
@@ -27,10 +33,11 @@ class Storage:
         region: str | None = None,
         timeout: float = 60.0,
         connections: int = 10,
+        egress: EgressPolicy | None = None,
     ) -> None:
         self._objects = ObjectStore(endpoint, region, timeout, connections)
         self._local = LocalStore()
-        self._https = HttpsStore(timeout)
+        self._https = HttpsStore(timeout, egress)
 
     # Settings as resolved (endpoint and region from the environment when not given).
     @property
@@ -65,6 +72,13 @@ class Storage:
     def list_files(self, folder: Location) -> Iterator[Location]:
         """Every file under a folder, recursively, in key order (errors on first next())."""
         yield from self.store_for(folder).list_files(folder)
+
+    def object_keys(self, folder: Location) -> Iterator[str]:
+        """The keys under an s3 folder relative to it, in key order, unchecked (see
+        ObjectStore.relative_keys)."""
+        if folder.scheme != "s3":
+            raise StorageError(f"{folder.text}: not an object storage folder")
+        yield from self._objects.relative_keys(folder)
 
     def size(self, location: Location) -> int:
         return self.store_for(location).size(location)

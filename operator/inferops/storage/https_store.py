@@ -1,40 +1,37 @@
 """https:// URLs (pre-signed object URLs, model hosts): read-only, and never listed.
 
 Also reads http:// URLs, which the batch worker accepts in manifests when its config allows
-(they are parsed as scheme "https"; see worker.sources.parse_source).
+(they are parsed as scheme "https"; see worker.sources.parse_source). Every connection goes
+through an egress policy (storage.egress, storage.http_client): the batch worker's refuses
+private and special addresses; without one, any address is reached.
 """
 
 from __future__ import annotations
 
 import shutil
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
+from inferops.storage.egress import EgressPolicy
 from inferops.storage.errors import StorageError
+from inferops.storage.http_client import HttpClient
 from inferops.storage.location import Location
 from inferops.storage.store import TreeFiles, read_size, single_file
 
 
 def _download_failed(exc: Exception) -> StorageError:
-    # URLError, HTTPError, timeouts: all mean "download failed".
-    reason = getattr(exc, "reason", None) or exc
+    # Refusals, HTTP statuses, timeouts, TLS and connection errors: all mean "download
+    # failed". None of them quotes the response (see http_client).
+    reason = getattr(exc, "strerror", None) or exc
     return StorageError(f"download failed: {reason}")
 
 
-def _request(location: Location) -> urllib.request.Request:
-    return urllib.request.Request(location.text, headers={"User-Agent": "inferops"})
-
-
 class HttpsStore:
-    """Reads URLs with urllib; every request times out after `timeout` seconds."""
+    """Reads URLs; every socket operation times out after `timeout` seconds."""
 
-    def __init__(self, timeout: float) -> None:
+    def __init__(self, timeout: float, egress: EgressPolicy | None = None) -> None:
         self.timeout = timeout
-
-    def _open(self, request: urllib.request.Request) -> Any:
-        return urllib.request.urlopen(request, timeout=self.timeout)
+        self.client = HttpClient(egress or EgressPolicy.unrestricted(), timeout)
 
     def list_files(self, folder: Location) -> Iterator[Location]:
         raise StorageError(f"{folder.text}: an https:// location cannot be listed")
@@ -44,15 +41,14 @@ class HttpsStore:
 
     def read(self, location: Location, limit: int | None) -> bytes:
         try:
-            with self._open(_request(location)) as response:
+            with self.client.get(location.text) as response:
                 return bytes(response.read(limit) if limit else response.read())
         except Exception as exc:
             raise _download_failed(exc) from None
 
     def read_bounded(self, location: Location, max_bytes: int) -> tuple[int, bytes]:
-        request = _request(location)  # a malformed URL raises ValueError, as it always did
         try:
-            with self._open(request) as response:
+            with self.client.get(location.text) as response:
                 length = response.headers.get("Content-Length")
                 size = int(length) if length and length.isdigit() else -1
                 data = b"" if size > max_bytes else response.read(read_size(size, max_bytes))
@@ -66,7 +62,7 @@ class HttpsStore:
 
     def iter_chunks(self, location: Location, chunk_size: int) -> Iterator[bytes]:
         try:
-            with self._open(_request(location)) as response:
+            with self.client.get(location.text) as response:
                 yield from iter(lambda: bytes(response.read(chunk_size)), b"")
         except OSError as exc:
             raise StorageError(f"{location.text}: {exc.strerror or exc}") from None
@@ -80,7 +76,7 @@ class HttpsStore:
 
     def download(self, location: Location, target: Path) -> None:
         try:
-            with self._open(_request(location)) as response, open(target, "wb") as out:
+            with self.client.get(location.text) as response, open(target, "wb") as out:
                 shutil.copyfileobj(response, out, 1024 * 1024)
         except OSError as exc:
             raise StorageError(f"{location.text}: {exc.strerror or exc}") from None

@@ -40,6 +40,18 @@ class Location:
         """Written as a folder (trailing slash); a folder may also be written without one."""
         return self.text.endswith("/")
 
+    @property
+    def prefix(self) -> str:
+        """The key prefix of the objects inside this folder (s3 only): the key and a "/"."""
+        return self.key if not self.key or self.key.endswith("/") else self.key + "/"
+
+    def child_text(self, name: str) -> str:
+        """The text `child(name)` has, for names it refuses too (to report them)."""
+        if self.scheme == "s3":
+            return f"{self.text.split('://', 1)[0]}://{self.bucket}/{self.prefix}{name}"
+        path = os.path.join(self.path, name)
+        return f"file://{path}" if self.text.startswith("file://") else path
+
     def child(self, name: str) -> Location:
         """The location `name` inside this folder."""
         # Plain string splitting (same answer as PurePosixPath(name).parts): pathlib interns
@@ -47,7 +59,7 @@ class Location:
         if ".." in name.split("/") or name.startswith("/"):
             raise StorageError(f"refusing a relative name that leaves its folder: {name!r}")
         if self.scheme == "s3":
-            prefix = self.key if not self.key or self.key.endswith("/") else self.key + "/"
+            prefix = self.prefix
             scheme_text = self.text.split("://", 1)[0]
             return Location(
                 "s3",

@@ -77,13 +77,19 @@ class ObjectStore:
         return self._client
 
     def list_files(self, folder: Location) -> Iterator[Location]:
-        prefix = folder.key if not folder.key or folder.key.endswith("/") else folder.key + "/"
+        for name in self.relative_keys(folder):
+            yield folder.child(name)
+
+    def relative_keys(self, folder: Location) -> Iterator[str]:
+        """The keys under a folder relative to it, in key order, as stored: a key such as
+        `a/../b` is the caller's to refuse (list_files raises on it)."""
+        prefix = folder.prefix
         paginator = self.client.get_paginator("list_objects_v2")
         try:
             for page in paginator.paginate(Bucket=folder.bucket, Prefix=prefix):
                 for item in page.get("Contents", ()):
                     if not item["Key"].endswith("/"):  # a "folder" marker object
-                        yield folder.child(item["Key"][len(prefix) :])
+                        yield item["Key"][len(prefix) :]
         except Exception as exc:  # botocore raises many types; all mean "cannot list"
             raise _error(folder, exc) from None
 

@@ -103,6 +103,8 @@ def cmd_batch_run(args: argparse.Namespace) -> int:
         overrides["s3_endpoint"] = args.endpoint
     if args.request_timeout:
         overrides["request_timeout_seconds"] = args.request_timeout
+    if args.allow_network:
+        overrides["allowed_networks"] = args.allow_network
     task_id = args.task_id or uuid.uuid4().hex[:12]
     try:
         summaries = asyncio.run(
@@ -150,5 +152,12 @@ def register(subparsers: Any) -> None:
     )
     run.add_argument(
         "--request-timeout", type=float, metavar="SECONDS", help="per-request timeout (default 60)"
+    )
+    run.add_argument(
+        "--allow-network",
+        action="append",
+        metavar="CIDR",
+        help="let https:// sources reach this private or loopback network, e.g. a local "
+        "object store (repeatable; default: public addresses only)",
     )
     run.set_defaults(func=cmd_batch_run)

@@ -66,7 +66,11 @@ _FALSE = {"false", "0", "no", "n", "f"}
 
 
 def coerce(text: str, kind: str, column: int) -> Any:
-    """A CSV cell as a JSON value of the given schema type."""
+    """A CSV cell as a JSON value of the given schema type.
+
+    A RowError names the column, never the cell: the message goes into the output manifest,
+    and the cell may be anything the source held (a file a link pointed at, a page an URL
+    answered with)."""
     if kind == "string":
         return text
     value = text.strip()
@@ -75,16 +79,16 @@ def coerce(text: str, kind: str, column: int) -> Any:
             return True
         if value.lower() in _FALSE:
             return False
-        raise RowError(f"column {column}: {text!r} is not a boolean")
+        raise RowError(f"column {column}: not a boolean")
     try:
         number = float(value)
     except ValueError:
-        raise RowError(f"column {column}: {text!r} is not a {kind}") from None
+        raise RowError(f"column {column}: not a {kind}") from None
     if not math.isfinite(number):
-        raise RowError(f"column {column}: {text!r} is not a finite {kind}")
+        raise RowError(f"column {column}: not a finite {kind}")
     if kind == "integer":
         if not number.is_integer():
-            raise RowError(f"column {column}: {text!r} is not an integer")
+            raise RowError(f"column {column}: not an integer")
         return int(number)
     # Integral text stays an integer ("5" -> 5); JSON compares 5 and 5.0 equal either way.
     try:

@@ -21,8 +21,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from inferops.contract.batch_paths import output_inside_input, output_inside_input_message
 from inferops.contract.batch_worker import WorkerConfig, config_from_service
-from inferops.storage import Location, Storage, StorageError, TooLargeError, parse_location
+from inferops.storage import (
+    EgressPolicy,
+    Location,
+    Storage,
+    StorageError,
+    TooLargeError,
+    parse_location,
+)
 from inferops.worker.client import ModelClient, RequestError
 from inferops.worker.csv_rows import CsvRows
 from inferops.worker.encoding import compile_encoder
@@ -218,11 +226,20 @@ class _Run:
             raise WorkerError(f"cannot read the input {self.config.input_path}: {exc}") from None
 
     def _start(self, source: Source) -> asyncio.Future[Outcome]:
-        if source.error is not None or source.location is None:
+        error = source.error
+        if error is None:
+            error = "no source" if source.location is None else self._refusal(source.location)
+        if error is not None or source.location is None:
             done: asyncio.Future[Outcome] = self.loop.create_future()
-            done.set_result(Outcome(False, source.error or "no source"))
+            done.set_result(Outcome(False, error or "no source"))
             return done
         return asyncio.ensure_future(self._guarded(source, source.location))
+
+    def _refusal(self, location: Location) -> str | None:
+        """Why a source is not read at all (before any I/O), or None."""
+        if location.scheme == "file" and not self.config.allow_local_paths:
+            return LOCAL_ONLY
+        return None
 
     async def _commit(self, source: Source, future: asyncio.Future[Outcome]) -> None:
         outcome = await future
@@ -306,8 +323,8 @@ class _Run:
     async def _csv(self, source: Source, data: bytes) -> Outcome:
         try:
             text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            return Outcome(False, f"the CSV file is not UTF-8 text: {exc}")
+        except UnicodeDecodeError as exc:  # its message would quote the byte
+            return Outcome(False, f"the CSV file is not UTF-8 text (byte {exc.start})")
         rows = CsvRows(text, self.encode_row)
         lanes = min(self.config.concurrency, rows.lanes_wanted)
         if lanes == 1:
@@ -326,17 +343,36 @@ class _Run:
         return Outcome(False, f"{failure} (results in {target.text})")
 
 
-async def run_worker(config: WorkerConfig, storage: Storage | None = None) -> Summary:
-    """Runs one worker to the end; WorkerError on a fatal error (FAILED lines are not)."""
+LOCAL_ONLY = "local paths are only for local runs (inferops batch run)"
+
+
+def _output_location(config: WorkerConfig) -> Location:
+    """Where results go, once the paths are checked; WorkerError for paths a worker
+    must not use."""
     try:
         output = parse_location(config.output_path)
-        parse_location(config.input_path)
+        source = parse_location(config.input_path)
     except StorageError as exc:
         raise WorkerError(str(exc)) from None
     if output.scheme == "https":
         raise WorkerError(f"{config.output_path}: cannot write to an https:// location")
+    for name, location in (("input_path", source), ("output_path", output)):
+        if location.scheme == "file" and not config.allow_local_paths:
+            raise WorkerError(f"{name}: {location.text}: {LOCAL_ONLY}")
+    if output.scheme == source.scheme == "file" and output_inside_input(
+        os.path.realpath(source.path), os.path.realpath(output.path)
+    ):  # the config compared the paths as written; here through links and "..", too
+        raise WorkerError(f"output_path: {output_inside_input_message(config.input_path)}")
+    return output
+
+
+async def run_worker(config: WorkerConfig, storage: Storage | None = None) -> Summary:
+    """Runs one worker to the end; WorkerError on a fatal error (FAILED lines are not)."""
+    output = _output_location(config)
     threads = config.storage_threads
-    storage = storage or Storage(config.s3_endpoint, config.s3_region, connections=threads)
+    if storage is None:
+        egress = EgressPolicy.allowing(config.allowed_networks)
+        storage = Storage(config.s3_endpoint, config.s3_region, connections=threads, egress=egress)
     pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="inferops-io")
     try:
         async with ModelClient(config) as client:
@@ -357,6 +393,7 @@ async def run_local_async(
 ) -> list[Summary]:
     """Runs every worker of a BatchService concurrently in this process (same code path
     as the pods: one config per index, each its own shard)."""
+    overrides.setdefault("allow_local_paths", True)  # the one place local paths are allowed
     first = config_from_service(
         batch_obj, app_obj, model_url, task_id, 0, workers, limits, **overrides
     )

@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 from inferops.contract.untrusted import UntrustedInputError, load_json
 from inferops.storage import Location, Storage, StorageError, parse_location
+from inferops.worker.folders import Item as _Item
+from inferops.worker.folders import folder_sources
 
 MANIFEST_SUFFIX = ".manifest"
 MAX_MANIFEST_LINE = 1024 * 1024
@@ -29,9 +31,9 @@ class Source:
     `text` is the source as given (for a malformed manifest line: the raw line), `name` the
     result name under infer-result-{taskId}/ (without `_result.txt`), `filename` the
     source's file name (sent with file input, and its extension picks the size limit),
-    `shard_index` the
-    position within this worker's shard (what resume counts), `error` set when the source
-    could not even be read from the manifest.
+    `shard_index` the position within this worker's shard (what resume counts), `error` set
+    when the source is FAILED without being read (a manifest line naming no usable source,
+    a folder entry that is not read: see worker.folders).
     """
 
     position: int
@@ -72,7 +74,7 @@ def iter_shard(
     items = (
         _manifest_sources(storage, folder_or_manifest, allow_http)
         if is_manifest(input_path)
-        else _folder_sources(storage, folder_or_manifest)
+        else folder_sources(storage, folder_or_manifest)
     )
     shard_index = 0
     for position, item in enumerate(items):
@@ -81,52 +83,6 @@ def iter_shard(
             filename = file_name(location) if location is not None else ""
             yield Source(position, shard_index, text, location, name, filename, error)
             shard_index += 1
-
-
-_Item = tuple[str, Location | None, str, str | None]
-
-
-# ---- folders ---------------------------------------------------------------------------------
-
-
-def _folder_sources(storage: Storage, folder: Location) -> Iterator[_Item]:
-    """Every file under the folder in key order; its result name is its relative path, so
-    a/1.jpg and b/1.jpg do not collide."""
-    if folder.scheme == "file":
-        if not os.path.isdir(folder.path):
-            raise StorageError(f"{folder.text}: not a folder")
-        for relative in walk_sorted(folder.path):
-            location = folder.child(relative)
-            yield location.text, location, relative, None
-    elif folder.scheme == "s3":
-        prefix = folder.key if not folder.key or folder.key.endswith("/") else folder.key + "/"
-        for location in storage.list_files(folder):
-            yield location.text, location, location.key[len(prefix) :], None
-    else:
-        raise StorageError(f"{folder.text}: an https:// input must be a .manifest file")
-
-
-def walk_sorted(root: str, relative: str = "") -> Iterator[str]:
-    """Relative paths of the files under root in the order an object store lists keys.
-
-    Sorting each directory's entries by name, with "/" after directory names, gives exactly
-    the order of the full keys, while holding one directory listing per level only.
-    Directory symlinks are not followed (no loops); file symlinks are read.
-    """
-    try:
-        with os.scandir(os.path.join(root, relative)) as scan:
-            entries = sorted(
-                (entry.name + "/" if entry.is_dir(follow_symlinks=False) else entry.name)
-                for entry in scan
-                if entry.is_dir(follow_symlinks=False) or entry.is_file()
-            )
-    except OSError as exc:
-        raise StorageError(f"{os.path.join(root, relative)}: {exc.strerror}") from None
-    for entry in entries:
-        if entry.endswith("/"):
-            yield from walk_sorted(root, relative + entry)
-        else:
-            yield relative + entry
 
 
 # ---- manifests -------------------------------------------------------------------------------
