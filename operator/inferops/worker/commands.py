@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -18,9 +19,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
+from yarl import URL
 
 from inferops.contract.batch_worker import ConfigError, config_from_env
+from inferops.contract.untrusted import UntrustedInputError, load_yaml_documents
 from inferops.contract.worker_report import WorkerReport
 from inferops.worker.runner import Summary, WorkerError, run_local_async, run_worker
 
@@ -81,9 +83,14 @@ def cmd_batch_worker(args: argparse.Namespace) -> int:
 def _documents(path: str, kind: str) -> list[dict[str, Any]]:
     try:
         text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ValueError(f"{path}: cannot read: {exc.strerror}") from None
-    found = [d for d in yaml.safe_load_all(text) if isinstance(d, dict) and d.get("kind") == kind]
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise ValueError(f"{path}: cannot read: {reason}") from None
+    try:
+        documents = load_yaml_documents(text)
+    except UntrustedInputError as exc:
+        raise ValueError(f"{path}: invalid YAML: {exc}") from None
+    found = [d for d in documents if isinstance(d, dict) and d.get("kind") == kind]
     if not found:
         raise ValueError(f"{path}: no {kind} in the file")
     return found
@@ -94,14 +101,14 @@ def cmd_batch_run(args: argparse.Namespace) -> int:
     try:
         service = _documents(args.file, "BatchService")[0]
         apps = _documents(args.app, "AIApplication")
-    except (ValueError, yaml.YAMLError) as exc:
+    except ValueError as exc:
         return _fail("batch run", str(exc), EXIT_UNREADABLE)
     wanted = (service.get("spec") or {}).get("application")
     app = next((a for a in apps if (a.get("metadata") or {}).get("name") == wanted), apps[0])
     overrides: dict[str, Any] = {}
     if args.endpoint:
         overrides["s3_endpoint"] = args.endpoint
-    if args.request_timeout:
+    if args.request_timeout is not None:  # 0 is refused by the parser, never ignored
         overrides["request_timeout_seconds"] = args.request_timeout
     if args.allow_network:
         overrides["allowed_networks"] = args.allow_network
@@ -126,6 +133,37 @@ def cmd_batch_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds > 0 (`0`, `nan`, `inf` are refused)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds > 0, not {text!r}")
+    return value
+
+
+def model_url(text: str) -> str:
+    """An argparse type: an http:// or https:// URL with a host, as aiohttp reads it, so a
+    bad URL is one error before any work instead of a failure per source."""
+    example = "e.g. http://127.0.0.1:8080"
+    try:
+        url = URL(text)
+        port = url.port  # a port out of range or not a number raises ValueError
+    except (ValueError, TypeError) as exc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a URL ({exc}); {example}") from None
+    if url.scheme not in ("http", "https") or not url.host or port is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an http:// or https:// URL with a host; {example}"
+        )
+    if url.query_string or url.fragment:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: the model URL is a base the request path is added to: no query or fragment"
+        )
+    return text
+
+
 def register(subparsers: Any) -> None:
     """Registers `batch-worker` and `batch run` on the `inferops` subparsers."""
     worker = subparsers.add_parser(
@@ -140,7 +178,13 @@ def register(subparsers: Any) -> None:
     run = batch_sub.add_parser("run", help="run a batch service locally with the real worker")
     run.add_argument("-f", "--file", required=True, metavar="BATCHSERVICE.yaml")
     run.add_argument("--app", required=True, metavar="AIAPPLICATION.yaml")
-    run.add_argument("--model-url", required=True, metavar="URL", help="e.g. http://127.0.0.1:8080")
+    run.add_argument(
+        "--model-url",
+        required=True,
+        type=model_url,
+        metavar="URL",
+        help="e.g. http://127.0.0.1:8080",
+    )
     run.add_argument(
         "--task-id",
         help="batch task ID (default: a new random one); reuse it to resume an interrupted run",
@@ -151,7 +195,10 @@ def register(subparsers: Any) -> None:
         help="S3 API endpoint (default: spec.storage.endpoint, then $INFEROPS_S3_ENDPOINT)",
     )
     run.add_argument(
-        "--request-timeout", type=float, metavar="SECONDS", help="per-request timeout (default 60)"
+        "--request-timeout",
+        type=seconds,
+        metavar="SECONDS",
+        help="per-request timeout, > 0 (default 60)",
     )
     run.add_argument(
         "--allow-network",
