@@ -84,3 +84,64 @@ def test_updates_keep_their_place() -> None:
     assert ledger.check(kube, Quotas(), service("a", 2), create=False, record=True) is None  # type: ignore[arg-type]
     refused = ledger.check(kube, Quotas(), service("b", 3), create=False, record=True)  # type: ignore[arg-type]
     assert refused is not None and "2 in use, this service asks for 3" in refused
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (no sleeping, no timing assertions)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def create(ledger: QuotaLedger, kube: StoreKube, obj: dict[str, Any]) -> str | None:
+    """Why a real (not dry-run) create of `obj` is refused, or None."""
+    return ledger.check(kube, Quotas(), obj, create=True, record=True)  # type: ignore[arg-type]
+
+
+def test_forged_creates_stop_counting_after_the_grace() -> None:
+    """20 CREATE reviews that never become objects (forged, or refused later by the API
+    server) hold the namespace's quota only for the grace; then a real create passes."""
+    from inferops.handlers.admission import GRACE_SECONDS
+
+    kube = StoreKube({})  # the catalog's default: 20 real-time services per namespace
+    clock = Clock()
+    ledger = QuotaLedger(clock=clock)
+    for i in range(20):
+        assert create(ledger, kube, service(f"forged-{i:02d}")) is None
+    # Within the grace they may still be real creates on their way to etcd: they count.
+    assert create(ledger, kube, service("real")) is not None
+    clock.now += GRACE_SECONDS
+    assert create(ledger, kube, service("real")) is None
+
+
+def test_entries_confirmed_by_the_object_keep_counting() -> None:
+    """An admitted create that became an object counts as that object, grace or not."""
+    from inferops.handlers.admission import GRACE_SECONDS
+
+    kube = StoreKube({"serving.inferops.dev/quota-realtime-services": "1"})
+    clock = Clock()
+    ledger = QuotaLedger(clock=clock)
+    assert create(ledger, kube, service("a")) is None
+    kube.stored.append(service("a"))
+    clock.now += GRACE_SECONDS * 10
+    assert create(ledger, kube, service("b")) is not None
+
+
+def test_expired_entries_of_every_namespace_are_forgotten() -> None:
+    """Forged reviews naming many namespaces leave nothing behind once their grace is over."""
+    from inferops.handlers.admission import GRACE_SECONDS
+
+    kube = StoreKube({})
+    clock = Clock()
+    ledger = QuotaLedger(clock=clock)
+    for i in range(50):
+        forged = service("forged")
+        forged["metadata"]["namespace"] = f"ns-{i}"
+        create(ledger, kube, forged)
+    assert len(ledger) == 50
+    clock.now += GRACE_SECONDS
+    create(ledger, kube, service("real"))
+    assert len(ledger) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import ssl
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,9 @@ def cmd_operator(args: argparse.Namespace) -> int:
         catalog = load_catalog(args.catalog)
     except CatalogError as exc:
         return fail(str(exc))
+    problem = client_ca_problem(args)
+    if problem:
+        return fail(problem)
     webhook = None
     if args.webhook_port:
         webhook = WebhookOptions(
@@ -25,6 +29,8 @@ def cmd_operator(args: argparse.Namespace) -> int:
             host=args.webhook_host,
             cert_dir=Path(args.webhook_cert_dir) if args.webhook_cert_dir else None,
             managed=args.webhook_managed,
+            client_ca=Path(args.webhook_client_ca) if args.webhook_client_ca else None,
+            client_names=tuple(args.webhook_client_name),
         )
     run_operator(
         catalog,
@@ -36,6 +42,20 @@ def cmd_operator(args: argparse.Namespace) -> int:
         metrics_port=args.metrics_port or None,
     )
     return 0
+
+
+def client_ca_problem(args: argparse.Namespace) -> str | None:
+    """Why the client-authentication options cannot work, before Kopf starts."""
+    if args.webhook_client_name and not args.webhook_client_ca:
+        return "--webhook-client-name needs --webhook-client-ca"
+    if args.webhook_client_ca and not args.webhook_port:
+        return "--webhook-client-ca needs --webhook-port"
+    if args.webhook_client_ca:
+        try:
+            ssl.create_default_context().load_verify_locations(args.webhook_client_ca)
+        except (OSError, ssl.SSLError) as exc:
+            return f"--webhook-client-ca {args.webhook_client_ca}: not a readable PEM CA ({exc})"
+    return None
 
 
 def register(subparsers: Any) -> None:
@@ -82,5 +102,19 @@ def register(subparsers: Any) -> None:
         "--webhook-managed",
         metavar="NAME",
         help="keep this ValidatingWebhookConfiguration up to date",
+    )
+    operator.add_argument(
+        "--webhook-client-ca",
+        metavar="FILE",
+        help="PEM CA of the API server's client certificate: callers without a certificate "
+        "it signed are refused in the TLS handshake (default: no client verification)",
+    )
+    operator.add_argument(
+        "--webhook-client-name",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="accept only client certificates with this Common Name or DNS name "
+        "(repeatable; default: any the CA signed)",
     )
     operator.set_defaults(func=cmd_operator)

@@ -20,6 +20,16 @@ class WebhookOptions:
     host: str | None = None  # the name or IP the API server dials; default: address
     cert_dir: Path | None = None  # tls.crt, tls.key, ca.crt; default: self-signed at start
     managed: str | None = None  # a ValidatingWebhookConfiguration that Kopf keeps current
+    # The CA that signs the API server's client certificate: with it, callers without such
+    # a certificate are refused in the TLS handshake (docs/helm.md, "Webhook callers").
+    client_ca: Path | None = None
+    # Accepted client certificate names (Common Name or DNS SAN); empty: any the CA signed.
+    client_names: tuple[str, ...] = ()
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether every review comes from a caller that proved who it is (the API server)."""
+        return self.client_ca is not None
 
 
 def run_operator(

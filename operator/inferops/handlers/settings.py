@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 import logging
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import kopf
 
 from inferops.api.names import FIELD_MANAGER, GROUP
-from inferops.certs import self_signed
 from inferops.handlers import metrics
 from inferops.handlers.run import WebhookOptions
-
-
-def webhook_server(options: WebhookOptions) -> kopf.WebhookServer:
-    host = options.host or options.address
-    cert_dir = options.cert_dir
-    if cert_dir is None:
-        cert_dir = Path(tempfile.mkdtemp(prefix="inferops-webhook-"))
-        self_signed(cert_dir, [host, "localhost"])
-    return kopf.WebhookServer(
-        addr=options.address,
-        port=options.port,
-        host=host,
-        certfile=cert_dir / "tls.crt",
-        pkeyfile=cert_dir / "tls.key",
-        cafile=cert_dir / "ca.crt",
-    )
+from inferops.handlers.webhook import webhook_server
 
 
 @kopf.on.startup()

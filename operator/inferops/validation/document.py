@@ -39,12 +39,16 @@ class ValidationContext:
     """What validation may consult besides the object itself.
 
     applications None skips the reference rules (the app is not known here); `old` is the
-    stored object on update, for transition rules.
+    stored object on update, for transition rules. `disclose` False keeps messages to the
+    object's own fields and yes/no facts about what it names (no versions, URLs, reasons
+    or quota usage of other objects): the webhook's answer to a caller it cannot
+    authenticate, who may have forged a review naming another tenant's namespace.
     """
 
     catalog: Catalog = field(default_factory=default_catalog)
     applications: ApplicationIndex | None = None
     old: Mapping[str, Any] | None = None
+    disclose: bool = True
 
 
 def identify(obj: Any) -> tuple[str, str]:
@@ -96,12 +100,16 @@ def _spec_findings(
             yield from realtime_transition_rules(spec, old_spec)
         yield from realtime_catalog_rules(spec, ctx.catalog)
         if ctx.applications is not None:
-            yield from realtime_reference_rules(spec, namespace, ctx.applications)
+            yield from realtime_reference_rules(
+                spec, namespace, ctx.applications, disclose=ctx.disclose
+            )
     elif isinstance(spec, BatchServiceSpec):
         yield from batch_rules(spec)
         yield from batch_catalog_rules(spec, ctx.catalog)
         if ctx.applications is not None:
-            yield from batch_reference_rules(spec, namespace, ctx.applications)
+            yield from batch_reference_rules(
+                spec, namespace, ctx.applications, disclose=ctx.disclose
+            )
     elif isinstance(spec, AIApplicationSpec):
         yield from application_rules(spec)
         for i, version in enumerate(spec.versions):

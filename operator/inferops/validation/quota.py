@@ -83,21 +83,28 @@ def by_age(objects: Sequence[Obj]) -> list[Obj]:
 
 
 def over_quota(
-    kind: str, objects: Sequence[Obj], limits: Limits, ordered: bool = False
+    kind: str,
+    objects: Sequence[Obj],
+    limits: Limits,
+    ordered: bool = False,
+    disclose: bool = True,
 ) -> dict[str, str]:
     """name -> why, for the objects beyond a quota; the oldest objects win.
 
     `ordered` says the objects are already oldest first (an admission puts the candidate
     last: its creationTimestamp, set by the API server, may tie with older objects').
+    `disclose` False leaves the namespace's limits and usage out of the messages (the
+    webhook's answer to a caller it cannot authenticate).
     """
     live = [o for o in objects if not (o.get("metadata") or {}).get("deletionTimestamp")]
     ordered_objects = live if ordered else by_age(live)
     refused: dict[str, str] = {}
     if kind == KIND_REALTIME:
+        limit = f" of {limits.realtime}" if disclose else ""
         for position, obj in enumerate(ordered_objects):
             if position >= limits.realtime:
                 refused[obj["metadata"]["name"]] = (
-                    f"quota of {limits.realtime} real-time services in this namespace is used "
+                    f"quota{limit} real-time services in this namespace is used "
                     "(Stopped and Abnormal services count too; delete one to make room)"
                 )
         if limits.public_instances is not None:
@@ -111,13 +118,17 @@ def over_quota(
                     refused[name] = (
                         f"public-pool instance quota of {limits.public_instances} in this "
                         f"namespace: {used} in use, this service asks for {wanted}"
+                        if disclose
+                        else "public-pool instance quota of this namespace is used: "
+                        f"this service asks for {wanted}"
                     )
                 else:
                     used += wanted
     elif kind == KIND_BATCH:
+        limit = f" of {limits.batch}" if disclose else ""
         for position, obj in enumerate(ordered_objects):
             if position >= limits.batch:
                 refused[obj["metadata"]["name"]] = (
-                    f"quota of {limits.batch} batch services in this namespace is used"
+                    f"quota{limit} batch services in this namespace is used"
                 )
     return refused

@@ -88,7 +88,13 @@ def namespace_of(obj: Mapping[str, Any]) -> str:
 
 
 def _resolve(
-    apps: ApplicationIndex, namespace: str, application: str, version: str, path: str
+    apps: ApplicationIndex,
+    namespace: str,
+    application: str,
+    version: str,
+    path: str,
+    *,
+    disclose: bool = True,
 ) -> tuple[KnownVersion | None, Finding | None]:
     app = apps.get((namespace, application))
     if app is None:
@@ -98,26 +104,31 @@ def _resolve(
         )
     known = app.versions.get(version)
     if known is None:
-        names = ", ".join(app.versions) or "none"
+        names = f" (has: {', '.join(app.versions) or 'none'})" if disclose else ""
         return None, (
             f"{path}.version",
-            f"application {application!r} has no version {version!r} (has: {names})",
+            f"application {application!r} has no version {version!r}{names}",
         )
     if not known.verdict.normal:
+        why = f"({known.verdict.message})" if disclose else "(see the application's status)"
         return None, (
             f"{path}.version",
-            f"version {version!r} of application {application!r} "
-            f"is Invalid ({known.verdict.message})",
+            f"version {version!r} of application {application!r} is Invalid {why}",
         )
     return known, None
 
 
 def realtime_reference_rules(
-    spec: RealTimeServiceSpec, namespace: str, apps: ApplicationIndex
+    spec: RealTimeServiceSpec, namespace: str, apps: ApplicationIndex, disclose: bool = True
 ) -> Iterator[Finding]:
     for i, entry in enumerate(spec.versions):
         known, problem = _resolve(
-            apps, namespace, entry.application, entry.version, f"spec.versions[{i}]"
+            apps,
+            namespace,
+            entry.application,
+            entry.version,
+            f"spec.versions[{i}]",
+            disclose=disclose,
         )
         if problem is not None:
             yield problem
@@ -132,23 +143,27 @@ def realtime_reference_rules(
 
 
 def batch_reference_rules(
-    spec: BatchServiceSpec, namespace: str, apps: ApplicationIndex
+    spec: BatchServiceSpec, namespace: str, apps: ApplicationIndex, disclose: bool = True
 ) -> Iterator[Finding]:
-    known, problem = _resolve(apps, namespace, spec.application, spec.version, "spec")
+    known, problem = _resolve(
+        apps, namespace, spec.application, spec.version, "spec", disclose=disclose
+    )
     if problem is not None:
         yield problem
         return
     assert known is not None
     urls = [api.url for api in known.spec.apis]
     if spec.request_path is not None and spec.request_path not in urls:
+        listed = f": {', '.join(urls)}" if disclose else ""
         yield (
             "spec.requestPath",
-            (f"{spec.request_path!r} is not one of the app's API urls: {', '.join(urls)}"),
+            f"{spec.request_path!r} is not one of the app's API urls{listed}",
         )
     else:
         api = _batch_api(known, spec.request_path)
         if is_websocket_api(api.model_dump(by_alias=True)):
-            which = repr(api.url) if spec.request_path else f"the app's first API {api.url!r}"
+            first = f"the app's first API {api.url!r}" if disclose else "the app's first API"
+            which = repr(api.url) if spec.request_path else first
             yield (
                 "spec.requestPath",
                 f"{which} is a WebSocket API; batch services call HTTP APIs "
