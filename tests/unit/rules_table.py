@@ -293,6 +293,32 @@ ROWS: list[Row] = [
         rts(dataCollection={"enabled": True, "sampleRatio": 1.5, "outputPath": "s3://bucket/dc/"}),
         [("spec.dataCollection.sampleRatio", "<= 1")],
     ),
+    Row(
+        "data-collection-redaction",
+        rts(
+            dataCollection={
+                "enabled": True,
+                "outputPath": "s3://bucket/dc/",
+                "redactHeaders": ["X-Tenant-Token"],
+                "redactQueryParameters": ["session_id", "Auth"],
+            }
+        ),
+    ),
+    Row(
+        "data-collection-redact-bad-header",
+        rts(dataCollection={"enabled": False, "redactHeaders": ["ok", "not a header"]}),
+        [("spec.dataCollection.redactHeaders[1]", "match")],
+    ),
+    Row(
+        "data-collection-redact-bad-query-name",
+        rts(dataCollection={"enabled": False, "redactQueryParameters": ["a=b"]}),
+        [("spec.dataCollection.redactQueryParameters[0]", "match")],
+    ),
+    Row(
+        "data-collection-redact-too-many",
+        rts(dataCollection={"enabled": False, "redactHeaders": [f"x-{i}" for i in range(33)]}),
+        [("spec.dataCollection.redactHeaders", "at most 32")],
+    ),
     # Environment variables (secrets only by reference).
     Row(
         "env-secret-ref",

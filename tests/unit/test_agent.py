@@ -23,6 +23,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from multidict import CIMultiDict
 from yarl import URL
 
 from inferops.runtime import model_server
@@ -30,8 +31,11 @@ from inferops.runtime.agent import (
     COLLECTOR_KEY,
     HEALTH_PATH,
     AgentOptions,
+    BodyTap,
+    Captured,
     Collector,
     LineBuffer,
+    Redaction,
     build_app,
     capture_body,
     options_from_args,
@@ -52,8 +56,14 @@ FIELDS = {
     "path",
     "query",
     "request",
+    "requestBytes",
+    "requestTruncated",
+    "requestHeaders",
     "status",
     "response",
+    "responseBytes",
+    "responseTruncated",
+    "responseHeaders",
     "latencyMs",
     "service",
     "version",
@@ -474,7 +484,7 @@ def test_model_down_is_a_502_with_a_json_error(tmp_path: Path) -> None:
     run(test)
 
 
-def test_oversize_body_is_a_413_and_never_reaches_the_model(tmp_path: Path) -> None:
+def test_oversize_body_is_a_413_and_never_reaches_the_model_whole(tmp_path: Path) -> None:
     async def test() -> None:
         hits: list[str] = []
         async with (
@@ -485,31 +495,41 @@ def test_oversize_body_is_a_413_and_never_reaches_the_model(tmp_path: Path) -> N
             response = await via.post("/echo", data=b"x" * 4096)
             assert response.status == 413
             assert "larger than 1024 bytes" in (await response.json())["error"]
-
-            async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: counted as read
-                for _ in range(4):
-                    yield b"y" * 1000
-
-            response = await via.post("/echo", data=chunks())
-            assert response.status == 413
-            assert hits == ["/echo"] and len(c.buffer) == 1
+            assert hits == ["/echo"] and len(c.buffer) == 1  # refused on its Content-Length
 
     run(test)
 
 
-def test_large_bodies_are_proxied_but_recorded_as_null(tmp_path: Path) -> None:
+def test_a_chunked_body_past_the_limit_is_cut_off_before_the_model_has_it_whole(
+    tmp_path: Path,
+) -> None:
+    """Without a Content-Length the body streams to the model as it comes and is counted on
+    the way: past the limit the upstream request is aborted mid-body (the model may have
+    seen its start, never a complete request) and the caller gets 413."""
+
     async def test() -> None:
+        complete: list[int] = []
+
+        async def count(request: web.Request) -> web.Response:
+            complete.append(len(await request.read()))
+            return web.Response(status=201)
+
+        model = web.Application()
+        model.router.add_post("/count", count)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(4):
+                yield b"y" * 1000
+
         async with (
-            upstream_server(echo_app()) as echo,
-            agent(options(base_url(echo), str(tmp_path), max_capture_bytes=100)) as (
-                via,
-                collector,
-            ),
+            upstream_server(model) as upstream,
+            agent(options(base_url(upstream), str(tmp_path), max_body_bytes=1024)) as (via, c),
         ):
-            response = await via.post("/echo", json={"text": "z" * 200})
-            assert response.status == 201 and len(await response.read()) > 200
-            [line] = records(collector)
-            assert line["request"] is None and line["response"] is None
+            response = await via.post("/count", data=chunks())
+            assert response.status == 413
+            assert "larger than 1024 bytes" in (await response.json())["error"]
+            assert (await via.post("/count", data=b"z" * 1024)).status == 201
+            assert complete == [1024] and len(c.buffer) == 1
 
     run(test)
 
@@ -593,6 +613,377 @@ def test_sigterm_stops_the_agent_flushes_and_exits_zero(tmp_path: Path) -> None:
     run(test)
 
 
+# --- streaming (issue 13): bytes pass through as they come, capture is bounded ------------
+
+GUARD = 20.0  # seconds: a deadlock guard, never a timing assertion
+MB = 1_000_000
+
+
+def streaming_app(release: asyncio.Event) -> web.Application:
+    """An upstream that streams: an SSE answer that holds its last event until the test
+    releases it, chunked and sized answers, a 100 MB answer, and an echo that answers each
+    request line as soon as it has read it."""
+
+    async def events(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        await response.write(b"id: 1\ndata: first\n\n")
+        await release.wait()  # the answer is not over until the client has seen event 1
+        await response.write(b"id: 2\ndata: second\n\n")
+        await response.write_eof()
+        return response
+
+    async def chunked(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        response.enable_chunked_encoding()
+        await response.prepare(request)
+        for part in (b"one ", b"two ", b"three"):
+            await response.write(part)
+        await response.write_eof()
+        return response
+
+    async def sized(request: web.Request) -> web.Response:
+        return web.Response(body=b"exactly twenty bytes", content_type="text/plain")
+
+    async def large(request: web.Request) -> web.StreamResponse:
+        size = int(request.query.get("bytes", str(100 * MB)))
+        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+        response.content_length = size
+        await response.prepare(request)
+        block = bytes(range(256)) * 4096  # 1 MiB
+        sent = 0
+        while sent < size:
+            part = block[: size - sent]
+            await response.write(part)
+            sent += len(part)
+        await response.write_eof()
+        return response
+
+    async def lines(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "text/plain"})
+        await response.prepare(request)
+        while line := await request.content.readline():
+            await response.write(b"got " + line)
+        await response.write_eof()
+        return response
+
+    app = web.Application(client_max_size=256 * MB)
+    app.router.add_get("/events", events)
+    app.router.add_get("/chunked", chunked)
+    app.router.add_get("/sized", sized)
+    app.router.add_get("/large", large)
+    app.router.add_post("/lines", lines)
+    return app
+
+
+def test_sse_events_arrive_before_the_model_has_finished(tmp_path: Path) -> None:
+    async def test() -> None:
+        release = asyncio.Event()
+        async with (
+            upstream_server(streaming_app(release)) as model,
+            agent(options(base_url(model), str(tmp_path))) as (via, collector),
+            aiohttp.ClientSession() as session,
+        ):
+            async with (
+                asyncio.timeout(GUARD),
+                session.get(base_url(via) + "/events?stream=1") as response,
+            ):
+                # the model holds event 2 until event 1 has come through the agent
+                assert await response.content.readuntil(b"\n\n") == b"id: 1\ndata: first\n\n"
+                assert not release.is_set()
+                release.set()
+                assert await response.content.read() == b"id: 2\ndata: second\n\n"
+                assert response.headers["Content-Type"] == "text/event-stream"
+                assert response.headers.get("Transfer-Encoding") == "chunked"
+            [line] = records(collector)
+            sent = b"id: 1\ndata: first\n\nid: 2\ndata: second\n\n"
+            assert line["response"] == {"base64": base64.b64encode(sent).decode()}
+            assert line["responseTruncated"] is False and line["responseBytes"] == len(sent)
+
+    run(test)
+
+
+def test_chunked_answers_stay_chunked_and_sized_ones_keep_their_length(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with (
+            upstream_server(streaming_app(asyncio.Event())) as model,
+            agent(options(base_url(model), str(tmp_path))) as (via, _),
+        ):
+            for client in (model, via):
+                response = await client.get("/chunked")
+                assert response.headers.get("Transfer-Encoding") == "chunked"
+                assert "Content-Length" not in response.headers
+                assert await response.read() == b"one two three"
+                response = await client.get("/sized")
+                assert response.headers["Content-Length"] == "20"
+                assert "Transfer-Encoding" not in response.headers
+
+    run(test)
+
+
+def test_request_bodies_stream_to_the_model_as_they_come(tmp_path: Path) -> None:
+    """The caller sends its second line only once the model's answer to the first has come
+    back through the agent: an agent that read the whole request first would never pass it."""
+
+    async def test() -> None:
+        answered = asyncio.Event()
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"one\n"
+            await answered.wait()
+            yield b"two\n"
+
+        async with (
+            upstream_server(streaming_app(asyncio.Event())) as model,
+            agent(options(base_url(model), str(tmp_path))) as (via, collector),
+            aiohttp.ClientSession() as session,
+        ):
+            async with asyncio.timeout(GUARD):
+                async with session.post(base_url(via) + "/lines", data=body()) as response:
+                    assert await response.content.readline() == b"got one\n"
+                    answered.set()
+                    assert await response.content.read() == b"got two\n"
+            [line] = records(collector)
+            assert line["request"] == {"base64": base64.b64encode(b"one\ntwo\n").decode()}
+            assert line["requestBytes"] == 8 and line["requestTruncated"] is False
+
+    run(test)
+
+
+def test_an_answer_the_model_breaks_off_is_broken_off_for_the_caller_too(tmp_path: Path) -> None:
+    """A model that dies mid-answer: the caller must see an incomplete answer (not a clean,
+    shorter one) whether the answer was chunked or sized; nothing is recorded."""
+
+    async def test() -> None:
+        async def broken(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse()
+            if request.query.get("sized"):
+                response.content_length = 1000
+            await response.prepare(request)
+            await response.write(b"the start")
+            assert request.transport is not None
+            request.transport.close()
+            return response
+
+        model = web.Application()
+        model.router.add_get("/broken", broken)
+        async with (
+            upstream_server(model) as upstream,
+            agent(options(base_url(upstream), str(tmp_path))) as (via, collector),
+            aiohttp.ClientSession() as session,
+        ):
+            for path in ("/broken", "/broken?sized=1"):
+                async with asyncio.timeout(GUARD), session.get(base_url(via) + path) as response:
+                    assert response.status == 200
+                    with pytest.raises(aiohttp.ClientPayloadError):
+                        await response.read()
+            assert len(collector.buffer) == 0
+
+    run(test)
+
+
+def test_a_caller_that_leaves_mid_stream_closes_the_model_connection(tmp_path: Path) -> None:
+    async def test() -> None:
+        gone = asyncio.Event()
+
+        async def endless(request: web.Request) -> web.StreamResponse:
+            response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await response.prepare(request)
+            try:
+                while True:
+                    await response.write(b"data: tick\n\n")
+                    await asyncio.sleep(0.01)
+            except (ConnectionError, asyncio.CancelledError):  # aiohttp cancels on hang-up
+                gone.set()
+                raise
+
+        model = web.Application()
+        model.router.add_get("/endless", endless)
+        async with (
+            upstream_server(model) as upstream,
+            agent(options(base_url(upstream), str(tmp_path))) as (via, collector),
+            aiohttp.ClientSession() as session,
+        ):
+            async with asyncio.timeout(GUARD):
+                async with session.get(base_url(via) + "/endless") as response:
+                    assert await response.content.readuntil(b"\n\n") == b"data: tick\n\n"
+                    response.close()  # the caller hangs up
+                await gone.wait()  # and the model's connection goes with it
+            assert len(collector.buffer) == 0
+
+    run(test)
+
+
+def test_a_100_mb_answer_passes_through_with_a_bounded_truncated_capture(tmp_path: Path) -> None:
+    cap = 64 * 1024
+
+    async def test() -> None:
+        async with (
+            upstream_server(streaming_app(asyncio.Event())) as model,
+            agent(options(base_url(model), str(tmp_path), max_capture_bytes=cap)) as (
+                via,
+                collector,
+            ),
+            aiohttp.ClientSession() as session,
+        ):
+            received = 0
+            head = b""
+            async with session.get(base_url(via) + "/large") as response:
+                assert response.status == 200
+                assert response.headers["Content-Length"] == str(100 * MB)
+                async for part in response.content.iter_any():
+                    if len(head) < cap:
+                        head += part[: cap - len(head)]
+                    received += len(part)
+            assert received == 100 * MB
+            [line] = records(collector)
+            assert line["responseTruncated"] is True and line["responseBytes"] == 100 * MB
+            assert base64.b64decode(line["response"]["base64"]) == head
+            assert len(head) == cap
+            assert line["requestTruncated"] is False and line["requestBytes"] == 0
+
+    run(test)
+
+
+def test_a_large_request_is_streamed_and_recorded_truncated(tmp_path: Path) -> None:
+    async def test() -> None:
+        async with (
+            upstream_server(echo_app()) as echo,
+            agent(
+                options(base_url(echo), str(tmp_path), max_capture_bytes=100, max_body_bytes=MB)
+            ) as (via, collector),
+        ):
+            payload = json.dumps({"text": "z" * 200}).encode()
+            response = await via.post(
+                "/echo", data=payload, headers={"Content-Type": "application/json"}
+            )
+            assert response.status == 201 and await response.read() == payload
+            [line] = records(collector)
+            for side in ("request", "response"):
+                assert line[side] == {"base64": base64.b64encode(payload[:100]).decode()}
+                assert line[f"{side}Truncated"] is True
+                assert line[f"{side}Bytes"] == len(payload)
+
+    run(test)
+
+
+# --- flushing by size (issue 13): a full buffer is written, not dropped -----------------------
+
+
+def test_one_megabyte_bodies_are_flushed_by_size_and_none_is_dropped(s3: Any) -> None:
+    """Healthy storage and 1 MB bodies: before this, the byte bound dropped lines while the
+    flusher slept (flush-seconds, flush-lines far away). Here each request waits until the
+    storage has caught up (what healthy storage means), so any drop is the agent's fault."""
+    s3.create_bucket(Bucket="collect")
+    sent = 24
+    max_bytes = 16 * 1024 * 1024
+
+    async def test() -> None:
+        opts = options("", "s3://collect/big", max_buffer_bytes=max_bytes)
+        async with upstream_server(echo_app()) as echo:
+            opts = replace(opts, upstream=base_url(echo))
+            async with agent(opts) as (via, collector):
+                body = bytes(range(256)) * (MB // 256) + b"x" * (MB % 256)
+                writing = True
+                for i in range(sent):
+                    response = await via.post(
+                        f"/echo?i={i}",
+                        data=body,
+                        headers={"Content-Type": "application/octet-stream"},
+                    )
+                    assert response.status == 201 and len(await response.read()) == MB
+                    for _ in range(400 if writing else 0):  # wait for the storage, bounded
+                        if collector.buffer.nbytes < max_bytes // 2:
+                            break
+                        await asyncio.sleep(0.025)
+                    else:
+                        writing = False  # nothing is being written: stop waiting for it
+                stats = collector.snapshot()
+                assert stats["dropped"] == 0, stats
+                assert stats["writtenFiles"] >= 2, stats  # written by size, not only at the end
+        _, lines = s3_lines(s3, "collect")
+        assert sorted(int(line["query"].split("=")[1]) for line in lines) == list(range(sent))
+
+    run(test)
+
+
+# --- failing uploads are visible (issue 13) -----------------------------------------------
+
+
+def test_failing_uploads_show_in_stats_and_on_the_uploads_health_path(s3: Any) -> None:
+    async def test() -> None:
+        async with (
+            upstream_server(echo_app()) as echo,
+            agent(options(base_url(echo), "s3://not-yet/out")) as (via, collector),
+        ):
+            await via.post("/echo", json={"n": 1})
+            for attempt in range(1, 4):
+                assert not await collector.flush()  # no such bucket
+                stats = await (await via.get("/inferops-agent/stats")).json()
+                assert stats["consecutiveFailedUploads"] == attempt
+                uploads = await via.get("/inferops-agent/healthz/uploads")
+                # failing after 3 consecutive failed flushes (3 flush periods), not before
+                assert stats["uploadsFailing"] is (attempt >= 3)
+                assert uploads.status == (503 if attempt >= 3 else 200)
+                # serving health is not storage health: the pod stays Ready
+                assert (await via.get(HEALTH_PATH)).status == 200
+            body = await uploads.json()
+            assert body["status"] == "failing" and "bucket not found" in body["lastError"]
+
+            s3.create_bucket(Bucket="not-yet")  # storage recovers
+            assert await collector.flush()
+            stats = await (await via.get("/inferops-agent/stats")).json()
+            assert stats["uploadsFailing"] is False and stats["consecutiveFailedUploads"] == 0
+            uploads = await via.get("/inferops-agent/healthz/uploads")
+            assert uploads.status == 200 and (await uploads.json())["status"] == "ok"
+
+    run(test)
+
+
+# --- redaction (issue 13) -------------------------------------------------------------------
+
+
+def test_secrets_in_query_and_headers_are_redacted_in_records_but_reach_the_model(
+    tmp_path: Path,
+) -> None:
+    async def test() -> None:
+        async with (
+            upstream_server(echo_app()) as echo,
+            agent(options(base_url(echo), str(tmp_path))) as (via, collector),
+            aiohttp.ClientSession() as session,
+        ):
+            query = "?api_key=s3cr3t-1&x=1&TOKEN=s3cr3t-2&sig=s3cr3t-3&y"
+            headers = {
+                "Authorization": "Bearer s3cr3t-4",
+                "Cookie": "session=s3cr3t-5",
+                "X-Api-Key": "s3cr3t-6",
+                "X-Request-Id": "r-1",
+            }
+            url = URL(base_url(via) + "/teapot" + query, encoded=True)
+            async with session.get(url, headers=headers) as response:
+                assert response.status == 418
+            await session.post(base_url(via) + "/echo?password=s3cr3t-7", data=b"x")
+            raw = b"".join(collector.buffer.lines()).decode()
+            assert "s3cr3t" not in raw
+            # only the record is redacted: the model gets every value as sent
+            url = URL(base_url(via) + "/headers" + query, encoded=True)
+            async with session.get(url, headers=headers) as response:
+                seen = await response.json()
+            assert seen["authorization"] == "Bearer s3cr3t-4"
+            assert seen["x-api-key"] == "s3cr3t-6" and seen["cookie"] == "session=s3cr3t-5"
+            get, post, _ = records(collector)
+            assert get["query"] == "api_key=[REDACTED]&x=1&TOKEN=[REDACTED]&sig=[REDACTED]&y"
+            assert get["requestHeaders"]["authorization"] == "[REDACTED]"
+            assert get["requestHeaders"]["cookie"] == "[REDACTED]"
+            assert get["requestHeaders"]["x-api-key"] == "[REDACTED]"
+            assert get["requestHeaders"]["x-request-id"] == "r-1"
+            assert post["query"] == "password=[REDACTED]"
+            assert post["responseHeaders"]["set-cookie"] == "[REDACTED]"
+            assert post["responseHeaders"]["x-model"] == "echo-1"
+
+    run(test)
+
+
 # --- units: buffer, bodies, names, command line ----------------------------------------------
 
 
@@ -660,16 +1051,101 @@ def test_collector_flushes_to_a_local_folder_with_a_fixed_clock(tmp_path: Path) 
             {"base64": base64.b64encode(b'{"x": NaN}').decode()},
         ),
         (b"", "application/json", "", None),
-        (b"x" * 11, "application/octet-stream", "", None),
         (gzip.compress(b'{"g": 1}'), "application/json", "gzip", {"g": 1}),
-        (gzip.compress(b"y" * 50), "text/plain", "gzip", None),  # inflates over the cap
         (b"\x00br", "application/json", "br", {"base64": base64.b64encode(b"\x00br").decode()}),
     ],
 )
 def test_capture_body(body: bytes, content_type: str, encoding: str, expected: Any) -> None:
-    assert (
-        capture_body(body, content_type, encoding, cap=10 if body == b"x" * 11 else 40) == expected
+    assert capture_body(body, content_type, encoding, cap=40) == Captured(expected, False)
+
+
+def b64(data: bytes) -> dict[str, str]:
+    return {"base64": base64.b64encode(data).decode()}
+
+
+@pytest.mark.parametrize(
+    ("body", "size", "content_type", "encoding", "cap", "expected"),
+    [
+        # over the cap: the first 10 bytes, as base64 even when the type is JSON
+        (b"x" * 11, None, "application/octet-stream", "", 10, b64(b"x" * 10)),
+        (b'{"a": "bcdefghij"}', None, "application/json", "", 10, b64(b'{"a": "bcd')),
+        # what a tap kept of a 1 MB body: the size says it was cut
+        (b"y" * 10, 10**6, "text/plain", "", 10, b64(b"y" * 10)),
+        (b'{"a": 1}', 10**6, "application/json", "", 10, b64(b'{"a": 1}')),
+        # a small body that inflates past the cap (a gzip bomb): cut after inflating
+        (gzip.compress(b"y" * 500), None, "text/plain", "gzip", 40, b64(b"y" * 40)),
+        # the start of a gzip stream decodes as far as it goes
+        (gzip.compress(b"z" * 10_000)[:40], 5000, "text/plain", "gzip", 40, b64(b"z" * 40)),
+    ],
+)
+def test_capture_body_truncated(
+    body: bytes, size: int | None, content_type: str, encoding: str, cap: int, expected: Any
+) -> None:
+    captured = capture_body(body, content_type, encoding, cap=cap, size=size)
+    assert captured == Captured(expected, True)
+
+
+def test_body_tap_keeps_the_cap_and_counts_the_rest() -> None:
+    tap = BodyTap(5)
+    for chunk in (b"ab", b"cdefg", b"", b"hij"):
+        tap.feed(chunk)
+    assert (tap.kept, tap.size) == (b"abcde", 10)
+    nothing = BodyTap(0)
+    nothing.feed(b"abc")
+    assert (nothing.kept, nothing.size) == (b"", 3)
+
+
+@pytest.mark.parametrize(
+    ("query", "extra", "expected"),
+    [
+        ("", (), ""),
+        ("a=1&b=2", (), "a=1&b=2"),
+        ("api_key=s&x=1", (), "api_key=[REDACTED]&x=1"),
+        # names compare case-insensitively and after percent-decoding; encoding is kept
+        (
+            "API_KEY=s&Api%5FKey=t&access%5ftoken=u",
+            (),
+            "API_KEY=[REDACTED]&Api%5FKey=[REDACTED]&access%5ftoken=[REDACTED]",
+        ),
+        # every default, repeated names, a name without a value, empty parts kept as sent
+        (
+            "apikey=1&key=2&token=3&password=4&secret=5&sig=6&signature=7&key=8&token&&z=9",
+            (),
+            "apikey=[REDACTED]&key=[REDACTED]&token=[REDACTED]&password=[REDACTED]"
+            "&secret=[REDACTED]&sig=[REDACTED]&signature=[REDACTED]&key=[REDACTED]&token&&z=9",
+        ),
+        # names that only contain a secret word are not redacted unless configured
+        ("my_token=1&session=2", (), "my_token=1&session=2"),
+        ("my_token=1&session=2", ("session",), "my_token=1&session=[REDACTED]"),
+    ],
+)
+def test_query_redaction(query: str, extra: tuple[str, ...], expected: str) -> None:
+    options = AgentOptions(output="/tmp/x", redact_query_parameters=extra)
+    assert Redaction.of(options).query(query) == expected
+
+
+def test_header_redaction() -> None:
+    headers: CIMultiDict[str] = CIMultiDict(
+        [
+            ("Authorization", "Bearer t"),
+            ("X-Trace", "a"),
+            ("x-trace", "b"),
+            ("Set-Cookie", "a=1"),
+            ("Set-Cookie", "b=2"),
+            ("X-Tenant-Secret", "s"),
+            ("X-Api-Key", "k"),
+        ]
     )
+    default = Redaction.of(AgentOptions(output="/tmp/x"))
+    assert default.headers_of(headers) == {
+        "authorization": "[REDACTED]",
+        "x-trace": "a, b",
+        "set-cookie": "[REDACTED]",
+        "x-tenant-secret": "s",
+        "x-api-key": "[REDACTED]",
+    }
+    extra = Redaction.of(AgentOptions(output="/tmp/x", redact_headers=("x-tenant-secret",)))
+    assert extra.headers_of(headers)["x-tenant-secret"] == "[REDACTED]"
 
 
 def test_safe_name() -> None:

@@ -54,6 +54,8 @@ EVERY_OPTION_SET = AgentOptions(
     timeout_seconds=12.5,
     endpoint="http://s3.local:9000",
     region="eu-west-1",
+    redact_headers=("x-tenant-token", "x-session"),
+    redact_query_parameters=("session_id",),
 )
 
 
@@ -148,6 +150,15 @@ def pod_spec(inputs: Inputs) -> dict[str, Any]:
         ),
         (9000, {"outputPath": "obs://bucket-b/x"}, None),
         (8080, {"sampleRatio": 0.001, "outputPath": "file:///tmp/collected"}, {"region": "eu-1"}),
+        (
+            8080,
+            {
+                "outputPath": "s3://bucket/collected/",
+                "redactHeaders": ["X-Tenant-Token", "x-session"],
+                "redactQueryParameters": ["Session_ID", "auth"],
+            },
+            None,
+        ),
     ],
 )
 def test_the_agent_reads_back_what_the_builder_put_in_the_pod(
@@ -163,6 +174,32 @@ def test_the_agent_reads_back_what_the_builder_put_in_the_pod(
     assert parsed.upstream == f"http://127.0.0.1:{model_port}"
     assert agent["ports"][0]["containerPort"] == parsed.port
     assert agent["readinessProbe"]["httpGet"]["path"] == HEALTH_PATH
+    # Redaction: what the service names, lower-case (the defaults apply anyway).
+    assert parsed.redact_headers == tuple(n.lower() for n in collection.get("redactHeaders", []))
+    assert parsed.redact_query_parameters == tuple(
+        n.lower() for n in collection.get("redactQueryParameters", [])
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value"),
+    [
+        ("--redact-headers", "x-ok,bad header"),
+        ("--redact-headers", "x:y"),
+        ("--redact-query-parameters", "a=b"),
+        ("--redact-query-parameters", "x" * 129),
+    ],
+)
+def test_agent_refuses_bad_redaction_names(flag: str, value: str) -> None:
+    with pytest.raises(SystemExit):
+        agent_parse(["agent", "--output", "s3://b/x", flag, value], environ={})
+
+
+def test_redaction_names_are_normalised_on_both_sides() -> None:
+    parsed = agent_parse(
+        ["agent", "--output", "s3://b/x", "--redact-headers", " X-A , x-a,,X-B "], environ={}
+    )
+    assert parsed.redact_headers == ("x-a", "x-b")
 
 
 def fetch_model_parse(argv: list[str]) -> FetchModelOptions:

@@ -56,6 +56,15 @@ RealTimePhase = Literal["Deploying", "Running", "Abnormal", "Stopped", "Failed"]
 
 
 PoolName = Annotated[str, StringConstraints(pattern=POOL_NAME_PATTERN, max_length=63)]
+# What inferops agent accepts (inferops.contract.agent): an RFC 9110 token; a query parameter
+# name as written in the URL, without separators.
+HeaderName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9!#$%&'*+.^_`|~-]+$", min_length=1, max_length=128)
+]
+QueryParameterName = Annotated[
+    str, StringConstraints(pattern=r"^[^\s,&=#]+$", min_length=1, max_length=128)
+]
+MAX_REDACTED_NAMES = 32
 
 
 def timeout_field() -> Any:
@@ -143,6 +152,20 @@ class DataCollection(ApiModel):
         description="Folder receiving the JSON lines (obs://, s3:// or local).",
         pattern=STORAGE_PATH_PATTERN,
         max_length=2048,
+    )
+    redact_headers: list[HeaderName] | None = Field(
+        None,
+        description="Request and response headers whose values records show as [REDACTED] "
+        "(case-insensitive), in addition to authorization, cookie, set-cookie, "
+        "proxy-authorization and x-api-key. The model still receives them.",
+        max_length=MAX_REDACTED_NAMES,
+    )
+    redact_query_parameters: list[QueryParameterName] | None = Field(
+        None,
+        description="Query parameters whose values records show as [REDACTED] "
+        "(case-insensitive), in addition to api_key, apikey, key, token, access_token, "
+        "password, secret, sig and signature. The model still receives them.",
+        max_length=MAX_REDACTED_NAMES,
     )
 
 

@@ -13,14 +13,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 COMMAND = "agent"
+# Serving health (the readiness probe): ok while the proxy serves, whatever the storage does.
 HEALTH_PATH = "/inferops-agent/healthz"
+# Collection health: 503 once uploads have failed UPLOADS_FAILING_AFTER times in a row.
+UPLOADS_HEALTH_PATH = "/inferops-agent/healthz/uploads"
 STATS_PATH = "/inferops-agent/stats"
+UPLOADS_FAILING_AFTER = 3  # consecutive failed flushes, each a flush period apart
 DEFAULT_PORT = 8081
 DEFAULT_HOST = "0.0.0.0"
 DEFAULT_UPSTREAM = "http://127.0.0.1:8080"
@@ -35,6 +40,38 @@ UNKNOWN = "unknown"  # service, version or pod when neither the flag nor the env
 SERVICE_ENV = "INFEROPS_SERVICE"
 VERSION_ENV = "INFEROPS_VERSION"
 POD_ENV = "POD_NAME"  # the builder fills it from the downward API (metadata.name)
+
+# Never written into a record in clear (names compared case-insensitively); a service adds
+# its own names to these (dataCollection.redactHeaders / redactQueryParameters).
+REDACTED = "[REDACTED]"
+DEFAULT_REDACT_HEADERS = (
+    "authorization",
+    "cookie",
+    "set-cookie",
+    "proxy-authorization",
+    "x-api-key",
+)
+DEFAULT_REDACT_QUERY_PARAMETERS = (
+    "api_key",
+    "apikey",
+    "key",
+    "token",
+    "access_token",
+    "password",
+    "secret",
+    "sig",
+    "signature",
+)
+
+
+def name_list(names: Iterable[str]) -> tuple[str, ...]:
+    """Names as the agent compares them: stripped, lower-case, each once, in order."""
+    out: dict[str, None] = {}
+    for name in names:
+        cleaned = name.strip().lower()
+        if cleaned:
+            out[cleaned] = None
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -58,6 +95,9 @@ class AgentOptions:
     timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS
     endpoint: str | None = None
     region: str | None = None
+    # Redacted in records on top of DEFAULT_REDACT_HEADERS / _QUERY_PARAMETERS (name_list).
+    redact_headers: tuple[str, ...] = ()
+    redact_query_parameters: tuple[str, ...] = ()
 
     def argv(self) -> list[str]:
         """The container args running the agent with these options: `agent`, the flags of
@@ -69,7 +109,7 @@ class AgentOptions:
         for flag in _pod_order():
             value = getattr(self, flag.field)
             if flag.flag in _POD_FLAGS or value != _DEFAULTS[flag.field]:
-                args += [flag.flag, str(value)]
+                args += [flag.flag, flag.text(value)]
         return args
 
 
@@ -106,6 +146,26 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _names(pattern: re.Pattern[str], what: str) -> Callable[[str], tuple[str, ...]]:
+    def parse(text: str) -> tuple[str, ...]:
+        names = name_list(text.split(","))
+        for name in names:
+            if not pattern.fullmatch(name):
+                raise argparse.ArgumentTypeError(f"not a {what}: {name!r}")
+        return names
+
+    return parse
+
+
+# RFC 9110 token; a query parameter name as written in the URL (no separators in it).
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}")
+_QUERY_NAME = re.compile(r"[^\s,&=#]{1,128}")
+
+
+def _comma_list(value: Any) -> str:
+    return ",".join(value)
+
+
 # --- the flags ----------------------------------------------------------------------------
 
 
@@ -119,6 +179,7 @@ class _Flag:
     type: Callable[[str], Any] | None = None
     metavar: str | None = None
     env: str | None = None  # unset on the command line: read from this variable at start
+    text: Callable[[Any], str] = str  # how argv writes the value
 
 
 # In `inferops agent --help` order.
@@ -173,7 +234,7 @@ _FLAGS: tuple[_Flag, ...] = (
     _Flag(
         "--max-buffer-bytes",
         "max_buffer_bytes",
-        "most bytes of lines kept in memory (default 64 MiB)",
+        "most bytes of lines kept in memory; a write starts at half of it (default 64 MiB)",
         type=_positive_int,
         metavar="N",
     ),
@@ -187,19 +248,39 @@ _FLAGS: tuple[_Flag, ...] = (
     _Flag(
         "--max-capture-bytes",
         "max_capture_bytes",
-        "largest body recorded; larger ones are recorded as null (default 1 MiB)",
+        "most bytes of a body recorded; a larger body is recorded truncated, marked as such "
+        "(default 1 MiB)",
         type=_positive_int,
         metavar="N",
     ),
     _Flag(
         "--timeout",
         "timeout_seconds",
-        "longest wait for the model's answer; then 504 (default 300)",
+        "longest wait for the model's answer (then 504) or, once it streams, for its next bytes "
+        "(default 300)",
         type=_positive_float,
         metavar="SECONDS",
     ),
     _Flag("--endpoint", "endpoint", "S3 API endpoint (default: $INFEROPS_S3_ENDPOINT)"),
     _Flag("--region", "region", "S3 region (default: $AWS_REGION or us-east-1)"),
+    _Flag(
+        "--redact-headers",
+        "redact_headers",
+        "comma-separated header names recorded as [REDACTED], on top of "
+        + ", ".join(DEFAULT_REDACT_HEADERS),
+        type=_names(_HEADER_NAME, "header name"),
+        metavar="NAMES",
+        text=_comma_list,
+    ),
+    _Flag(
+        "--redact-query-parameters",
+        "redact_query_parameters",
+        "comma-separated query parameter names recorded as [REDACTED], on top of "
+        + ", ".join(DEFAULT_REDACT_QUERY_PARAMETERS),
+        type=_names(_QUERY_NAME, "query parameter name"),
+        metavar="NAMES",
+        text=_comma_list,
+    ),
 )
 
 # Written into every pod even at their defaults, first and in this order: they say where

@@ -129,6 +129,8 @@ def agent_options(
         sample_ratio=collect.sample_ratio,
         service=inputs.name,
         version=f"{entry.application}:{entry.version}",
+        redact_headers=agent_contract.name_list(collect.redact_headers or ()),
+        redact_query_parameters=agent_contract.name_list(collect.redact_query_parameters or ()),
     )
 
 

@@ -4,6 +4,13 @@
 Uploads run in a thread because the storage layer is synchronous boto3 and the proxy must
 never wait for object storage; a failed upload is logged and its lines are kept (in the
 bounded `LineBuffer`) for the next attempt.
+
+A write starts every `flush_seconds`, as soon as `flush_lines` lines wait, or as soon as
+the waiting lines reach half of the buffer's byte bound: the other half takes the lines
+that arrive while the upload runs, so lines are dropped only when storage falls behind
+(fails, or is slower than the traffic), never because the flusher was asleep. Uploads that
+fail `UPLOADS_FAILING_AFTER` times in a row (each retry a flush period later) make
+`uploads_failing` true until one succeeds.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from inferops.contract.agent import (
     DEFAULT_FLUSH_SECONDS,
     DEFAULT_MAX_BUFFER_BYTES,
     DEFAULT_MAX_BUFFER_LINES,
+    UPLOADS_FAILING_AFTER,
     AgentOptions,
 )
 from inferops.runtime.agent.buffer import LineBuffer
@@ -50,6 +58,7 @@ class CollectorStats:
     written_lines: int = 0
     written_files: int = 0
     failed_uploads: int = 0
+    consecutive_failed_uploads: int = 0  # since the last upload that succeeded
     last_error: str = ""
     files: list[str] = field(default_factory=list)
 
@@ -58,8 +67,8 @@ class Collector:
     """Buffers sampled lines and writes them to `<output>/<service>/<version>/` in a thread.
 
     `record` is called by the proxy; `run` is the periodic flusher (every `flush_seconds`,
-    or at once when `flush_lines` lines wait); `flush` makes one upload attempt; `close`
-    stops the flusher and makes a final attempt.
+    or at once when `flush_lines` lines or `flush_bytes` bytes wait); `flush` makes one
+    upload attempt; `close` stops the flusher and makes a final attempt.
     """
 
     MAX_FILES_REMEMBERED = 100
@@ -86,6 +95,8 @@ class Collector:
         self.flush_seconds = flush_seconds
         self.flush_lines = max(1, flush_lines)
         self.buffer = LineBuffer(max_buffer_lines, max_buffer_bytes)
+        # Half the byte bound: the other half holds what arrives while the upload runs.
+        self.flush_bytes = max(1, max_buffer_bytes // 2)
         self.stats = CollectorStats()
         self._clock = clock
         self._seq = 0
@@ -100,12 +111,17 @@ class Collector:
     def dropped(self) -> int:
         return self.buffer.dropped
 
+    @property
+    def uploads_failing(self) -> bool:
+        """Uploads have failed UPLOADS_FAILING_AFTER times in a row (none succeeded since)."""
+        return self.stats.consecutive_failed_uploads >= UPLOADS_FAILING_AFTER
+
     def record(self, entry: Mapping[str, Any]) -> None:
         """Adds one JSON line (entry must be JSON-serialisable; NaN is not)."""
         line = json.dumps(entry, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
         if self.buffer.add(line.encode("utf-8") + b"\n") and self._logged_dropped == 0:
             self._log_dropped()
-        if len(self.buffer) >= self.flush_lines:
+        if len(self.buffer) >= self.flush_lines or self.buffer.nbytes >= self.flush_bytes:
             self._wake.set()
 
     def next_location(self) -> Location:
@@ -147,6 +163,7 @@ class Collector:
                 await loop.run_in_executor(self._executor, self._upload, location, batch.lines)
             except Exception as exc:  # StorageError, or anything boto3 lets through
                 self.stats.failed_uploads += 1
+                self.stats.consecutive_failed_uploads += 1
                 self.stats.last_error = str(exc)
                 log.error(
                     "data collection upload to %s failed, keeping %d lines: %s",
@@ -156,6 +173,7 @@ class Collector:
                 )
                 return False
             self.buffer.commit(batch)
+            self.stats.consecutive_failed_uploads = 0
             self.stats.written_lines += len(batch.lines)
             self.stats.written_files += 1
             self.stats.files = [*self.stats.files, location.text][-self.MAX_FILES_REMEMBERED :]
@@ -163,8 +181,9 @@ class Collector:
             return True
 
     async def run(self) -> None:
-        """Flushes every `flush_seconds`, or sooner when `flush_lines` lines wait; after a
-        failure it waits `flush_seconds` before trying again. Returns once `close` asks."""
+        """Flushes every `flush_seconds`, or sooner when `flush_lines` lines or `flush_bytes`
+        bytes wait; after a failure it waits `flush_seconds` before trying again. Returns
+        once `close` asks."""
         while not self._stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
@@ -204,6 +223,8 @@ class Collector:
             "writtenLines": self.stats.written_lines,
             "writtenFiles": self.stats.written_files,
             "failedUploads": self.stats.failed_uploads,
+            "consecutiveFailedUploads": self.stats.consecutive_failed_uploads,
+            "uploadsFailing": self.uploads_failing,
             "lastError": self.stats.last_error,
         }
 
