@@ -115,6 +115,19 @@ def test_hostile_yaml_exits_2_with_one_line(
     assert len(err.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("command", ["validate", "render"])
+def test_a_line_break_in_a_key_or_name_cannot_split_a_problem_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: str
+) -> None:
+    path = tmp_path / "svc.yaml"
+    path.write_text(HEADER.replace("name: x", 'name: "a\\nb"') + 'spec: {"\\r": 1, "x\\ny": 2}\n')
+    code, out, err = run(capsys, command, str(path))
+    lines = (out if command == "validate" else err).splitlines()
+    assert code == 1 and lines
+    assert all(line.startswith("RealTimeService/a\\nb: ") for line in lines)
+    assert "RealTimeService/a\\nb: spec.\\r: unknown field" in lines
+
+
 def test_input_is_read_up_to_a_bound(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = run(capsys, "validate", "/dev/zero")
     assert code == 2 and "/dev/zero: invalid YAML: larger than 16777216 bytes" in err

@@ -16,6 +16,18 @@ from inferops.validation import ValidationContext, validate_object
 from inferops.validation.references import index_applications
 
 
+def one_line(problem: object) -> str:
+    """A problem as one printable line: names and keys come from the input, and a line
+    break or control character in one must not split or forge the `Kind/name: path:
+    message` lines other tools parse (it is shown escaped, as repr() would)."""
+    text = str(problem)
+    return (
+        text
+        if text.isprintable()
+        else "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+    )
+
+
 def cmd_crds(args: argparse.Namespace) -> int:
     if args.output_dir:
         for path in write_crds(Path(args.output_dir)):
@@ -43,7 +55,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     ctx = ValidationContext(catalog=catalog, applications=apps or None)
     problems = [p for doc in documents for p in validate_object(doc.obj, ctx)]
     for problem in problems:
-        print(problem)
+        print(one_line(problem))
     return EXIT_INVALID if problems else 0
 
 
@@ -56,7 +68,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         return fail(str(exc))
     children, problems = render(documents, catalog)
     for problem in problems:
-        print(problem, file=sys.stderr)
+        print(one_line(problem), file=sys.stderr)
     if problems:
         return EXIT_INVALID
     sys.stdout.write(render_text(children))

@@ -251,8 +251,9 @@ class _BoundedLoader(yaml.SafeLoader):
         except UntrustedInputError:
             raise
         # PyYAML's constructors let these out for values its resolver took for a type they
-        # are not (`2001-02-30`), or for explicit tags on the wrong text (`!!int x`).
-        except (ValueError, TypeError, KeyError, AttributeError, OverflowError) as exc:
+        # are not (`2001-02-30`), or for explicit tags on the wrong text (`!!int x`, and
+        # `!!int ` empty: IndexError).
+        except (ValueError, TypeError, LookupError, AttributeError, ArithmeticError) as exc:
             tag = str(node.tag).rsplit(":", 1)[-1]
             raise UntrustedInputError(
                 f"{node.value!r:.60} is not a valid {tag}: {exc}"
@@ -262,7 +263,10 @@ class _BoundedLoader(yaml.SafeLoader):
             ) from None
 
 
-def _yaml_error(exc: yaml.YAMLError) -> UntrustedInputError:
+def _yaml_error(exc: yaml.YAMLError, text: str) -> UntrustedInputError:
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML does not allow
+        line = text.count("\n", 0, exc.position) + 1
+        return UntrustedInputError(str(exc).splitlines()[0], line)
     mark = getattr(exc, "problem_mark", None)
     problem = getattr(exc, "problem", None) or (str(exc).splitlines() or ["invalid YAML"])[0]
     context = getattr(exc, "context", None)
@@ -287,14 +291,18 @@ def load_yaml_documents(
             text = bytes(text).decode("utf-8")
         except UnicodeDecodeError as exc:
             raise UntrustedInputError(f"not UTF-8 text (byte {exc.start})") from None
-    loader = _BoundedLoader(text, max_depth, max_number_digits, max_nodes)
+    try:
+        # The reader checks the characters as the loader is made (ReaderError).
+        loader = _BoundedLoader(text, max_depth, max_number_digits, max_nodes)
+    except yaml.YAMLError as exc:
+        raise _yaml_error(exc, text) from None
     try:
         documents = []
         while loader.check_data():  # type: ignore[no-untyped-call]
             documents.append(loader.get_data())
         return documents
     except yaml.YAMLError as exc:
-        raise _yaml_error(exc) from None
+        raise _yaml_error(exc, text) from None
     except RecursionError:  # the depth bound makes this unreachable; kept as a last guard
         raise UntrustedInputError(f"nested deeper than {max_depth} levels") from None
     finally:

@@ -65,7 +65,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def _error(status: int, message: str) -> web.Response:
-    return web.json_response({"error": message}, status=status)
+    return web.json_response(_error_value(message), status=status)
+
+
+def _error_value(message: str) -> JsonObject:
+    # One line: some messages quote aiohttp's, which span lines (clients log them whole).
+    return {"error": " ".join(message.split())}
 
 
 class RefusedRequestError(Exception):
@@ -159,7 +164,7 @@ def answer_json(
     try:
         text = decode_content(raw, coding, max_body).decode(charset or "utf-8")
     except RefusedRequestError as exc:
-        return exc.status, _json_bytes({"error": exc.message})
+        return exc.status, _json_bytes(_error_value(exc.message))
     # Bad bytes, an unknown charset, or a codec that is not a text encoding.
     except (UnicodeError, LookupError, ValueError):
         return 400, _json_bytes({"error": "request body is not valid JSON text"})
@@ -169,7 +174,7 @@ def answer_json(
     try:
         return 200, _json_bytes(model.predict_json(body))
     except BadInputError as exc:
-        return 400, _json_bytes({"error": str(exc)})
+        return 400, _json_bytes(_error_value(str(exc)))
 
 
 def _json_bytes(value: Any) -> bytes:
@@ -237,7 +242,7 @@ def stream_replies(
     try:
         answer = model.predict_json(body)
     except BadInputError as exc:
-        return [{"error": str(exc)}]
+        return [_error_value(str(exc))]
     items = answer.get("resp_data")
     results = items if isinstance(items, list) else [answer]
     replies: list[JsonObject] = [
