@@ -149,7 +149,7 @@ def free_port() -> int:
 class _PKI:
     """CA, serving cert, client certs and the service-account key pair, as PEM files."""
 
-    def __init__(self, d: Path):
+    def __init__(self, d: Path, ca_name: str = "inferops-test-ca", service_accounts: bool = True):
         self.dir = d
         d.mkdir(parents=True, exist_ok=True)
         now = datetime.datetime.now(datetime.UTC)
@@ -157,7 +157,7 @@ class _PKI:
         self._not_after = now + datetime.timedelta(days=365)
 
         self.ca_key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "inferops-test-ca")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, ca_name)])
         self.ca_cert = (
             x509.CertificateBuilder()
             .subject_name(name)
@@ -188,6 +188,8 @@ class _PKI:
         )
         self.ca_crt = self._write("ca.crt", self.ca_cert.public_bytes(serialization.Encoding.PEM))
         self.ca_key_file = self._write("ca.key", self._key_pem(self.ca_key))
+        if not service_accounts:
+            return
 
         # service accounts: RSA, the most widely supported signing key type
         sa = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -289,6 +291,42 @@ def _general_names(names: tuple[str, ...]) -> list[x509.GeneralName]:
 
 def _b64(p: Path) -> str:
     return base64.b64encode(p.read_bytes()).decode()
+
+
+#: The Common Name of the client certificate the API server presents to admission webhooks.
+WEBHOOK_CLIENT_NAME = "kube-apiserver-webhook-client"
+
+
+def write_admission_config(directory: Path, crt: Path, key: Path) -> Path:
+    """The API server's --admission-control-config-file: webhooks are called with the client
+    certificate `crt` (a WebhookAdmissionConfiguration kubeconfig whose user "*" matches
+    every webhook host, as the ports of the tests' webhooks vary)."""
+    kubeconfig = directory / "webhook-client.kubeconfig"
+    kubeconfig.write_text(
+        f"""apiVersion: v1
+kind: Config
+users:
+- name: "*"
+  user:
+    client-certificate-data: {_b64(crt)}
+    client-key-data: {_b64(key)}
+"""
+    )
+    kubeconfig.chmod(0o600)
+    plugins = "".join(
+        f"""- name: {plugin}
+  configuration:
+    apiVersion: apiserver.config.k8s.io/v1
+    kind: WebhookAdmissionConfiguration
+    kubeConfigFile: {kubeconfig}
+"""
+        for plugin in ("ValidatingAdmissionWebhook", "MutatingAdmissionWebhook")
+    )
+    config = directory / "admission.yaml"
+    config.write_text(
+        "apiVersion: apiserver.config.k8s.io/v1\nkind: AdmissionConfiguration\nplugins:\n" + plugins
+    )
+    return config
 
 
 def write_kubeconfig(path: Path, *, server: str, ca: Path, crt: Path, key: Path, user: str) -> Path:
@@ -435,6 +473,12 @@ class ControlPlane:
             self.node = RealNode(self, node_images)
             self.host = NODE_IP
 
+    @property
+    def webhook_client_ca(self) -> Path:
+        """The CA of the client certificate the API server presents to admission webhooks
+        (its Common Name is WEBHOOK_CLIENT_NAME)."""
+        return self.pki_dir / "webhook-client" / "ca.crt"
+
     # ---- binaries
 
     def binary(self, name: str) -> Path:
@@ -506,6 +550,15 @@ class ControlPlane:
             "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
         )
         adm_crt, adm_key = pki.issue("admin", "inferops-admin", ("system:masters",))
+        # The API server authenticates to admission webhooks with a client certificate of a
+        # CA of its own (webhook_client_ca), which webhooks that verify callers trust.
+        hook_pki = _PKI(
+            self.webhook_client_ca.parent,
+            ca_name="inferops-test-webhook-client-ca",
+            service_accounts=False,
+        )
+        hook_crt, hook_key = hook_pki.issue("apiserver-webhook-client", WEBHOOK_CLIENT_NAME)
+        admission_config = write_admission_config(pki.dir, hook_crt, hook_key)
         kc_dir = self.workdir / "kubeconfigs"
         kc_dir.mkdir(exist_ok=True)
 
@@ -565,6 +618,7 @@ class ControlPlane:
                 f"--endpoint-reconciler-type={'lease' if self.node else 'none'}",
                 # namespaces that opt in send their pods to the real node (realnode.py)
                 "--enable-admission-plugins=PodNodeSelector,PodTolerationRestriction",
+                f"--admission-control-config-file={admission_config}",
                 f"--kubelet-client-certificate={kubelet_crt}",
                 f"--kubelet-client-key={kubelet_key}",
                 f"--kubelet-certificate-authority={pki.ca_crt}",

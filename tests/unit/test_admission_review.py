@@ -73,7 +73,9 @@ FORGED = [
         bs(requestPath="/predict"), "'/predict' is not one of the app's API urls", id="batch-url"
     ),
     pytest.param(
-        rts(version("1.0.0", 100), name="second"), "real-time services", id="quota-services"
+        rts(version("1.0.0", 100), name="second"),
+        "quota of real-time services in this namespace is used",
+        id="quota-services",
     ),
 ]
 

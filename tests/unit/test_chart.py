@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from inferops.api.catalog import Catalog, default_catalog, load_catalog
+from inferops.certs import client_certificate
 from inferops.cli import build_parser
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +31,19 @@ CHART = REPO / "charts" / "inferops"
 K8S_VERSION = "1.37.0"
 RELEASE, NAMESPACE = "inferops", "inferops-system"
 KINDS_OF_ADMISSION = ["aiapplications", "realtimeservices", "batchservices"]
+
+
+@functools.cache
+def client_ca_pem() -> str:
+    """A CA for the API server's webhook client certificate (webhook.clientAuth.caBundle)."""
+    import tempfile
+
+    directory = Path(tempfile.mkdtemp(prefix="inferops-chart-client-ca-"))
+    return client_certificate(directory, "kube-apiserver-webhook-client").cafile.read_text()
+
+
+CONTROL_PLANE = [{"ipBlock": {"cidr": "172.16.0.0/28"}}]
+SCRAPERS = [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}]
 
 NON_DEFAULT: dict[str, Any] = {
     "fullnameOverride": "mlops",
@@ -49,7 +63,12 @@ NON_DEFAULT: dict[str, Any] = {
         "failurePolicy": "Ignore",
         "timeoutSeconds": 5,
         "certManager": {"enabled": True, "issuerRef": {"name": "corp-ca", "kind": "ClusterIssuer"}},
+        "clientAuth": {
+            "caBundle": client_ca_pem(),
+            "allowedNames": ["kube-apiserver-webhook-client"],
+        },
     },
+    "networkPolicy": {"webhook": {"from": CONTROL_PLANE}, "metrics": {"from": SCRAPERS}},
     "metrics": {"port": 9191, "serviceMonitor": {"enabled": True, "labels": {"release": "prom"}}},
     "nodeSelector": {"kubernetes.io/os": "linux"},
     "catalog": {
@@ -589,3 +608,142 @@ def test_notes_tell_what_was_installed() -> None:
         "inferops/templates/NOTES.txt"
     ]
     assert "team-a, team-b" in notes and "issued by cert-manager" in notes
+
+
+# ---- who may call the operator: webhook client authentication, NetworkPolicy -----------
+
+
+def volume(docs: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    volumes = one(docs, "Deployment")["spec"]["template"]["spec"]["volumes"]
+    return dict(next(v for v in volumes if v["name"] == name))
+
+
+def test_without_a_client_ca_the_webhook_verifies_no_caller() -> None:
+    docs = render()
+    assert not [a for a in container(docs)["args"] if a.startswith("--webhook-client")]
+    assert not [v for v in container(docs)["volumeMounts"] if v["name"] == "webhook-client-ca"]
+    notes = _chart().render({}, name=RELEASE, namespace=NAMESPACE)["inferops/templates/NOTES.txt"]
+    assert "callers are not authenticated" in notes
+
+
+def test_a_client_ca_bundle_makes_the_webhook_require_the_api_servers_certificate() -> None:
+    docs = render(NON_DEFAULT)
+    args = build_parser().parse_args(container(docs)["args"])
+    assert args.webhook_client_ca == "/etc/inferops/webhook-client/ca.crt"
+    assert args.webhook_client_name == ["kube-apiserver-webhook-client"]
+    config_map = one(docs, "ConfigMap", "mlops-webhook-client-ca")
+    assert config_map["data"] == {"ca.crt": client_ca_pem()}
+    assert volume(docs, "webhook-client-ca") == {
+        "name": "webhook-client-ca",
+        "configMap": {
+            "name": "mlops-webhook-client-ca",
+            "items": [{"key": "ca.crt", "path": "ca.crt"}],
+        },
+    }
+    mount = next(m for m in container(docs)["volumeMounts"] if m["name"] == "webhook-client-ca")
+    assert mount == {
+        "name": "webhook-client-ca",
+        "mountPath": "/etc/inferops/webhook-client",
+        "readOnly": True,
+    }
+    # Kopf does not watch the client CA file: a new bundle rolls the pods instead.
+    annotations = one(docs, "Deployment")["spec"]["template"]["metadata"]["annotations"]
+    assert "checksum/webhook-client-ca" in annotations
+    notes = _chart().render(NON_DEFAULT, name=RELEASE, namespace=NAMESPACE)[
+        "inferops/templates/NOTES.txt"
+    ]
+    assert "client certificates signed by the CA of ConfigMap" in notes
+
+
+def test_a_client_ca_secret_is_mounted_by_its_key() -> None:
+    values = {
+        "webhook": {"clientAuth": {"caSecret": "apiserver-client-ca", "caSecretKey": "ca.pem"}}
+    }
+    docs = render(values)
+    assert volume(docs, "webhook-client-ca") == {
+        "name": "webhook-client-ca",
+        "secret": {
+            "secretName": "apiserver-client-ca",
+            "items": [{"key": "ca.pem", "path": "ca.crt"}],
+        },
+    }
+    args = build_parser().parse_args(container(docs)["args"])
+    assert args.webhook_client_ca == "/etc/inferops/webhook-client/ca.crt"
+    assert args.webhook_client_name == []
+    assert not [c for c in by_kind(docs, "ConfigMap") if "client-ca" in c["metadata"]["name"]]
+
+
+@pytest.mark.parametrize(
+    ("client_auth", "message"),
+    [
+        (
+            {"caBundle": client_ca_pem(), "caSecret": "s"},
+            "webhook.clientAuth: give caBundle or caSecret, not both",
+        ),
+        ({"allowedNames": ["x"]}, "webhook.clientAuth.allowedNames needs caBundle or caSecret"),
+    ],
+)
+def test_client_auth_values_that_cannot_work_are_refused(
+    client_auth: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(helm.HelmError, match=message):
+        render_docs({"webhook": {"clientAuth": client_auth}})
+
+
+def ingress_by_port(policy: dict[str, Any]) -> dict[int, list[dict[str, Any]] | None]:
+    """port -> the peers allowed (None: any source), for each ingress rule."""
+    rules = {}
+    for rule in policy["spec"]["ingress"]:
+        assert [p["protocol"] for p in rule["ports"]] == ["TCP"]
+        rules[rule["ports"][0]["port"]] = rule.get("from")
+    return rules
+
+
+def test_the_operator_takes_traffic_only_on_the_webhook_and_metrics_ports() -> None:
+    docs = render()
+    policy = one(docs, "NetworkPolicy")
+    assert policy["metadata"]["namespace"] == NAMESPACE
+    selector = one(docs, "Deployment")["spec"]["selector"]["matchLabels"]
+    assert policy["spec"]["podSelector"]["matchLabels"] == selector
+    assert policy["spec"]["policyTypes"] == ["Ingress"]  # the operator must reach the API
+    ports = {p["name"]: p["containerPort"] for p in container(docs)["ports"]}
+    assert ingress_by_port(policy) == {
+        # No chart can know where the API server's calls come from: any source, unless
+        # networkPolicy.webhook.from names it.
+        ports["webhook"]: None,
+        ports["metrics"]: [
+            {
+                "namespaceSelector": {},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }
+        ],
+    }
+    assert ports["health"] not in ingress_by_port(policy)  # kubelet probes: from the node
+
+
+def test_network_policy_sources_are_the_values() -> None:
+    docs = render(NON_DEFAULT)
+    assert ingress_by_port(one(docs, "NetworkPolicy")) == {8443: CONTROL_PLANE, 9191: SCRAPERS}
+    any_scraper = {"networkPolicy": {"metrics": {"from": []}}}
+    assert ingress_by_port(one(render(any_scraper), "NetworkPolicy"))[9090] is None
+
+
+def test_network_policy_closes_what_is_not_served() -> None:
+    docs = render({"webhook": {"enabled": False}, "metrics": {"enabled": False}})
+    assert one(docs, "NetworkPolicy")["spec"]["ingress"] == []  # every port refuses
+    assert by_kind(render({"networkPolicy": {"enabled": False}}), "NetworkPolicy") == []
+
+
+@pytest.mark.parametrize(
+    ("values", "fragment"),
+    [
+        ({"webhook": {"clientAuth": {"caBundle": "not a certificate"}}}, "caBundle"),
+        ({"webhook": {"clientAuth": {"caFile": "/x"}}}, "caFile"),
+        ({"networkPolicy": {"webhook": {"from": {"ipBlock": {}}}}}, "from"),
+        ({"networkPolicy": {"ingress": []}}, "ingress"),
+    ],
+)
+def test_schema_refuses_bad_caller_values(values: dict[str, Any], fragment: str) -> None:
+    with pytest.raises(helm.HelmValuesError) as info:
+        _chart().validate_schema(values)
+    assert fragment in str(info.value)

@@ -78,6 +78,25 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 
 {{/*
+"true" when the webhook verifies its callers' client certificates (webhook.clientAuth):
+on as soon as a CA is given. Fails on values that cannot work.
+*/}}
+{{- define "inferops.webhookClientAuth" -}}
+{{- $auth := .Values.webhook.clientAuth }}
+{{- if and $auth.caBundle $auth.caSecret }}
+{{- fail "webhook.clientAuth: give caBundle or caSecret, not both" }}
+{{- end }}
+{{- if and $auth.allowedNames (not (or $auth.caBundle $auth.caSecret)) }}
+{{- fail "webhook.clientAuth.allowedNames needs caBundle or caSecret" }}
+{{- end }}
+{{- if and .Values.webhook.enabled (or $auth.caBundle $auth.caSecret) }}true{{ end }}
+{{- end }}
+
+{{- define "inferops.webhookClientCAName" -}}
+{{- printf "%s-webhook-client-ca" (include "inferops.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
 RBAC rules the operator needs in every namespace it watches (ClusterRole when it watches
 all of them, a Role in each otherwise). Derived from operator/inferops/reconcile and
 handlers; tests/cluster/test_chart.py runs the operator with exactly these permissions.

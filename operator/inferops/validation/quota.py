@@ -100,11 +100,11 @@ def over_quota(
     ordered_objects = live if ordered else by_age(live)
     refused: dict[str, str] = {}
     if kind == KIND_REALTIME:
-        limit = f" of {limits.realtime}" if disclose else ""
+        limit = f"{limits.realtime} " if disclose else ""
         for position, obj in enumerate(ordered_objects):
             if position >= limits.realtime:
                 refused[obj["metadata"]["name"]] = (
-                    f"quota{limit} real-time services in this namespace is used "
+                    f"quota of {limit}real-time services in this namespace is used "
                     "(Stopped and Abnormal services count too; delete one to make room)"
                 )
         if limits.public_instances is not None:
@@ -125,10 +125,10 @@ def over_quota(
                 else:
                     used += wanted
     elif kind == KIND_BATCH:
-        limit = f" of {limits.batch}" if disclose else ""
+        limit = f"{limits.batch} " if disclose else ""
         for position, obj in enumerate(ordered_objects):
             if position >= limits.batch:
                 refused[obj["metadata"]["name"]] = (
-                    f"quota{limit} batch services in this namespace is used"
+                    f"quota of {limit}batch services in this namespace is used"
                 )
     return refused
