@@ -318,7 +318,7 @@ def test_unwritable_output_is_fatal(s3: Any, tmp_path: Path) -> None:
             WorkerError,
             match=re.escape(
                 "cannot read this worker's earlier manifests: "
-                "s3://no-such-bucket/out/infer-result-U.manifest: bucket not found"
+                "s3://no-such-bucket/out/infer-result-U.workers: bucket not found"
             ),
         ):
             asyncio.run(run_worker(config))

@@ -13,7 +13,7 @@ from inferops.storage.https_store import HttpsStore
 from inferops.storage.local_store import LocalStore
 from inferops.storage.location import Location, Scheme, parse_location
 from inferops.storage.object_store import DEFAULT_REGION, ENDPOINT_ENV, ObjectStore
-from inferops.storage.store import Store
+from inferops.storage.store import Store, Writer
 
 __all__ = [
     "DEFAULT_REGION",
@@ -29,5 +29,6 @@ __all__ = [
     "StorageError",
     "Store",
     "TooLargeError",
+    "Writer",
     "parse_location",
 ]

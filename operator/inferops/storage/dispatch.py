@@ -16,7 +16,7 @@ from inferops.storage.https_store import HttpsStore
 from inferops.storage.local_store import LocalStore
 from inferops.storage.location import Location
 from inferops.storage.object_store import ObjectStore
-from inferops.storage.store import Store
+from inferops.storage.store import Store, Writer
 
 
 class Storage:
@@ -121,6 +121,11 @@ class Storage:
 
     def write(self, location: Location, data: bytes, content_type: str = "") -> None:
         self.store_for(location).write(location, data, content_type)
+
+    def open_writer(self, location: Location, content_type: str = "") -> Writer:
+        """A file written in parts as it grows (results larger than memory should hold);
+        nothing is at the location until the writer's commit()."""
+        return self.store_for(location).open_writer(location, content_type)
 
     def download_tree(self, source: Location, dest: Path) -> list[Path]:
         """Copies a file, or every file under a folder, into dest; returns what was written."""

@@ -16,7 +16,7 @@ from inferops.storage.egress import EgressPolicy
 from inferops.storage.errors import StorageError
 from inferops.storage.http_client import HttpClient
 from inferops.storage.location import Location
-from inferops.storage.store import TreeFiles, read_size, single_file
+from inferops.storage.store import TreeFiles, Writer, read_size, single_file
 
 
 def _download_failed(exc: Exception) -> StorageError:
@@ -72,6 +72,9 @@ class HttpsStore:
             raise StorageError(f"{location.text}: download failed: {exc}") from None
 
     def write(self, location: Location, data: bytes, content_type: str) -> None:
+        raise StorageError(f"{location.text}: cannot write to an https:// location")
+
+    def open_writer(self, location: Location, content_type: str) -> Writer:
         raise StorageError(f"{location.text}: cannot write to an https:// location")
 
     def download(self, location: Location, target: Path) -> None:

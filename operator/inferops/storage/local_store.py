@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from inferops.storage.errors import StorageError
 from inferops.storage.location import Location
@@ -15,6 +17,51 @@ from inferops.storage.store import TreeFiles, files_under, read_size, single_fil
 def _write_file(path: str, data: bytes) -> None:
     with open(path, "wb") as handle:
         handle.write(data)
+
+
+def _temporary(path: str) -> tuple[str, str]:
+    """(the temporary file a write goes to, the final path): readers never see half a file."""
+    directory, name = os.path.split(path.rstrip("/") or path)
+    return os.path.join(directory, f".{name}.tmp"), os.path.join(directory, name)
+
+
+class LocalWriter:
+    """A local file written in parts into its temporary, renamed into place on commit."""
+
+    def __init__(self, location: Location) -> None:
+        self.location = location
+        self._tmp, self._final = _temporary(location.path)
+        self._file: BinaryIO | None = None
+
+    def _open(self) -> BinaryIO:
+        try:
+            return open(self._tmp, "wb")
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(self._tmp) or ".", exist_ok=True)
+            return open(self._tmp, "wb")
+
+    def write(self, data: bytes) -> None:
+        try:
+            if self._file is None:
+                self._file = self._open()
+            self._file.write(data)
+        except OSError as exc:
+            raise StorageError(f"{self.location.text}: {exc.strerror}") from None
+
+    def commit(self) -> None:
+        self.write(b"")
+        assert self._file is not None
+        try:
+            self._file.close()
+            os.replace(self._tmp, self._final)
+        except OSError as exc:
+            raise StorageError(f"{self.location.text}: {exc.strerror}") from None
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            with contextlib.suppress(OSError):
+                os.unlink(self._tmp)
 
 
 class LocalStore:
@@ -76,8 +123,8 @@ class LocalStore:
         # os.path rather than pathlib: pathlib interns every path component into the
         # interpreter's string table, which a batch worker writing one result file per
         # input would churn (see Location.child).
-        directory, name = os.path.split(location.path.rstrip("/") or location.path)
-        tmp = os.path.join(directory, f".{name}.tmp")
+        tmp, final = _temporary(location.path)
+        directory = os.path.dirname(tmp)
         try:
             try:
                 _write_file(tmp, data)
@@ -88,9 +135,12 @@ class LocalStore:
                     raise
                 os.makedirs(directory, exist_ok=True)
                 _write_file(tmp, data)
-            os.replace(tmp, os.path.join(directory, name))  # readers never see half a file
+            os.replace(tmp, final)  # readers never see half a file
         except OSError as exc:
             raise StorageError(f"{location.text}: {exc.strerror}") from None
+
+    def open_writer(self, location: Location, content_type: str) -> LocalWriter:
+        return LocalWriter(location)
 
     def download(self, location: Location, target: Path) -> None:
         try:

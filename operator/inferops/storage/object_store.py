@@ -6,6 +6,7 @@ the number of objects. boto3 is imported on first use, keeping `inferops` start-
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from inferops.storage.location import Location, parse_location
 from inferops.storage.store import TreeFiles, files_under, read_size, single_file
 
 DEFAULT_REGION = "us-east-1"
+PART_BYTES = 8 * 1024 * 1024  # a multipart upload's parts (S3: 5 MiB at least but the last)
 ENDPOINT_ENV = ("INFEROPS_S3_ENDPOINT", "AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL")
 
 _REASONS = {
@@ -155,6 +157,9 @@ class ObjectStore:
         except Exception as exc:
             raise _error(location, exc) from None
 
+    def open_writer(self, location: Location, content_type: str) -> MultipartWriter:
+        return MultipartWriter(self.client, location, content_type)
+
     def download(self, location: Location, target: Path) -> None:
         try:
             self.client.download_file(location.bucket, location.key, str(target))
@@ -181,3 +186,63 @@ class ObjectStore:
         except StorageError:
             return False
         return True
+
+
+class MultipartWriter:
+    """An object written in parts of `part_bytes`: a multipart upload once the first part is
+    full, a single PUT for anything smaller (most result files)."""
+
+    def __init__(
+        self, client: Any, location: Location, content_type: str, part_bytes: int = PART_BYTES
+    ) -> None:
+        self.client = client
+        self.location = location
+        self.part_bytes = part_bytes
+        self._target = {"Bucket": location.bucket, "Key": location.key}
+        self._extra = {"ContentType": content_type} if content_type else {}
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self._buffer += data
+        while len(self._buffer) >= self.part_bytes:
+            self._send(bytes(self._buffer[: self.part_bytes]))
+            del self._buffer[: self.part_bytes]
+
+    def _send(self, body: bytes) -> None:
+        try:
+            if self._upload_id is None:
+                started = self.client.create_multipart_upload(**self._target, **self._extra)
+                self._upload_id = str(started["UploadId"])
+            number = len(self._parts) + 1
+            sent = self.client.upload_part(
+                **self._target, UploadId=self._upload_id, PartNumber=number, Body=body
+            )
+        except Exception as exc:
+            raise _error(self.location, exc) from None
+        self._parts.append({"ETag": sent["ETag"], "PartNumber": number})
+
+    def commit(self) -> None:
+        try:
+            if self._upload_id is None:
+                self.client.put_object(**self._target, Body=bytes(self._buffer), **self._extra)
+                return
+            if self._buffer:
+                self._send(bytes(self._buffer))
+            self.client.complete_multipart_upload(
+                **self._target, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
+            )
+        except StorageError:
+            raise
+        except Exception as exc:
+            raise _error(self.location, exc) from None
+        finally:
+            self._buffer.clear()
+
+    def abort(self) -> None:
+        self._buffer.clear()
+        if self._upload_id is not None:
+            # Best effort: a bucket lifecycle rule cleans up uploads nobody finished.
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(**self._target, UploadId=self._upload_id)

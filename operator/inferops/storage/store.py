@@ -18,6 +18,20 @@ TreeFiles = list[tuple[Location, PurePosixPath]]
 """Files to copy and the path each takes under the destination folder."""
 
 
+class Writer(Protocol):
+    """A file written in parts as it grows; nothing is at its location until commit()."""
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> None:
+        """Makes the whole file visible at once (an empty file when nothing was written)."""
+        ...
+
+    def abort(self) -> None:
+        """Drops what was written; the location keeps what it had."""
+        ...
+
+
 class Store(Protocol):
     """Reads (and, where the scheme allows, writes) the locations of one scheme."""
 
@@ -43,6 +57,10 @@ class Store(Protocol):
     def iter_chunks(self, location: Location, chunk_size: int) -> Iterator[bytes]: ...
 
     def write(self, location: Location, data: bytes, content_type: str) -> None: ...
+
+    def open_writer(self, location: Location, content_type: str) -> Writer:
+        """A Writer for a file too large to hold (no I/O until its first write)."""
+        ...
 
     def download(self, location: Location, target: Path) -> None:
         """Streams one file to a local path whose folder exists."""

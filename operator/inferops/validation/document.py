@@ -16,6 +16,7 @@ from inferops.api.kinds import ALL_KINDS, KindInfo
 from inferops.api.names import API_VERSION, DNS1035_LABEL, DNS1123_LABEL
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.validation.application_rules import check_version
+from inferops.validation.batch_paths import batch_path_rules
 from inferops.validation.catalog_rules import batch_catalog_rules, realtime_catalog_rules
 from inferops.validation.problems import Problem, from_validation_error
 from inferops.validation.references import (
@@ -105,6 +106,7 @@ def _spec_findings(
             )
     elif isinstance(spec, BatchServiceSpec):
         yield from batch_rules(spec)
+        yield from batch_path_rules(spec)
         yield from batch_catalog_rules(spec, ctx.catalog)
         if ctx.applications is not None:
             yield from batch_reference_rules(

@@ -2,8 +2,10 @@
 
 Retried: connection errors (refused, reset, closed keep-alive connections), HTTP 5xx and
 429, with exponential backoff and jitter (honouring Retry-After). Not retried: other 4xx
-(the request itself is wrong) and a request that timed out (the model got it and is slow;
-retrying would multiply the wait and the load).
+(the request itself is wrong), a request that timed out (the model got it and is slow;
+retrying would multiply the wait and the load), a redirect (not followed: the model is
+the sidecar at a fixed address, and an answer elsewhere is not its answer) and an answer
+over `max_response_bytes` (read in chunks up to the limit, never whole).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ from inferops.contract.batch_worker import WorkerConfig
 JSON_TYPE = "application/json"
 _JSON_HEADERS = {"Content-Type": JSON_TYPE}
 _SNIPPET = 300
+_ERROR_BYTES = 64 * 1024  # of a failed answer's body: enough for its snippet in the message
+_CHUNK = 256 * 1024
 _TYPES: dict[str, str] = {}
 _TYPES_KEPT = 64
 
@@ -45,6 +49,22 @@ def _snippet(body: bytes) -> str:
     return text if len(text) <= _SNIPPET else text[:_SNIPPET] + "..."
 
 
+def _too_large(limit: int, size: int | None) -> str:
+    stated = f" ({size} bytes)" if size is not None else ""
+    return f"the model's answer is larger than the {limit}-byte limit{stated} (maxResponseBytes)"
+
+
+async def _read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """Up to limit bytes of a body, read in chunks (fewer only at its end)."""
+    body = bytearray()
+    while len(body) < limit:
+        chunk = await response.content.read(min(limit - len(body), _CHUNK))
+        if not chunk:
+            break
+        body += chunk
+    return bytes(body)
+
+
 def _retry_after(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value else None
@@ -63,6 +83,7 @@ class ModelClient:
         self.retries = config.retries
         self.backoff = config.backoff_seconds
         self.backoff_max = config.backoff_max_seconds
+        self.max_response_bytes = config.max_response_bytes
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> ModelClient:
@@ -107,6 +128,21 @@ class ModelClient:
 
         return await self._post(None, None, form)
 
+    async def _body(self, response: aiohttp.ClientResponse) -> bytes:
+        """A successful answer's body; RequestError (not retried) when it is larger than
+        max_response_bytes, which is never read whole beyond the limit."""
+        limit = self.max_response_bytes
+        length = response.content_length
+        if length is not None and length > limit:
+            raise RequestError(_too_large(limit, length))
+        if length is not None and not response.headers.get("Content-Encoding"):
+            return await response.read()  # the common case: a stated size within the limit
+        # No size, or a compressed one that says nothing about the size once inflated.
+        body = await _read_at_most(response, limit + 1)
+        if len(body) > limit:
+            raise RequestError(_too_large(limit, None))
+        return body
+
     def _delay(self, attempt: int, retry_after: float | None) -> float:
         if retry_after is not None:
             return min(retry_after, self.backoff_max)
@@ -128,16 +164,19 @@ class ModelClient:
             retry_after = None
             data: Any = body if form is None else form()
             try:
-                async with session.post(self._url, data=data, headers=headers) as response:
-                    reply = await response.read()
+                async with session.post(
+                    self._url, data=data, headers=headers, allow_redirects=False
+                ) as response:
                     status = response.status
                     if 200 <= status < 300:
+                        reply = await self._body(response)
                         # The raw header (aiohttp would parse it anew for every response),
                         # one string per distinct value: CSV results keep a Reply per row.
                         kind = response.headers.get("Content-Type", "")
                         if len(_TYPES) < _TYPES_KEPT:
                             kind = _TYPES.setdefault(kind, kind)
                         return Reply(reply, kind)
+                    reply = await _read_at_most(response, _ERROR_BYTES)
                     retry_after = _retry_after(response.headers.get("Retry-After"))
             except aiohttp.ConnectionTimeoutError:
                 problem = f"cannot connect to the model at {self.url}: timed out"
@@ -147,6 +186,8 @@ class ModelClient:
                 problem = f"cannot reach the model at {self.url}: {exc or type(exc).__name__}"
             else:
                 problem = f"the model answered HTTP {status}: {_snippet(reply)}"
+                if 300 <= status < 400:  # a model that redirects did not answer
+                    raise RequestError(f"{problem} (redirects are not followed)")
                 if status < 500 and status != 429:
                     raise RequestError(problem)
             if attempt < self.retries:

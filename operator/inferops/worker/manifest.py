@@ -5,6 +5,13 @@ Worker i of n writes its k-th chunk (k = 0, 1, ...) as chunk number m = k*n + i:
 workers never write the same object. A worker commits lines in shard order and rewrites its
 current chunk whole (one atomic PUT), so its chunks always hold a prefix of its shard: on a
 restart, counting their lines says exactly which sources to skip.
+
+That count is only right for the shards of the same number of workers, so the first run
+records it beside the manifests (`infer-result-{taskId}.workers`) and a run with another
+count refuses to start (`WorkerCountError`) rather than report sources twice or never.
+Redistributing the sources of n old shards over m new ones would need every worker to
+read every other's chunks and renumber its own, and the operator sums the progress of the
+current workers; starting the task again under a new task ID does not need any of that.
 """
 
 from __future__ import annotations
@@ -14,7 +21,7 @@ from dataclasses import dataclass, field
 
 from inferops.contract.untrusted import UntrustedInputError, load_json
 from inferops.contract.worker_report import manifest_name
-from inferops.storage import Location, Storage
+from inferops.storage import Location, Storage, StorageError
 
 RESULT_SUFFIX = "_result.txt"
 SUCCESSFUL = "SUCCESSFUL"
@@ -28,6 +35,66 @@ def result_folder(task_id: str) -> str:
 def result_location(output: Location, task_id: str, name: str) -> Location:
     """<outputPath>/infer-result-{taskId}/<name>_result.txt, in the output's scheme style."""
     return output.child(f"{result_folder(task_id)}/{name}{RESULT_SUFFIX}")
+
+
+NAME_MAX = 255  # bytes in one local file name (Linux file systems)
+PATH_MAX = 4095  # bytes in a local path
+KEY_MAX = 1024  # bytes in an S3 object key
+
+
+def result_name_problem(output: Location, task_id: str, name: str) -> str | None:
+    """Why a source's result could not be written under its name, or None: checked before
+    the model is called, so that no answer is lost to a name the storage refuses."""
+    target = result_location(output, task_id, name)
+    if target.scheme == "s3":
+        size = len(target.key.encode("utf-8", "surrogateescape"))
+        if size > KEY_MAX:
+            return f"the result's object key would be {size} bytes, over the {KEY_MAX}-byte limit"
+        return None
+    path = target.path.encode("utf-8", "surrogateescape")
+    longest = max(len(part) for part in path.split(b"/"))
+    if longest > NAME_MAX:
+        return f"the result's file name would be {longest} bytes, over the {NAME_MAX}-byte limit"
+    if len(path) > PATH_MAX:
+        return f"the result's path would be {len(path)} bytes, over the {PATH_MAX}-byte limit"
+    return None
+
+
+class WorkerCountError(Exception):
+    """The task's output was written by another number of workers."""
+
+
+def workers_location(output: Location, task_id: str) -> Location:
+    return output.child(f"{result_folder(task_id)}.workers")
+
+
+def check_worker_count(storage: Storage, output: Location, task_id: str, count: int) -> None:
+    """Records the task's number of workers beside its manifests on its first run; later
+    runs must have the same (blocking I/O; StorageError, WorkerCountError)."""
+    marker = workers_location(output, task_id)
+    data = storage.read_if_exists(marker)
+    if data is None:
+        try:
+            storage.write(marker, json.dumps({"workers": count}).encode(), "application/json")
+            return
+        except StorageError:  # another worker of this run wrote it just now (local files)
+            data = storage.read_if_exists(marker)
+            if data is None:
+                raise
+    try:
+        recorded = load_json(data)
+    except UntrustedInputError:
+        recorded = None
+    workers = recorded.get("workers") if isinstance(recorded, dict) else None
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise WorkerCountError(f"{marker.text}: not a record of this task's workers")
+    if workers != count:
+        raise WorkerCountError(
+            f"task {task_id} was started with {workers} workers and cannot resume with "
+            f"{count}: its manifests hold shards of {workers} (resuming would report sources "
+            f"twice or never); resume it with {workers} workers (computeNodes), or run it "
+            "again as a new task (a new BatchService, or another --task-id)"
+        )
 
 
 def chunk_number(k: int, index: int, count: int) -> int:

@@ -11,6 +11,7 @@ read and a write, and object storage is milliseconds away); HTTP runs on the eve
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -29,12 +30,19 @@ from inferops.storage import (
     Storage,
     StorageError,
     TooLargeError,
+    Writer,
     parse_location,
 )
 from inferops.worker.client import ModelClient, RequestError
-from inferops.worker.csv_rows import CsvRows
+from inferops.worker.csv_rows import CsvRows, utf8_problem
 from inferops.worker.encoding import compile_encoder
-from inferops.worker.manifest import ManifestWriter, result_location
+from inferops.worker.manifest import (
+    ManifestWriter,
+    WorkerCountError,
+    check_worker_count,
+    result_location,
+    result_name_problem,
+)
 from inferops.worker.sources import Source, iter_shard
 
 log = logging.getLogger(__name__)
@@ -76,7 +84,8 @@ class Outcome:
 
 
 class ByteBudget:
-    """Caps the bytes of source content held at once (CSV results grow with their input).
+    """Caps the bytes of source content held at once (a CSV file is held while its rows
+    are sent; its results are not: they are written as they come).
 
     A source larger than the whole budget still runs, alone, so nothing waits forever.
     Taking and returning budget that is free costs no await (the common, small case).
@@ -177,14 +186,29 @@ class _Run:
 
     # ---- the loop ----------------------------------------------------------------------------
 
-    async def run(self) -> Summary:
+    async def _resume(self) -> int:
+        """How many sources of the shard an earlier run of this worker reported."""
         config = self.config
         try:
+            await self.io(
+                check_worker_count,
+                self.storage,
+                self.output,
+                config.task_id,
+                config.worker_count,
+            )
             skip = await self.io(self.writer.resume)
+        except WorkerCountError as exc:
+            raise WorkerError(str(exc)) from None
         except StorageError as exc:
             raise WorkerError(f"cannot read this worker's earlier manifests: {exc}") from None
         if skip:
             log.info("worker %d resumes after %d reported sources", config.worker_index, skip)
+        return skip
+
+    async def run(self) -> Summary:
+        config = self.config
+        skip = await self._resume()
         # (source, its outcome to come), in shard order: the reorder window.
         window: deque[tuple[Source, asyncio.Future[Outcome]]] = deque()
         sources = iter_shard(
@@ -228,18 +252,19 @@ class _Run:
     def _start(self, source: Source) -> asyncio.Future[Outcome]:
         error = source.error
         if error is None:
-            error = "no source" if source.location is None else self._refusal(source.location)
+            location = source.location
+            error = "no source" if location is None else self._refusal(source, location)
         if error is not None or source.location is None:
             done: asyncio.Future[Outcome] = self.loop.create_future()
             done.set_result(Outcome(False, error or "no source"))
             return done
         return asyncio.ensure_future(self._guarded(source, source.location))
 
-    def _refusal(self, location: Location) -> str | None:
+    def _refusal(self, source: Source, location: Location) -> str | None:
         """Why a source is not read at all (before any I/O), or None."""
         if location.scheme == "file" and not self.config.allow_local_paths:
             return LOCAL_ONLY
-        return None
+        return result_name_problem(self.output, self.config.task_id, source.name)
 
     async def _commit(self, source: Source, future: asyncio.Future[Outcome]) -> None:
         outcome = await future
@@ -321,26 +346,47 @@ class _Run:
         return Outcome(True, target.text)
 
     async def _csv(self, source: Source, data: bytes) -> Outcome:
+        problem = utf8_problem(data)
+        if problem is not None:
+            return Outcome(False, problem)
+        target = result_location(self.output, self.config.task_id, source.name)
+        writer = self.storage.open_writer(target, RESULT_TYPE)
+        local = target.scheme == "file"
+
+        async def sink(part: bytes) -> None:
+            await self.small_io(local, writer.write, part)
+
+        rows = CsvRows(data, self.encode_row, sink)
         try:
-            text = data.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:  # its message would quote the byte
-            return Outcome(False, f"the CSV file is not UTF-8 text (byte {exc.start})")
-        rows = CsvRows(text, self.encode_row)
+            await self._send_rows(rows)
+            if not rows.broken:
+                await rows.finish()
+            if rows.broken:
+                await self.small_io(local, writer.abort)
+                return Outcome(False, rows.broken)
+            await self.small_io(local, writer.commit)
+        except StorageError as exc:
+            await self.small_io(local, writer.abort)
+            return Outcome(False, f"writing the result failed: {exc}")
+        except BaseException:
+            self._abort_later(writer)
+            raise
+        failure = rows.failure()
+        if failure is None:
+            return Outcome(True, target.text)
+        return Outcome(False, f"{failure} (results in {target.text})")
+
+    async def _send_rows(self, rows: CsvRows) -> None:
         lanes = min(self.config.concurrency, rows.lanes_wanted)
         if lanes == 1:
             await rows.send(self.client, self.lanes)  # a one-row file: no task to schedule
         else:
             await asyncio.gather(*(rows.send(self.client, self.lanes) for _ in range(lanes)))
-        if rows.broken:
-            return Outcome(False, rows.broken)
-        try:
-            target = await self._save(source.name, rows.output())
-        except StorageError as exc:
-            return Outcome(False, f"writing the result failed: {exc}")
-        failure = rows.failure()
-        if failure is None:
-            return Outcome(True, target.text)
-        return Outcome(False, f"{failure} (results in {target.text})")
+
+    def _abort_later(self, writer: Writer) -> None:
+        """Drops a half-written result while the run is being cancelled (no await)."""
+        with contextlib.suppress(RuntimeError):  # the pool is shut down already
+            self.pool.submit(writer.abort)
 
 
 LOCAL_ONLY = "local paths are only for local runs (inferops batch run)"
