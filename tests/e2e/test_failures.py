@@ -98,6 +98,31 @@ def operator_restarts(api: Any, operator: Operator) -> list[int]:
     return [c.restart_count for p in pods for c in p.status.container_statuses or [] if c.ready]
 
 
+def operator_last_exit(api: Any, operator: Operator) -> str:
+    """Why the operator container last stopped and its last log lines (for a failure)."""
+    core = client.CoreV1Api(api)
+    pods = core.list_namespaced_pod(
+        operator.namespace, label_selector="app.kubernetes.io/component=operator"
+    ).items
+    lines = []
+    for pod in pods:
+        for status in pod.status.container_statuses or []:
+            lines.append(f"{pod.metadata.name}/{status.name}: last state {status.last_state}")
+            try:
+                lines.append(
+                    core.read_namespaced_pod_log(
+                        pod.metadata.name,
+                        operator.namespace,
+                        container=status.name,
+                        previous=True,
+                        tail_lines=60,
+                    )
+                )
+            except client.ApiException as exc:
+                lines.append(f"no previous log: {exc.reason}")
+    return "\n".join(lines)
+
+
 def test_failures_end_failed_naming_the_cause(
     operator: Operator, kubectl: Kubectl, api_client: Any
 ) -> None:
