@@ -38,6 +38,18 @@ SOURCES = [
     f"s3://{BUCKET}/iris/input/missing.csv",
 ]
 OUTPUT = f"s3://{BUCKET}/iris/output-manifest/"
+# Sources no worker in a pod may read (issue 13): the node's own address (the S3 server's,
+# on the test bridge), a Service name (a ClusterIP), the pod's loopback where its model
+# sidecar listens, in two spellings, and a file of the worker's own container. Each must be
+# one FAILED line, refused before any connection: nothing here leaves the node.
+EGRESS_REFUSED = {
+    f"https://{realnode.NODE_IP}:9000/{BUCKET}/iris/input/data.csv": "a private address",
+    f"https://minio.storage.svc:9000/{BUCKET}/iris/input/data.csv": "a private address",
+    "https://127.0.0.1:8080/health": "(127.0.0.1: a loopback address",
+    "https://0x7f000001:8080/health": "(127.0.0.1: a loopback address",
+    "https://[::ffff:127.0.0.1]:8080/health": "(127.0.0.1: a loopback address",
+}
+LOCAL_REFUSED = "file:///etc/passwd"
 
 
 def read_s3(s3: Any, uri: str) -> str:
@@ -56,10 +68,11 @@ def test_manifest_batch_on_two_real_workers(
     s3 = fresh_buckets(object_store, BUCKET)
     s3.put_object(Bucket=BUCKET, Key="iris/input/data.csv", Body=SEED_CSV.encode())
     s3.put_object(Bucket=BUCKET, Key="iris/input/more.csv", Body=OTHER_CSV.encode())
+    hostile = [*EGRESS_REFUSED, LOCAL_REFUSED]
     s3.put_object(
         Bucket=BUCKET,
         Key="iris/input.manifest",
-        Body="".join(json.dumps({"source": s}) + "\n" for s in SOURCES).encode(),
+        Body="".join(json.dumps({"source": s}) + "\n" for s in [*SOURCES, *hostile]).encode(),
     )
     core = client.CoreV1Api(api_client)
     apply_examples(kubectl, ns, "iris-application.yaml", "iris-batch-manifest.yaml")
@@ -68,7 +81,7 @@ def test_manifest_batch_on_two_real_workers(
             api_client, ns, "batchservices", "iris-batch-manifest", ("Completed", "Failed"), 400
         )
         assert status["phase"] == "Completed", f"{status}\n{pods_report(api_client, ns)}"
-        assert status["progress"] == {"total": 3, "succeeded": 2, "failed": 1}, status
+        assert status["progress"] == {"total": 9, "succeeded": 2, "failed": 7}, status
         task = status["taskId"]
 
         # two real pods, one per completion index, both on the node and both succeeded
@@ -93,7 +106,14 @@ def test_manifest_batch_on_two_real_workers(
         ], manifests
         lines = [json.loads(line) for m in manifests for line in read_s3(s3, m).splitlines()]
         by_source = {line["source"]: line for line in lines}
-        assert sorted(by_source) == sorted(SOURCES) and len(lines) == 3  # each exactly once
+        assert sorted(by_source) == sorted(SOURCES + hostile) and len(lines) == 9  # once each
+        for source, reason in EGRESS_REFUSED.items():
+            message = by_source[source]["error_message"]
+            assert message.startswith("Download file failed: refusing to connect to "), message
+            assert reason in message, message
+        assert by_source[LOCAL_REFUSED]["error_message"] == (
+            "local paths are only for local runs (inferops batch run)"
+        )
         for source in SOURCES[:2]:
             name = source.rsplit("/", 1)[1]
             assert by_source[source] == {
