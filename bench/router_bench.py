@@ -38,7 +38,7 @@ from inferops.demo import (
     nginx_binary,
     nginx_router,
 )
-from inferops.resources.nginx import BACKEND_HEADER, Backend, nginx_config
+from inferops.resources.nginx import VERSION_HEADER, Backend, nginx_config
 
 BACKEND = "iris-bench-iris-1-0-0"
 
@@ -84,7 +84,7 @@ async def load(url: str, seconds: float, concurrency: int, expect_backend: bool)
                     async with session.post(url, data=body, headers=headers) as response:
                         await response.read()
                         good = response.status == 200 and (
-                            not expect_backend or response.headers.get(BACKEND_HEADER) == BACKEND
+                            not expect_backend or response.headers.get(VERSION_HEADER) == BACKEND
                         )
                 except (aiohttp.ClientError, TimeoutError):
                     good = False

@@ -10,7 +10,7 @@ OUTPUT chains), the same aiohttp load generator posts the seed body to
 - direct: the version's own Service (port 8080), straight to the model pod;
 
 interleaved in rounds (the order flips every round) so that noise on the machine hits both
-alike. Every reply is checked: a 200 with the iris prediction, and X-Inferops-Backend naming
+alike. Every reply is checked: a 200 with the iris prediction, and X-Inferops-Version naming
 the version's Service through the router (absent when direct). It reports requests/second,
 mean, p50 and p99 per target and, for p50 and p99, router minus direct (ms) and
 router / direct.
@@ -73,7 +73,7 @@ from kubernetes.client.rest import ApiException  # noqa: E402
 from inferops.demo import SEED_BODY  # noqa: E402
 from inferops.resources.labels import LABEL_COMPONENT  # noqa: E402
 from inferops.resources.naming import child_name  # noqa: E402
-from inferops.resources.nginx import BACKEND_HEADER  # noqa: E402
+from inferops.resources.nginx import VERSION_HEADER  # noqa: E402
 from inferops.resources.realtime import ROUTER_REPLICAS, SERVICE_PORT, VERSION_PORT  # noqa: E402
 from tests.e2e.support import (  # noqa: E402
     APPS_NAMESPACE,
@@ -108,7 +108,8 @@ spec:
     specification: {FLAVOR}
     computeNodes: 1
 """
-VERSION_SERVICE = child_name(SERVICE, APPLICATION, VERSION)  # what X-Inferops-Backend names
+VERSION_SERVICE = child_name(SERVICE, APPLICATION, VERSION)
+VERSION_LABEL = f"{APPLICATION}:{VERSION}"  # what the router's X-Inferops-Version says
 OWNER_SELECTOR = f"serving.inferops.dev/owner-name={SERVICE}"
 BODY = json.dumps(SEED_BODY).encode()
 HEADERS = {"Content-Type": "application/json"}
@@ -149,13 +150,13 @@ async def post(session: aiohttp.ClientSession, url: str, backend: str | None) ->
         async with session.post(url, data=BODY, headers=HEADERS) as response:
             body = await response.read()
             elapsed = time.perf_counter() - start
-            status, header = response.status, response.headers.get(BACKEND_HEADER)
+            status, header = response.status, response.headers.get(VERSION_HEADER)
     except (aiohttp.ClientError, TimeoutError) as exc:
         return time.perf_counter() - start, type(exc).__name__
     if status != 200:
         return elapsed, f"HTTP {status}"
     if header != backend:
-        return elapsed, f"{BACKEND_HEADER} {header!r}"
+        return elapsed, f"{VERSION_HEADER} {header!r}"
     try:
         predictions = [r["predictresult"] for r in json.loads(body)["resp_data"]]
     except (ValueError, KeyError, TypeError):
@@ -343,7 +344,7 @@ def deploy(
     api: Any, kubectl: Kubectl, namespace: str, timeout: float
 ) -> tuple[dict[str, tuple[str, str | None]], dict[str, Any]]:
     """Applies the application and the service and waits until both targets answer; returns
-    the targets (url, expected X-Inferops-Backend) and what runs where."""
+    the targets (url, expected X-Inferops-Version) and what runs where."""
     kubectl("apply", "-n", namespace, "-f", str(APP_MANIFEST), "-f", "-", input=SERVICE_MANIFEST)
     print(f"applied AIApplication/{APPLICATION} and RealTimeService/{SERVICE} in {namespace}")
     t0 = time.monotonic()
@@ -365,7 +366,7 @@ def deploy(
         direct_ip = cluster_ip(api, namespace, VERSION_SERVICE)
         targets = {
             "direct": (f"http://{direct_ip}:{VERSION_PORT}/", None),
-            "router": (f"http://{router_ip}:{SERVICE_PORT}/", VERSION_SERVICE),
+            "router": (f"http://{router_ip}:{SERVICE_PORT}/", VERSION_LABEL),
         }
         for name, (url, backend) in targets.items():
             wait_until(partial(probe, url, backend), 60, f"a valid answer from {name}")

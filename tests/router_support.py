@@ -37,7 +37,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend, RateLimit, nginx_config
+from inferops.resources.nginx import HEALTH_PATH, VERSION_HEADER, Backend, RateLimit, nginx_config
 
 UPSTREAM_HEADER = "X-Upstream"
 BODY_HEADER = "X-Body-Bytes"  # how many request body bytes the upstream received
@@ -197,6 +197,7 @@ def running_router(
     limit: RateLimit | None = None,
     replicas: int = 1,
     worker_processes: str = "1",
+    version_header: bool = True,
 ) -> Iterator[Router]:
     """nginx running exactly what the operator generates for these backends."""
 
@@ -209,6 +210,7 @@ def running_router(
             listen=listen,
             runtime_dir=runtime_dir,
             worker_processes=worker_processes,
+            version_header=version_header,
         )
 
     with running_nginx(make) as router:
@@ -287,7 +289,7 @@ def running_upstreams(*names: str) -> Iterator[dict[str, str]]:
 class Reply:
     status: int
     body: str  # the answering upstream's name for a 200 from `running_upstreams`
-    backend: str | None  # the router's X-Inferops-Backend header
+    backend: str | None  # the router's X-Inferops-Version header
     upstream: str | None  # the upstream's own X-Upstream header
 
 
@@ -310,7 +312,7 @@ async def _fire(
                         Reply(
                             response.status,
                             body,
-                            response.headers.get(BACKEND_HEADER),
+                            response.headers.get(VERSION_HEADER),
                             response.headers.get(UPSTREAM_HEADER),
                         )
                     )

@@ -551,6 +551,18 @@ def test_chart_installs_and_the_operator_works_under_its_rbac(
         ready = next(c for c in status["conditions"] if c["type"] == "Ready")
         assert ready["status"] == "True"
         if batch_handled():
+            # The example's storage.secretRef: a Secret marked usable by services, whose
+            # label the operator reads under the chart's RBAC (metadata only).
+            client.CoreV1Api(api_client).create_namespaced_secret(
+                namespace,
+                {
+                    "metadata": {
+                        "name": "object-storage",
+                        "labels": {"serving.inferops.dev/usable": "true"},
+                    },
+                    "stringData": {"AWS_ACCESS_KEY_ID": "k", "AWS_SECRET_ACCESS_KEY": "s"},
+                },
+            )
             apply_examples(kubectl, namespace, "iris-batch-folder.yaml")
             wait_for(
                 lambda: (

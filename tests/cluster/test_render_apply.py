@@ -119,7 +119,10 @@ def test_render_output_applies_as_printed(kubectl: Kubectl, namespace: str, tmp_
         "ConfigMap",
         "Deployment",
         "Service",
+        "NetworkPolicy",
+        "NetworkPolicy",
         "Job",
+        "NetworkPolicy",
     ]
     digest = _config_hash(printed)
     assert _retyped_unless_quoted(digest) and f"{CONFIG_HASH}: '{digest}'" in result.stdout

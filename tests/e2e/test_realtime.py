@@ -25,9 +25,10 @@ pytestmark = pytest.mark.timeout(900)
 
 EXAMPLES = REPO / "examples"
 SERVICE = "iris-online"
-BACKEND_HEADER = "X-Inferops-Backend"
-# the versions' Service names, which the router's X-Inferops-Backend header carries
-V1, V2 = child_name(SERVICE, "iris", "1.0.0"), child_name(SERVICE, "iris", "2.0.0")
+VERSION_HEADER = "X-Inferops-Version"
+# what the router's X-Inferops-Version header says: the version, never its Service's name
+V1, V2 = "iris:1.0.0", "iris:2.0.0"
+SERVICE_NAMES = (child_name(SERVICE, "iris", "1.0.0"), child_name(SERVICE, "iris", "2.0.0"))
 COMPONENT = "app.kubernetes.io/component"
 IRIS_REQUEST = json.dumps(
     {
@@ -62,7 +63,10 @@ def post(conn: http.client.HTTPConnection, tally: Tally) -> None:
     predictions = [r["predictresult"] for r in json.loads(body)["resp_data"]]
     if predictions != SPECIES:
         tally.wrong.append(body.decode(errors="replace")[:200])
-    tally.backends[response.getheader(BACKEND_HEADER, "")] += 1
+    tally.backends[response.getheader(VERSION_HEADER, "")] += 1
+    headers = str(response.getheaders())
+    if any(name in headers for name in SERVICE_NAMES):
+        tally.wrong.append(f"an internal Service name in the answer's headers: {headers}")
 
 
 def measure(host: str, successes: int, rate: float, connections: int = 8) -> Tally:
@@ -207,6 +211,48 @@ def test_every_pod_runs_on_the_real_node(
         assert pod.status.phase == "Running"
         for c in pod.status.container_statuses:
             assert c.ready and c.container_id.startswith("containerd://"), c
+
+
+TOKEN_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+
+
+def test_no_pod_holds_a_token_and_network_policies_guard_the_models(
+    iris_online: str, operator: Operator, api_client: Any, kubectl: Kubectl
+) -> None:
+    """No child pod gets a ServiceAccount token (none calls the API), checked inside the
+    running containers; the NetworkPolicies exist and select the pods. The node's network
+    (the CNI bridge plugin) does not enforce NetworkPolicies, so traffic is not tested."""
+    ns = operator.apps
+    running = pods(api_client, ns)
+    for pod in running:
+        assert pod.spec.automount_service_account_token is False, pod.metadata.name
+        mounts = [m.mount_path for c in pod.spec.containers for m in c.volume_mounts or []]
+        assert not any(m.startswith("/var/run/secrets/kubernetes.io") for m in mounts), mounts
+    model = next(p for p in running if p.metadata.labels.get(COMPONENT) == "model")
+    router = next(p for p in running if p.metadata.labels.get(COMPONENT) == "router")
+    probe = f"import os; print(os.path.exists({TOKEN_DIR!r}))"
+    out = kubectl(
+        "exec", "-n", ns, model.metadata.name, "-c", "model", "--", "python3", "-c", probe
+    )
+    assert out.strip() == "False", out
+    check = f"test -e {TOKEN_DIR} && echo mounted || echo none"
+    out = kubectl("exec", "-n", ns, router.metadata.name, "--", "sh", "-c", check)
+    assert out.strip() == "none", out
+    selector = f"serving.inferops.dev/owner-name={SERVICE}"
+    policies = {
+        p.metadata.name: p.spec
+        for p in client.NetworkingV1Api(api_client)
+        .list_namespaced_network_policy(ns, label_selector=selector)
+        .items
+    }
+    assert set(policies) == {f"{SERVICE}-models", f"{SERVICE}-router"}, set(policies)
+    models = policies[f"{SERVICE}-models"]
+    assert models.pod_selector.match_labels.items() <= model.metadata.labels.items()
+    [rule] = models.ingress
+    assert rule._from[0].pod_selector.match_labels.items() <= router.metadata.labels.items()
+    assert [(p.port, p.protocol) for p in rule.ports] == [("http", "TCP")]
+    routers = policies[f"{SERVICE}-router"]
+    assert routers.pod_selector.match_labels.items() <= router.metadata.labels.items()
 
 
 def test_70_30_split_with_real_predictions(iris_online: str) -> None:

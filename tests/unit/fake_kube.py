@@ -61,6 +61,16 @@ class FakeKube:
         found = self.objects.get((api_version, kind, namespace, name))
         return copy.deepcopy(found) if found is not None else None
 
+    def get_metadata(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> Obj | None:
+        """What the API server answers for PartialObjectMetadata: metadata, no data."""
+        found = self.objects.get((api_version, kind, namespace, name))
+        if found is None:
+            return None
+        meta = {"apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata"}
+        return {**meta, "metadata": copy.deepcopy(found["metadata"])}
+
     def list_objects(
         self,
         api_version: str,

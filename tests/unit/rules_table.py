@@ -3,7 +3,10 @@
 `layer` says which validator must catch a row: "schema" rows are refused by the CRD itself
 (OpenAPI constraints and CEL) and by the Python validation alike; "catalog" and
 "reference" rows need the operator's catalog or the referenced AIApplication, so only the
-Python validation (CLI, webhook, handlers) can refuse them and the CRD must accept them.
+Python validation (CLI, webhook, handlers) can refuse them and the CRD must accept them;
+"cluster" rows are refused for cluster objects only (local paths, credentials in URLs):
+the models, and so the CRD, accept them because `inferops batch run` runs the same spec
+on a workstation.
 """
 
 from __future__ import annotations
@@ -144,7 +147,7 @@ class Row:
     id: str
     obj: Obj
     expected: list[tuple[str, str]] = field(default_factory=list)
-    layer: Literal["schema", "catalog", "reference"] = "schema"
+    layer: Literal["schema", "catalog", "reference", "cluster"] = "schema"
     old: Obj | None = None
 
     @property
@@ -153,6 +156,8 @@ class Row:
 
 
 R, T = "spec.versions", "traffic ratios must sum to exactly 100"
+LOCAL = "is not in object storage"
+CREDS = "must not carry credentials"
 MP = "spec.multiPoolLoadBalancing.pools"
 
 ROWS: list[Row] = [
@@ -385,7 +390,53 @@ ROWS: list[Row] = [
     ),
     # Batch paths and parameters.
     Row("bs-manifest-input", bs(inputPath="obs://bucket/data/input.manifest")),
-    Row("bs-local-paths", bs(inputPath="/data/in", outputPath="file:///data/out")),
+    # Cluster objects keep their data in object storage (local paths are for batch run).
+    Row(
+        "bs-local-paths",
+        bs(inputPath="/data/in", outputPath="file:///data/out"),
+        [("spec.inputPath", LOCAL), ("spec.outputPath", LOCAL)],
+        layer="cluster",
+    ),
+    Row("bs-local-output", bs(outputPath="/tmp/out"), [("spec.outputPath", LOCAL)], "cluster"),
+    Row(
+        "data-collection-local",
+        rts(dataCollection={"enabled": True, "outputPath": "/data/collected"}),
+        [("spec.dataCollection.outputPath", LOCAL)],
+        layer="cluster",
+    ),
+    Row(
+        "data-collection-file-url",
+        rts(dataCollection={"enabled": True, "outputPath": "file:///data/collected"}),
+        [("spec.dataCollection.outputPath", LOCAL)],
+        layer="cluster",
+    ),
+    Row(
+        "data-collection-obs",
+        rts(dataCollection={"enabled": True, "outputPath": "obs://bucket/dc"}),
+    ),
+    # Credentials only by Secret reference, never in a URL.
+    Row(
+        "storage-endpoint-credentials",
+        rts(storage={"endpoint": "https://user:pass@obs.example.com"}),
+        [("spec.storage.endpoint", CREDS)],
+        layer="cluster",
+    ),
+    Row(
+        "bs-storage-endpoint-user",
+        bs(storage={"endpoint": "http://AKIAEXAMPLE@s3.local:9000", "secretRef": {"name": "s"}}),
+        [("spec.storage.endpoint", CREDS)],
+        layer="cluster",
+    ),
+    Row("storage-endpoint-at-in-path", rts(storage={"endpoint": "https://obs.example.com/a@b"})),
+    Row(
+        "app-model-uri-credentials",
+        edit(
+            app(),
+            lambda o: o["spec"]["versions"][0].update(modelUri="https://u:p@models.example.com/m"),
+        ),
+        [("spec.versions[0].modelUri", CREDS)],
+        layer="cluster",
+    ),
     Row(
         "bs-https-input",
         bs(inputPath="https://example.com/in/"),

@@ -283,6 +283,9 @@ EXPECTED_CLUSTER_WIDE = {
     ("", "pods"): {"get", "list", "watch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
     ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "create", "patch", "delete"},
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "create", "patch", "delete"},
+    # Metadata only (whether a Secret a service names is labelled usable): never list/watch.
+    ("", "secrets"): {"get"},
 }
 
 
@@ -321,8 +324,12 @@ def test_no_rule_grants_a_wildcard_or_anything_dangerous(values: dict[str, Any])
         ]
         assert not any("*" in f for f in fields), f"{where}: {rule}"
         assert set(rule["verbs"]) <= ALLOWED_VERBS, f"{where}: {rule}"  # no escalate, bind...
+        if "secrets" in rule["resources"]:
+            # Labels of the Secrets a service names, one get at a time: never list, watch
+            # or any write (which would read or change every Secret at once).
+            assert rule == {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}
+            continue
         assert not {
-            "secrets",
             "serviceaccounts",
             "roles",
             "clusterroles",
@@ -378,6 +385,16 @@ def test_cluster_wide_peering_gets_its_own_rule() -> None:
         "watch",
         "patch",
     }
+
+
+def test_secret_labels_can_be_left_unread() -> None:
+    """rbac.readSecretLabels=false: no access to Secrets at all (the Namespace annotation
+    is then the only way to make one usable by services)."""
+    for values in (
+        {"rbac": {"readSecretLabels": False}},
+        {"rbac": {"readSecretLabels": False}, "watchNamespaces": ["a"]},
+    ):
+        assert all("secrets" not in rule["resources"] for _, rule in rules(render(values)))
 
 
 def test_rbac_and_service_account_can_be_left_out() -> None:

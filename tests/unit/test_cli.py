@@ -208,6 +208,8 @@ def test_render_prints_the_children_of_the_example(capsys: pytest.CaptureFixture
         "ConfigMap",
         "Deployment",
         "Service",
+        "NetworkPolicy",
+        "NetworkPolicy",
     ]
     assert all("ownerReferences" not in c["metadata"] for c in children)
     assert "70% iris-online-iris-1-0-0-" in children[4]["data"]["nginx.conf"]

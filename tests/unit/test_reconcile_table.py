@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from inferops.api.catalog import Catalog, GatewayRef, RouterConfig, default_catalog
-from inferops.api.names import ANNOTATION_QUOTA_REALTIME
+from inferops.api.names import ANNOTATION_QUOTA_REALTIME, ANNOTATION_USABLE_SECRETS, LABEL_USABLE
 from inferops.reconcile.application import reconcile_application
 from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
 from inferops.reconcile.common import Outcome
@@ -28,7 +28,13 @@ NS = "ns"
 Obj = dict[str, Any]
 V1 = "svc-iris-1-0-0-da9f2149"
 V2 = "svc-iris-2-0-0-68d2acd4"
-ROUTER_CHILDREN = ["ConfigMap/svc-router", "Deployment/svc-router", "Service/svc"]
+ROUTER_CHILDREN = [
+    "ConfigMap/svc-router",
+    "Deployment/svc-router",
+    "Service/svc",
+    "NetworkPolicy/svc-models",
+    "NetworkPolicy/svc-router",
+]
 TWO_VERSIONS = sorted(
     [f"Deployment/{V1}", f"Service/{V1}", f"Deployment/{V2}", f"Service/{V2}", *ROUTER_CHILDREN]
 )
@@ -96,6 +102,25 @@ def batch_job(stopped: bool) -> Obj:
     )[0]
     job["spec"]["suspend"] = stopped
     return job
+
+
+# The catalog after cpu.2u4g, the flavor of every version of SVC, left it.
+WITHOUT_2U4G = default_catalog().model_copy(
+    update={"flavors": [f for f in default_catalog().flavors if f.name != "cpu.2u4g"]}
+)
+RUNNING = {"phase": "Running", "observedGeneration": 1, "conditions": []}
+SECRET_ENV = [{"name": "DB", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]
+SVC_SECRET = placed(rts(version("1.0.0", 100, env=SECRET_ENV)))
+ONE_VERSION = sorted([f"Deployment/{V1}", f"Service/{V1}", *ROUTER_CHILDREN])
+
+
+def secret(labels: dict[str, str] | None = None) -> Obj:
+    meta: Obj = {"name": "db", "namespace": NS, "labels": labels or {}}
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": meta, "data": {"password": "eA=="}}
+
+
+def namespace(annotations: dict[str, str]) -> Obj:
+    return {**NAMESPACE, "metadata": {"name": NS, "annotations": annotations}}
 
 
 BATCH = placed(bs(), uid="u2")
@@ -226,10 +251,81 @@ TABLE = {
         [NAMESPACE, APP, placed(SVC, generation=2, status=DEPLOYING)], realtime_refresh
     ),
     "a deleted service is nothing to do": Row([NAMESPACE, APP], realtime, gone=True),
+    "a flavor that left the catalog keeps a running service running, untouched": Row(
+        [NAMESPACE, APP, placed(SVC, status=RUNNING), *children(SVC, ready=True)],
+        realtime,
+        catalog=WITHOUT_2U4G,
+        phase="Running",
+        reason="Running",
+        message="the catalog no longer admits this spec",
+        events=[("CatalogChanged", True)],
+    ),
+    "stopped still scales a service the catalog no longer admits": Row(
+        [NAMESPACE, APP, placed(rts(stopped=True), generation=2), *children(SVC, ready=True)],
+        realtime,
+        catalog=WITHOUT_2U4G,
+        patches=[f"Deployment/{V1}", f"Deployment/{V2}", "Deployment/svc-router"],
+        phase="Stopped",
+        events=[("Stopped", False), ("CatalogChanged", True)],
+    ),
+    "a refresh of a service the catalog no longer admits follows its children": Row(
+        [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=True)],
+        realtime_refresh,
+        catalog=WITHOUT_2U4G,
+        phase="Running",
+        events=[("Running", False), ("CatalogChanged", True)],
+    ),
+    "an unknown flavor on a service never deployed is Failed": Row(
+        [NAMESPACE, APP, SVC],
+        realtime,
+        catalog=WITHOUT_2U4G,
+        phase="Failed",
+        reason="InvalidSpec",
+        message="unknown flavor 'cpu.2u4g'",
+        events=[("Failed", True)],
+    ),
+    "a Secret not marked usable blocks the service": Row(
+        [NAMESPACE, APP, SVC_SECRET, secret()],
+        realtime,
+        phase="Failed",
+        reason="SecretNotUsable",
+        message="spec.versions[0].env[0]: Secret 'db' is not marked usable",
+        events=[("Failed", True)],
+    ),
+    "a missing Secret blocks the service": Row(
+        [NAMESPACE, APP, SVC_SECRET],
+        realtime,
+        phase="Failed",
+        reason="SecretNotUsable",
+        message="Secret 'db' does not exist in this namespace",
+        events=[("Failed", True)],
+    ),
+    "a Secret labelled usable is passed": Row(
+        [NAMESPACE, APP, SVC_SECRET, secret({LABEL_USABLE: "true"})],
+        realtime,
+        applies=ONE_VERSION,
+        phase="Deploying",
+        events=[("Deploying", False)],
+    ),
+    "a Secret the Namespace lists is passed": Row(
+        [namespace({ANNOTATION_USABLE_SECRETS: "other,db"}), APP, SVC_SECRET, secret()],
+        realtime,
+        applies=ONE_VERSION,
+        phase="Deploying",
+        events=[("Deploying", False)],
+    ),
+    "batch storage credentials from a Secret not marked usable: no Job": Row(
+        [NAMESPACE, APP, placed(bs(storage={"secretRef": {"name": "db"}}), uid="u2"), secret()],
+        batch,
+        phase="Failed",
+        reason="SecretNotUsable",
+        message="spec.storage.secretRef: Secret 'db' is not marked usable",
+        events=[("Failed", True)],
+    ),
     "batch create applies the Job once": Row(
         [NAMESPACE, APP, BATCH],
         batch,
-        applies=["Job/job"],
+        applies=["Job/job", "NetworkPolicy/job"],
         phase="Deploying",
         reason="Deploying",
         events=[("Deploying", False)],
@@ -334,3 +430,34 @@ def test_suspension_follows_the_spec(service: Obj, running: bool, suspend: bool)
     reconcile_batch(kube, default_catalog(), NS, "job")
     job = kube.get("batch/v1", "Job", NS, "job")
     assert job is not None and job["spec"]["suspend"] is suspend
+
+
+def test_the_catalog_conflict_is_a_condition_until_the_catalog_admits_the_spec() -> None:
+    kube = FakeKube([NAMESPACE, APP, placed(SVC, status=RUNNING), *children(SVC, ready=True)])
+    reconcile_realtime(kube, WITHOUT_2U4G, NS, "svc")
+    stored = kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", NS, "svc")
+    assert stored is not None
+    conflict = condition(stored["status"]["conditions"], "CatalogConflict")
+    assert (conflict["status"], conflict["reason"]) == ("True", "CatalogChanged")
+    assert "spec.versions[0].specification: unknown flavor 'cpu.2u4g'" in conflict["message"]
+    assert kube.of("apply") == [] and kube.of("delete") == []
+    again = reconcile_realtime(kube, WITHOUT_2U4G, NS, "svc")
+    assert again is not None and again.events() == []  # one Warning event, not one per pass
+    reconcile_realtime(kube, default_catalog(), NS, "svc")  # the flavor is back
+    stored = kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", NS, "svc")
+    assert stored is not None
+    assert condition(stored["status"]["conditions"], "CatalogConflict") == {}
+    assert sorted(kube.of("apply")) == TWO_VERSIONS
+
+
+def test_the_secret_data_is_never_read() -> None:
+    """The reconciler asks for the Secret's metadata only (PartialObjectMetadata)."""
+
+    class Recording(FakeKube):
+        def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Any:
+            assert kind != "Secret", "a Secret was read whole"
+            return super().get(api_version, kind, namespace, name)
+
+    kube = Recording([NAMESPACE, APP, SVC_SECRET, secret({LABEL_USABLE: "true"})])
+    reconcile_realtime(kube, default_catalog(), NS, "svc")
+    assert sorted(kube.of("apply")) == ONE_VERSION

@@ -62,14 +62,19 @@ def test_render_is_the_desired_state_of_every_service() -> None:
         "ConfigMap",
         "Deployment",
         "Service",
+        "NetworkPolicy",
+        "NetworkPolicy",
         "Job",
+        "NetworkPolicy",
         "Job",
+        "NetworkPolicy",
     ]
 
 
 def test_batch_services_get_their_job_with_the_placeholder_task_id() -> None:
     children, _ = render(read_documents(FILES[:1] + FILES[2:3]), default_catalog())
-    [job] = children
+    job, policy = children
+    assert policy["kind"] == "NetworkPolicy" and policy["spec"]["ingress"] == []
     assert job["kind"] == "Job" and job["metadata"]["name"] == "iris-batch-folder"
     assert "ownerReferences" not in job["metadata"]
     worker = job["spec"]["template"]["spec"]["containers"][0]

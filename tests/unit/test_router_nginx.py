@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 
 from inferops.resources.naming import child_name
-from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend, RateLimit, nginx_config
+from inferops.resources.nginx import HEALTH_PATH, VERSION_HEADER, Backend, RateLimit, nginx_config
 from tests.router_support import (
     BODY_HEADER,
     Reply,
@@ -108,7 +108,7 @@ def test_websocket_echo_passes_through_the_router() -> None:
             # Plain HTTP keeps working on the same router (no Upgrade: keep-alive upstream).
             async with session.get(url) as response:
                 plain = await response.text()
-                backend = response.headers.get(BACKEND_HEADER, "")
+                backend = response.headers.get(VERSION_HEADER, "")
         return texts, binary, plain, backend
 
     with (

@@ -22,7 +22,7 @@ import pytest
 
 from inferops.demo import model_server
 from inferops.resources.naming import child_name
-from inferops.resources.nginx import BACKEND_HEADER, HEALTH_PATH, Backend
+from inferops.resources.nginx import HEALTH_PATH, VERSION_HEADER, Backend
 from inferops.runtime.model_server import BINARY_REFUSED, DEFAULT_MAX_MESSAGE
 from tests.router_support import Router, running_router
 from tests.unit.test_model_server_websocket import (
@@ -169,9 +169,9 @@ def test_plain_http_still_works_on_a_websocket_router(tmp_path: Path) -> None:
             for _ in range(20):
                 async with session.post(f"{url}/", json=SEED) as response:
                     result = (await response.json())["resp_data"][0]["predictresult"]
-                    out.append((response.status, result, response.headers[BACKEND_HEADER]))
+                    out.append((response.status, result, response.headers[VERSION_HEADER]))
             async with session.get(f"{url}/ws") as response:  # no Upgrade header
-                out.append((response.status, "", response.headers[BACKEND_HEADER]))
+                out.append((response.status, "", response.headers[VERSION_HEADER]))
             async with session.get(f"{url}{HEALTH_PATH}") as response:
                 out.append((response.status, await response.text(), ""))
         return out

@@ -34,7 +34,7 @@ def python_problems(row: Row) -> list[tuple[str, str]]:
 
 def test_table_covers_every_kind_and_layer() -> None:
     assert {r.obj["kind"] for r in ROWS} == set(ALL_KINDS)
-    assert {r.layer for r in ROWS} == {"schema", "catalog", "reference"}
+    assert {r.layer for r in ROWS} == {"schema", "catalog", "reference", "cluster"}
     assert len({r.id for r in ROWS}) == len(ROWS)
 
 

@@ -135,6 +135,20 @@ handlers; tests/cluster/test_chart.py runs the operator with exactly these permi
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
   verbs: [get, list, create, patch, delete]
+# The NetworkPolicies beside every service's pods (catalog networkPolicies; listed for
+# pruning when they are turned off).
+- apiGroups: [networking.k8s.io]
+  resources: [networkpolicies]
+  verbs: [get, list, create, patch, delete]
+{{- if .Values.rbac.readSecretLabels }}
+# Whether a Secret a service names is labelled serving.inferops.dev/usable: the operator
+# asks for its metadata only (PartialObjectMetadata), one name at a time, never a list.
+# Off: only the Namespace annotation serving.inferops.dev/usable-secrets makes a Secret
+# usable.
+- apiGroups: [""]
+  resources: [secrets]
+  verbs: [get]
+{{- end }}
 {{- if and .Values.peering.enabled .Values.watchNamespaces }}
 # Kopf peering (HA) in namespaced mode.
 - apiGroups: [kopf.dev]

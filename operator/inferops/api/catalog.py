@@ -9,7 +9,7 @@ from typing import Literal
 import yaml
 from pydantic import Field, field_validator, model_validator
 
-from inferops.api.base import ApiModel
+from inferops.api.base import ApiModel, JsonObject
 from inferops.api.names import LABEL_POOL
 from inferops.api.paths import FLAVOR_NAME_PATTERN, POOL_NAME_PATTERN
 
@@ -82,6 +82,11 @@ class RouterConfig(ApiModel):
 
     mode: Literal["nginx", "gateway-api"] = Field("nginx", description="nginx or gateway-api.")
     gateway: GatewayRef | None = Field(None, description="Required in gateway-api mode.")
+    version_header: bool = Field(
+        True,
+        description="nginx mode: answers carry X-Inferops-Version: <application>:<version>, "
+        "the version that answered (never an internal Service name). false: no such header.",
+    )
 
     @model_validator(mode="after")
     def _gateway_mode_needs_gateway(self) -> RouterConfig:
@@ -136,6 +141,30 @@ class BatchLimits(ApiModel):
         return value
 
 
+class NetworkPolicies(ApiModel):
+    """NetworkPolicies beside every service's pods (on by default). Model pods take
+    traffic only from their own router, routers only on their port, batch pods none;
+    what the pods may reach stays open unless restrictEgress (model fetches, data
+    collection and batch workers reach object storage wherever it is)."""
+
+    enabled: bool = Field(True, description="Write the NetworkPolicies (false: none).")
+    ingress_from: list[JsonObject] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers (podSelector, namespaceSelector, ipBlock) that may "
+        "reach the service port: of the routers in nginx mode, of the model pods in "
+        "gateway-api mode (the Gateway's own pods). Empty: any source.",
+    )
+    restrict_egress: bool = Field(
+        False,
+        description="Also limit what the pods may reach: DNS, a router its own model "
+        "pods, and the egressTo peers (for example the object store's ipBlock).",
+    )
+    egress_to: list[JsonObject] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers every pod may reach when restrictEgress is on.",
+    )
+
+
 class Catalog(ApiModel):
     """The whole operator configuration."""
 
@@ -145,6 +174,9 @@ class Catalog(ApiModel):
     router: RouterConfig = Field(default_factory=RouterConfig, description="Router mode.")
     images: Images = Field(default_factory=Images, description="Child images.")
     batch: BatchLimits = Field(default_factory=BatchLimits, description="Batch limits.")
+    network_policies: NetworkPolicies = Field(
+        default_factory=NetworkPolicies, description="NetworkPolicies of the services' pods."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> Catalog:

@@ -25,6 +25,10 @@ LABEL_POOL: Final = f"{GROUP}/pool"
 ANNOTATION_QUOTA_REALTIME: Final = f"{GROUP}/quota-realtime-services"
 ANNOTATION_QUOTA_BATCH: Final = f"{GROUP}/quota-batch-services"
 ANNOTATION_QUOTA_PUBLIC_INSTANCES: Final = f"{GROUP}/quota-public-instances"
+# Secrets a service may pass into its pods: a Secret labelled usable=true, or one whose
+# name the Namespace lists (comma-separated) in the usable-secrets annotation.
+LABEL_USABLE: Final = f"{GROUP}/usable"
+ANNOTATION_USABLE_SECRETS: Final = f"{GROUP}/usable-secrets"
 
 # Longest metadata.name per kind. A RealTimeService names a Service (a DNS-1035 label, 63
 # characters) and its router "<name>-router"; a BatchService names its Job, whose name goes

@@ -33,9 +33,17 @@ DEPLOYMENT_TIMEOUT: Final = "DeploymentTimeout"
 JOB_FAILED: Final = "JobFailed"
 ALL_VERSIONS_NORMAL: Final = "AllVersionsNormal"
 INVALID_VERSIONS: Final = "InvalidVersions"
+SECRET_NOT_USABLE: Final = "SecretNotUsable"
+# A running service whose spec the catalog no longer admits (a flavor or pool left it):
+# the condition CatalogConflict is True with reason CatalogChanged while it lasts.
+CATALOG_CONFLICT: Final = "CatalogConflict"
+CATALOG_CHANGED: Final = "CatalogChanged"
 
 # Failed for the spec, a quota or a missing API rather than the workload: nothing is
 # applied for that generation, and only the cluster or a new spec can lift it.
-BLOCKING_REASONS: Final = frozenset({INVALID_SPEC, QUOTA_EXCEEDED, ROUTER_UNAVAILABLE})
-# Of those, the ones the cluster can lift (the operator retries them on a timer).
-WAITING_ON_CLUSTER: Final = frozenset({QUOTA_EXCEEDED, ROUTER_UNAVAILABLE})
+BLOCKING_REASONS: Final = frozenset(
+    {INVALID_SPEC, QUOTA_EXCEEDED, ROUTER_UNAVAILABLE, SECRET_NOT_USABLE}
+)
+# Of those, the ones the cluster can lift (the operator retries them on a timer): a Secret
+# labelled usable, or created, lifts SecretNotUsable.
+WAITING_ON_CLUSTER: Final = frozenset({QUOTA_EXCEEDED, ROUTER_UNAVAILABLE, SECRET_NOT_USABLE})

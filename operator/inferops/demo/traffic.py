@@ -11,7 +11,7 @@ from typing import Any
 
 import aiohttp
 
-from inferops.resources.nginx import BACKEND_HEADER
+from inferops.resources.nginx import VERSION_HEADER
 
 SEED_BODY: dict[str, Any] = {
     "data": {"req_data": [{"input_1": 5.1, "input_2": 3.5, "input_3": 1.4, "input_4": 0.2}]}
@@ -42,9 +42,9 @@ async def _send(url: str, total: int, concurrency: int) -> Traffic:
                 async with session.post(url, json=SEED_BODY) as response:
                     body = await response.read()
                     statuses[response.status] += 1
-                    backends[response.headers.get(BACKEND_HEADER, "?")] += 1
+                    backends[response.headers.get(VERSION_HEADER, "?")] += 1
                     if sample is None and response.status == 200:
-                        sample = (response.headers.get(BACKEND_HEADER), json.loads(body))
+                        sample = (response.headers.get(VERSION_HEADER), json.loads(body))
 
         start = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(min(concurrency, total))))

@@ -12,6 +12,7 @@ object's own fields and yes/no facts about what it names, never what the namespa
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -25,6 +26,7 @@ from inferops.handlers.metrics import ADMISSIONS
 from inferops.handlers.run import WebhookOptions
 from inferops.reconcile.common import applications
 from inferops.reconcile.kube import Kube
+from inferops.reconcile.secrets import secret_states
 from inferops.validation import ValidationContext, identify, validate_object
 from inferops.validation.advice import warnings_for
 from inferops.validation.quota import by_age, limits_for, over_quota, public_instances
@@ -136,10 +138,12 @@ def admit(
     disclose = isinstance(options, WebhookOptions) and options.authenticated
     apps = applications(kube, namespace) if kind != KIND_APPLICATION else None
     ctx = ValidationContext(catalog=memo.catalog, applications=apps, old=old, disclose=disclose)
+    # Which of the Secrets it names the namespace lets services use (metadata only).
+    ctx = dataclasses.replace(ctx, secrets=secret_states(kube, obj, apps))
     problems = validate_object(obj, ctx)
     if problems:
         _refuse(kind, name, [str(p) for p in problems])
-    warnings.extend(f"{kind}/{name}: {w}" for w in warnings_for(obj))
+    warnings.extend(f"{kind}/{name}: {w}" for w in warnings_for(obj, ctx))
     create = operation == "CREATE"
     grows = old is not None and public_instances(obj) > public_instances(old)
     # An update never adds a service; it is checked only when it asks for more instances

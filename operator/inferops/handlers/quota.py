@@ -1,5 +1,6 @@
 """Objects the cluster blocks, not their spec, recover when it lets them: a quota with room
-again (the fallback for clusters without the webhook), or the Gateway API installed."""
+again (the fallback for clusters without the webhook), the Gateway API installed, or the
+Secrets they name marked usable (phases.WAITING_ON_CLUSTER)."""
 
 from __future__ import annotations
 

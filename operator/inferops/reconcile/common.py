@@ -4,7 +4,7 @@ blocking problems and the one route for status writes."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -17,9 +17,12 @@ from inferops.api.realtime import RealTimeServiceStatus
 from inferops.reconcile.conditions import condition
 from inferops.reconcile.kube import Cluster
 from inferops.reconcile.lifecycle import Verdict, mark
+from inferops.reconcile.secrets import secret_states
 from inferops.validation import ValidationContext, validate_object
+from inferops.validation.document import catalog_problems
 from inferops.validation.quota import limits_for, over_quota
 from inferops.validation.references import KnownApplication, index_applications
+from inferops.validation.secrets import secret_references, secret_rules
 
 MAX_MESSAGE_PROBLEMS = 5
 Apps = Mapping[tuple[str, str], KnownApplication]
@@ -65,10 +68,13 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Blocker:
-    """Why an object gets no children: its spec is invalid, or it is over a quota."""
+    """Why an object gets no children: its spec is invalid, it names a Secret it may not
+    use, or it is over a quota. `catalog_only`: every problem is a catalog rule's, so a
+    catalog change alone may have caused it (see reconcile.realtime)."""
 
     reason: str
     message: str
+    catalog_only: bool = False
 
 
 def now() -> datetime.datetime:
@@ -88,11 +94,19 @@ def quota_message(kube: Cluster, catalog: Catalog, obj: Mapping[str, Any]) -> st
     return over_quota(obj["kind"], siblings, limits).get(meta["name"])
 
 
+def _text(findings: Sequence[tuple[str, str]]) -> str:
+    return "; ".join(f"{path}: {message}" for path, message in findings[:MAX_MESSAGE_PROBLEMS])
+
+
 def blocker(kube: Cluster, catalog: Catalog, obj: Mapping[str, Any], apps: Apps) -> Blocker | None:
     problems = validate_object(obj, ValidationContext(catalog=catalog, applications=apps))
     if problems:
-        text = "; ".join(f"{p.path}: {p.message}" for p in problems[:MAX_MESSAGE_PROBLEMS])
-        return Blocker(phases.INVALID_SPEC, text)
+        catalog_only = set(problems) <= set(catalog_problems(obj, catalog))
+        text = _text([(p.path, p.message) for p in problems])
+        return Blocker(phases.INVALID_SPEC, text, catalog_only)
+    refused = list(secret_rules(secret_references(obj, apps), secret_states(kube, obj, apps)))
+    if refused:
+        return Blocker(phases.SECRET_NOT_USABLE, _text(refused))
     quota = quota_message(kube, catalog, obj)
     if quota:
         return Blocker(phases.QUOTA_EXCEEDED, quota)

@@ -27,8 +27,13 @@ PLURALS = {
     "Secret": "secrets",
     "Namespace": "namespaces",
     "HTTPRoute": "httproutes",
+    "NetworkPolicy": "networkpolicies",
     **{kind: info.plural for kind, info in ALL_KINDS.items()},
 }
+
+
+# Asks the API server for metadata only (the form `kubectl get --show-labels` uses).
+PARTIAL_METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 
 
 class KubeError(Exception):
@@ -82,6 +87,10 @@ class Cluster(Protocol):
         self, kind: str, namespace: str, name: str, status: Mapping[str, Any]
     ) -> Obj: ...
 
+    def get_metadata(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> Obj | None: ...
+
 
 class Kube:
     """`Cluster` over the kubernetes package's ApiClient: every call the operator makes."""
@@ -96,13 +105,15 @@ class Kube:
         body: Any = None,
         query: Sequence[tuple[str, str]] = (),
         content_type: str = "application/json",
+        *,
+        accept: str = "application/json",
     ) -> Any:
         try:
             response = self.api.call_api(
                 url,
                 method,
                 query_params=list(query),
-                header_params={"Content-Type": content_type, "Accept": "application/json"},
+                header_params={"Content-Type": content_type, "Accept": accept},
                 body=body,
                 auth_settings=["BearerToken"],
                 _preload_content=False,
@@ -143,6 +154,21 @@ class Kube:
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
         try:
             result: Obj = self.request("GET", path(api_version, kind, namespace, name))
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return result
+
+    def get_metadata(
+        self, api_version: str, kind: str, namespace: str | None, name: str
+    ) -> Obj | None:
+        """The object's metadata alone (a PartialObjectMetadata): for a Secret, its labels
+        without its data, which never reaches this process."""
+        try:
+            result: Obj = self.request(
+                "GET", path(api_version, kind, namespace, name), accept=PARTIAL_METADATA
+            )
         except KubeError as exc:
             if exc.status == 404:
                 return None

@@ -7,13 +7,17 @@ change, the timer) ends in the same two functions, which read the current state.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from inferops.api import phases
+from inferops.api.base import Condition
 from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_REALTIME
 from inferops.reconcile.common import (
+    Apps,
     Blocker,
+    Event,
     Outcome,
     applications,
     blocker,
@@ -22,7 +26,9 @@ from inferops.reconcile.common import (
     write_blocked,
     write_status,
 )
+from inferops.reconcile.conditions import condition, format_time
 from inferops.reconcile.kube import Cluster, prune
+from inferops.reconcile.lifecycle import with_detail
 from inferops.reconcile.realtime_status import Observed, realtime_status
 from inferops.resources.desired import (
     CHILD_KINDS,
@@ -31,9 +37,13 @@ from inferops.resources.desired import (
     realtime_inputs,
 )
 from inferops.resources.labels import LABEL_COMPONENT, owner_labels
-from inferops.resources.realtime import Inputs, service_url
+from inferops.resources.realtime import Inputs, replicas_for, service_url
 from inferops.validation.references import version_specs
 
+CONFLICT = (
+    "the catalog no longer admits this spec; its children are kept as they were applied "
+    "(only stopped is followed) until the spec is changed to what the catalog offers"
+)
 ROUTE_KIND = ("gateway.networking.k8s.io/v1", "HTTPRoute")
 ROUTE_MISSING = (
     "the catalog's router.mode is gateway-api, but this cluster does not serve "
@@ -51,6 +61,8 @@ def reconcile_realtime(
         return None
     apps = applications(kube, namespace)
     block = blocker(kube, catalog, obj, apps)
+    if block is not None and block.catalog_only and _deployed(kube, namespace, name):
+        return _keep_running(kube, catalog, obj, apps, block)
     if block is not None:
         # Existing children keep serving: a bad edit must not take a running service down.
         return write_blocked(kube, obj, block)
@@ -81,13 +93,57 @@ def refresh_realtime_status(
     if is_blocked_status(obj):
         return None  # Failed for its spec, a quota or the router: reconcile_realtime's status
     apps = applications(kube, namespace)
-    if blocker(kube, catalog, obj, apps) is not None:
-        return None  # Failed for its spec or quota: reconcile_realtime owns that status
+    block = blocker(kube, catalog, obj, apps)
+    conflict = None
+    if block is not None:
+        if not (block.catalog_only and _deployed(kube, namespace, name)):
+            return None  # Failed for its spec or quota: reconcile_realtime owns that status
+        conflict = block.message
     service = parse_service(obj, version_specs(apps, namespace))
-    return _report(kube, obj, realtime_inputs(service, catalog))
+    return _report(kube, obj, realtime_inputs(service, catalog), conflict)
 
 
-def _report(kube: Cluster, obj: Mapping[str, Any], inputs: Inputs) -> Outcome:
+def _deployed(kube: Cluster, namespace: str, name: str) -> bool:
+    labels = owner_labels(KIND_REALTIME, name)
+    return bool(kube.list_objects("apps/v1", "Deployment", namespace, labels))
+
+
+def _keep_running(
+    kube: Cluster, catalog: Catalog, obj: Mapping[str, Any], apps: Apps, block: Blocker
+) -> Outcome:
+    """A running service whose spec the catalog no longer admits (a flavor or a pool left
+    it, a rule of the catalog changed). Failing it, or rebuilding its children without the
+    flavor, would take down a service nobody changed; so its children stay as they were
+    applied, nothing is pruned, and the status keeps following them, with the condition
+    CatalogConflict (and a Warning event) naming what the catalog refuses. Only `stopped`
+    is still followed, by scaling the Deployments, so a service can always be stopped.
+    Editing the spec to what the catalog offers ends it."""
+    service = parse_service(obj, version_specs(apps, str(obj["metadata"]["namespace"])))
+    inputs = realtime_inputs(service, catalog)
+    for deployment in kube.list_objects(
+        "apps/v1", "Deployment", inputs.namespace, owner_labels(KIND_REALTIME, inputs.name)
+    ):
+        wanted = replicas_for(inputs, deployment["metadata"].get("labels") or {})
+        if wanted is not None and deployment["spec"].get("replicas") != wanted:
+            meta = deployment["metadata"]
+            kube.patch(
+                "apps/v1",
+                "Deployment",
+                inputs.namespace,
+                meta["name"],
+                {"spec": {"replicas": wanted}},
+            )
+    return _report(kube, obj, inputs, block.message)
+
+
+def without_condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
+    conditions = [c for c in status.get("conditions") or () if c.get("type") != type_]
+    return {**status, "conditions": conditions}
+
+
+def _report(
+    kube: Cluster, obj: Mapping[str, Any], inputs: Inputs, conflict: str | None = None
+) -> Outcome:
     labels = owner_labels(KIND_REALTIME, inputs.name)
     deployments = kube.list_objects("apps/v1", "Deployment", inputs.namespace, labels)
     models = [d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "model"]
@@ -97,12 +153,32 @@ def _report(kube: Cluster, obj: Mapping[str, Any], inputs: Inputs) -> Outcome:
     )
     pods = kube.list_objects("v1", "Pod", inputs.namespace, labels)
     observed = Observed(models, router, pods, router_needed=inputs.catalog.router.mode == "nginx")
+    old = obj.get("status") or {}
+    generation = obj["metadata"].get("generation")
     status = realtime_status(
         inputs.spec,
-        generation=obj["metadata"].get("generation"),
-        old=obj.get("status"),
+        generation=generation,
+        old=without_condition(old, phases.CATALOG_CONFLICT),
         observed=observed,
         url=service_url(inputs),
         now=now(),
     )
-    return write_status(kube, obj, status)
+    if conflict is None:
+        return write_status(kube, obj, status)
+    was = condition(old.get("conditions"), phases.CATALOG_CONFLICT)
+    text = f"{CONFLICT}: {conflict}"
+    status.conditions.append(
+        Condition(
+            type=phases.CATALOG_CONFLICT,
+            status="True",
+            reason=phases.CATALOG_CHANGED,
+            message=text,
+            observed_generation=generation,
+            last_transition_time=was.get("lastTransitionTime") or format_time(now()),
+        )
+    )
+    status.message = with_detail(status.message, text)
+    outcome = write_status(kube, obj, status)
+    if was.get("status") == "True":
+        return outcome
+    return replace(outcome, notes=(Event(phases.CATALOG_CHANGED, text, warning=True),))

@@ -24,6 +24,7 @@ from inferops.resources.workload import (
     model_fetch,
     placement,
     storage_env,
+    without_userinfo,
 )
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
@@ -45,7 +46,7 @@ class BatchInputs(OwnerInputs):
     def worker_config_json(self) -> str:
         """The config every worker reads from CONFIG_ENV; the model is its sidecar."""
         config = worker_config(
-            self.spec,
+            without_credentials(self.spec),
             self.version,
             f"http://127.0.0.1:{self.version.port}",
             task_id(self.obj),
@@ -54,6 +55,16 @@ class BatchInputs(OwnerInputs):
             self.catalog.batch,
         )
         return config_to_env_json(config)
+
+
+def without_credentials(spec: BatchServiceSpec) -> BatchServiceSpec:
+    """The spec with user:password@ cut out of storage.endpoint (validation refuses it; the
+    worker config is a plain env value, so it must never carry one)."""
+    storage = spec.storage
+    if storage is None or not storage.endpoint:
+        return spec
+    endpoint = without_userinfo(storage.endpoint)
+    return spec.model_copy(update={"storage": storage.model_copy(update={"endpoint": endpoint})})
 
 
 def batch_job(inputs: BatchInputs) -> dict[str, Any]:
@@ -93,6 +104,8 @@ def batch_job(inputs: BatchInputs) -> dict[str, Any]:
         "securityContext": pod_security_context(),
         "initContainers": [*fetch, model],
         "containers": [worker],
+        # Neither the worker nor the model calls the Kubernetes API: no token to read.
+        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "volumes": [*volumes, {"name": "tmp", "emptyDir": {}}],
         **placement(inputs.catalog.public_pool()),

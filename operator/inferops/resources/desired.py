@@ -17,6 +17,7 @@ from inferops.api.catalog import Catalog
 from inferops.api.names import KIND_BATCH, KIND_REALTIME
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.resources.batch import BatchInputs, batch_job
+from inferops.resources.network import batch_policies
 from inferops.resources.realtime import Inputs, realtime_children
 
 # (application, version) -> that version's spec, for every version the service names.
@@ -33,8 +34,9 @@ CHILD_KINDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("v1", "Service"),
         ("v1", "ConfigMap"),
         ("gateway.networking.k8s.io/v1", "HTTPRoute"),
+        ("networking.k8s.io/v1", "NetworkPolicy"),
     ),
-    KIND_BATCH: (("batch/v1", "Job"),),
+    KIND_BATCH: (("batch/v1", "Job"), ("networking.k8s.io/v1", "NetworkPolicy")),
 }
 
 
@@ -79,5 +81,7 @@ def batch_inputs(service: Service, catalog: Catalog) -> BatchInputs:
 def desired_state(service: Service, catalog: Catalog) -> list[dict[str, Any]]:
     """Every child the operator applies for this service."""
     if isinstance(service.spec, BatchServiceSpec):
-        return [batch_job(batch_inputs(service, catalog))]
+        policies = catalog.network_policies
+        extra = batch_policies(service.obj, policies) if policies.enabled else []
+        return [batch_job(batch_inputs(service, catalog)), *extra]
     return realtime_children(realtime_inputs(service, catalog))

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 
 ROUTER_PORT = 8080
 HEALTH_PATH = "/inferops-router/healthz"
-BACKEND_HEADER = "X-Inferops-Backend"
+# Which version answered, as `<application>:<version>` (what status.traffic names), for
+# clients measuring a canary. Never the internal Service name, namespace or address.
+VERSION_HEADER = "X-Inferops-Version"
 
 
 @dataclass(frozen=True)
@@ -22,6 +24,7 @@ class Backend:
     name: str  # upstream name, e.g. the version's Service name
     address: str  # host:port
     weight: int  # percent, 0..100
+    label: str = ""  # what VERSION_HEADER says for it (default: the name), e.g. iris:1.0.0
 
 
 @dataclass(frozen=True)
@@ -47,8 +50,11 @@ def nginx_config(
     runtime_dir: str = "/tmp",
     worker_processes: str = "auto",
     max_body: str = "16m",
+    version_header: bool = True,
 ) -> str:
-    """nginx.conf for one service. Versions with weight 0 get no traffic."""
+    """nginx.conf for one service. Versions with weight 0 get no traffic. With
+    `version_header`, answers carry VERSION_HEADER: the label of the version that
+    answered, never the upstream's name or address."""
     live = [b for b in backends if b.weight > 0]
     if not live:
         raise ValueError("at least one backend needs a weight above 0")
@@ -58,6 +64,16 @@ def nginx_config(
         for b in backends
     )
     split = "\n".join(f"        {b.weight}% {b.name};" for b in live)
+    version_map = version_rule = ""
+    if version_header:
+        labels = "\n".join(f'        {b.name} "{b.label or b.name}";' for b in backends)
+        version_map = (
+            # Upstream names (Service names) are up to 63 characters: wider hash buckets.
+            "    map_hash_bucket_size 128;\n"
+            "    map $inferops_backend $inferops_version {\n"
+            f'        default "";\n{labels}\n    }}\n'
+        )
+        version_rule = f"            add_header {VERSION_HEADER} $inferops_version always;\n"
     limit_zone = limit_rule = ""
     if limit is not None:
         limit_zone = (
@@ -111,7 +127,7 @@ http {{
     split_clients "${{request_id}}" $inferops_backend {{
 {split}
     }}
-{upgrade_map}{limit_zone}
+{version_map}{upgrade_map}{limit_zone}
     server {{
         listen {listen};
 
@@ -127,8 +143,7 @@ http {{
             proxy_set_header X-Request-Id $request_id;
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
             proxy_connect_timeout 5s;
-            add_header {BACKEND_HEADER} $inferops_backend always;
-        }}
+{version_rule}        }}
     }}
 }}
 """

@@ -9,7 +9,7 @@ from typing import Any
 
 from inferops.api.application import AppVersion
 from inferops.api.catalog import Catalog
-from inferops.api.names import KIND_REALTIME
+from inferops.api.names import KIND_REALTIME, LABEL_APPLICATION, LABEL_POOL, LABEL_VERSION
 from inferops.api.realtime import RealTimeServiceSpec, ServiceVersion
 from inferops.contract import agent as agent_contract
 from inferops.resources.labels import (
@@ -20,6 +20,7 @@ from inferops.resources.labels import (
     version_labels,
 )
 from inferops.resources.naming import child_name
+from inferops.resources.network import realtime_policies
 from inferops.resources.nginx import HEALTH_PATH, ROUTER_PORT, Backend, RateLimit, nginx_config
 from inferops.resources.security import container_security_context, pod_security_context
 from inferops.resources.workload import (
@@ -66,6 +67,23 @@ def placements(inputs: Inputs, entry: ServiceVersion) -> list[tuple[str | None, 
     return [(None, nodes)]
 
 
+def replicas_for(inputs: Inputs, labels: Mapping[str, str]) -> int | None:
+    """The replicas the spec asks of the Deployment with these labels (a model's or the
+    router's); None for a version the spec no longer names (left as it is)."""
+    if labels.get(LABEL_COMPONENT) == "router":
+        return 0 if inputs.spec.stopped else ROUTER_REPLICAS
+    for entry in inputs.spec.versions:
+        if (labels.get(LABEL_APPLICATION), labels.get(LABEL_VERSION)) != (
+            entry.application,
+            entry.version,
+        ):
+            continue
+        for pool, replicas in placements(inputs, entry):
+            if pool == labels.get(LABEL_POOL):
+                return replicas
+    return 0 if inputs.spec.stopped else None
+
+
 def model_deployment(
     inputs: Inputs, entry: ServiceVersion, pool_name: str | None, replicas: int
 ) -> dict[str, Any]:
@@ -92,6 +110,8 @@ def model_deployment(
     pod_spec: dict[str, Any] = {
         "securityContext": pod_security_context(),
         "containers": containers,
+        # No container here calls the Kubernetes API: no token for the user's image to read.
+        "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         **placement(pool),
     }
@@ -188,6 +208,7 @@ def backends(inputs: Inputs) -> list[Backend]:
             version_service_name(inputs.name, e),
             version_service_name(inputs.name, e) + suffix,
             e.traffic_ratio,
+            f"{e.application}:{e.version}",
         )
         for e in inputs.spec.versions
     ]
@@ -201,6 +222,7 @@ def router_config(inputs: Inputs) -> str:
         limit=RateLimit(limit.requests_per_second, limit.burst) if limit else None,
         replicas=ROUTER_REPLICAS,
         worker_processes="2",
+        version_header=inputs.catalog.router.version_header,
     )
 
 
@@ -245,6 +267,7 @@ def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
                 "spec": {
                     "securityContext": pod_security_context(ROUTER_UID),
                     "containers": [container],
+                    "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "volumes": [
                         {"name": "config", "configMap": {"name": name}},
@@ -332,10 +355,13 @@ def realtime_children(inputs: Inputs) -> list[dict[str, Any]]:
         for pool, replicas in placements(inputs, entry):
             children.append(model_deployment(inputs, entry, pool, replicas))
         children.append(version_service(inputs, entry))
-    if inputs.catalog.router.mode == "gateway-api":
-        children.append(http_route(inputs))
-    else:
+    nginx = inputs.catalog.router.mode != "gateway-api"
+    if nginx:
         children += router_objects(inputs)
+    else:
+        children.append(http_route(inputs))
+    if inputs.catalog.network_policies.enabled:
+        children += realtime_policies(inputs.obj, inputs.catalog.network_policies, router=nginx)
     return children
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,7 @@ from inferops.resources.security import container_security_context
 MODEL_DIR = DEFAULT_DEST  # where fetch-model writes and the model container reads
 MODEL_VOLUME = "models"
 PROBE_PERIOD = 10
+AUTHORITY = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*://)([^/?#]*)")
 
 
 def merge_env(
@@ -27,13 +29,22 @@ def merge_env(
     return list(merged.values())
 
 
+def without_userinfo(url: str) -> str:
+    """The URL without user:password@. Validation refuses such endpoints; this keeps the
+    pod's plain env free of them even for a spec that reached a builder unvalidated."""
+    found = AUTHORITY.match(url)
+    if found is None or "@" not in found.group(2):
+        return url
+    return found.group(1) + found.group(2).rpartition("@")[2] + url[found.end() :]
+
+
 def storage_env(storage: StorageSpec | None) -> list[dict[str, Any]]:
     """Endpoint and credentials of object storage; credentials only by Secret reference."""
     if storage is None:
         return []
     env: list[dict[str, Any]] = []
     if storage.endpoint:
-        env.append({"name": "INFEROPS_S3_ENDPOINT", "value": storage.endpoint})
+        env.append({"name": "INFEROPS_S3_ENDPOINT", "value": without_userinfo(storage.endpoint)})
     if storage.region:
         env.append({"name": "AWS_REGION", "value": storage.region})
     if storage.secret_ref is not None:

@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from inferops.validation.document import ValidationContext, ratcheted
+
 SECRET_NAME = re.compile(
     r"(pass(word|wd)?|secret|token|api[-_]?key|access[-_]?key|private[-_]?key|credential)",
     re.IGNORECASE,
@@ -23,9 +25,14 @@ def _env_lists(obj: Mapping[str, Any]) -> Iterator[tuple[str, Any]]:
             yield f"spec.versions[{i}].env", version.get("env")
 
 
-def warnings_for(obj: Mapping[str, Any]) -> list[str]:
-    """One warning per plain env value whose name looks like a credential."""
-    found = []
+def warnings_for(obj: Mapping[str, Any], ctx: ValidationContext | None = None) -> list[str]:
+    """One warning per plain env value whose name looks like a credential, and, on update,
+    one per problem the stored object already had (accepted: see `validate_object`)."""
+    found = [
+        f"{p.path}: {p.message} (so it was before this update, which is accepted; the "
+        "operator applies the spec again once this is fixed)"
+        for p in (ratcheted(obj, ctx) if ctx is not None else [])
+    ]
     for path, env in _env_lists(obj):
         for j, var in enumerate(env if isinstance(env, list) else []):
             if not isinstance(var, Mapping):

@@ -16,6 +16,7 @@ from inferops.contract.request_schema import (
     schema_problems,
     websocket_api_problem,
 )
+from inferops.validation.storage_rules import MSG_MODEL_URI_CREDENTIALS, has_userinfo
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ def check_version(version: AppVersion, path: str) -> VersionVerdict:
     def invalid(where: str, message: str) -> VersionVerdict:
         return VersionVerdict(version.version, False, None, f"{where}: {message}", where)
 
+    if version.model_uri and has_userinfo(version.model_uri):
+        return invalid(f"{path}.modelUri", MSG_MODEL_URI_CREDENTIALS)
     if not version.apis:
         return invalid(f"{path}.apis", "at least one API is required (the config.json apis)")
     keys = Counter((api.method.lower(), api.url) for api in version.apis)

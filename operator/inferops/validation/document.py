@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -25,11 +25,16 @@ from inferops.validation.references import (
     namespace_of,
     realtime_reference_rules,
 )
+from inferops.validation.secrets import SecretStates, secret_references, secret_rules
 from inferops.validation.spec_rules import (
     application_rules,
     batch_rules,
     realtime_rules,
     realtime_transition_rules,
+)
+from inferops.validation.storage_rules import (
+    batch_storage_rules,
+    realtime_storage_rules,
 )
 
 Finding = tuple[str, str]
@@ -44,12 +49,15 @@ class ValidationContext:
     object's own fields and yes/no facts about what it names (no versions, URLs, reasons
     or quota usage of other objects): the webhook's answer to a caller it cannot
     authenticate, who may have forged a review naming another tenant's namespace.
+    `secrets`, what the cluster says about the Secrets the object names (secrets.py);
+    None skips the Secret rule. On update `old` also ratchets (see `validate_object`).
     """
 
     catalog: Catalog = field(default_factory=default_catalog)
     applications: ApplicationIndex | None = None
     old: Mapping[str, Any] | None = None
     disclose: bool = True
+    secrets: SecretStates | None = None
 
 
 def identify(obj: Any) -> tuple[str, str]:
@@ -99,6 +107,7 @@ def _spec_findings(
         old_spec = _old_spec(info, ctx)
         if isinstance(old_spec, RealTimeServiceSpec):
             yield from realtime_transition_rules(spec, old_spec)
+        yield from realtime_storage_rules(spec)
         yield from realtime_catalog_rules(spec, ctx.catalog)
         if ctx.applications is not None:
             yield from realtime_reference_rules(
@@ -106,6 +115,7 @@ def _spec_findings(
             )
     elif isinstance(spec, BatchServiceSpec):
         yield from batch_rules(spec)
+        yield from batch_storage_rules(spec)
         yield from batch_path_rules(spec)
         yield from batch_catalog_rules(spec, ctx.catalog)
         if ctx.applications is not None:
@@ -128,8 +138,49 @@ def _old_spec(info: KindInfo, ctx: ValidationContext) -> Any:
 
 
 def validate_object(obj: Any, ctx: ValidationContext | None = None) -> list[Problem]:
-    """Every problem with one object. Never raises: anything malformed is a problem."""
+    """Every problem with one object. Never raises: anything malformed is a problem.
+
+    On update (`ctx.old` given) a problem the stored object has as well is not one of this
+    update's: the catalog lost a flavor, an application or a Secret changed, or a rule got
+    stricter since the object was admitted. Refusing it would refuse every later update,
+    even Kopf's own annotations, an Argo CD label or `stopped: true`; so, like Kubernetes'
+    validation ratcheting, only problems the update brings are returned (`ratcheted` gives
+    the others, for warnings).
+    """
     ctx = ctx or ValidationContext()
+    problems = _problems(obj, ctx)
+    if ctx.old is None or not problems:
+        return problems
+    before = set(_problems(ctx.old, replace(ctx, old=None)))
+    return [p for p in problems if p not in before]
+
+
+def ratcheted(obj: Any, ctx: ValidationContext) -> list[Problem]:
+    """The problems an update keeps from the stored object (accepted, with a warning)."""
+    if ctx.old is None:
+        return []
+    before = set(_problems(ctx.old, replace(ctx, old=None)))
+    return [p for p in _problems(obj, ctx) if p in before]
+
+
+def catalog_problems(obj: Any, catalog: Catalog) -> list[Problem]:
+    """The problems the catalog rules alone find: the ones a catalog change can bring to
+    a spec nobody edited."""
+    kind, name = identify(obj)
+    info = ALL_KINDS.get(kind)
+    if info is None or not isinstance(obj, Mapping):
+        return []
+    spec, _ = _parse(info.spec, obj.get("spec"))
+    if isinstance(spec, RealTimeServiceSpec):
+        found = list(realtime_catalog_rules(spec, catalog))
+    elif isinstance(spec, BatchServiceSpec):
+        found = list(batch_catalog_rules(spec, catalog))
+    else:
+        found = []
+    return [Problem(kind, name, p, m) for p, m in found]
+
+
+def _problems(obj: Any, ctx: ValidationContext) -> list[Problem]:
     kind, name = identify(obj)
     if not isinstance(obj, Mapping):
         return [Problem(kind, name, "(document)", "expected a mapping with apiVersion and kind")]
@@ -146,4 +197,8 @@ def validate_object(obj: Any, ctx: ValidationContext | None = None) -> list[Prob
     if error is not None:
         return [*problems, *from_validation_error(kind, name, ["spec"], error)]
     problems += [Problem(kind, name, p, m) for p, m in _spec_findings(info, obj, spec, ctx)]
+    if ctx.secrets is not None:
+        refs = secret_references(obj, ctx.applications)
+        found = secret_rules(refs, ctx.secrets, disclose=ctx.disclose)
+        problems += [Problem(kind, name, p, m) for p, m in found]
     return problems

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -49,7 +51,7 @@ def _message(error: ErrorDetails) -> str:
         }[kind]
         return f"must be {bound} {ctx.get(_ctx_key(kind))}, got {error['input']!r}"
     if kind == "string_pattern_mismatch":
-        return f"{error['input']!r} does not match {ctx.get('pattern')}"
+        return f"{_without_userinfo(error['input'])!r} does not match {ctx.get('pattern')}"
     if kind == "too_long":
         return f"must have at most {ctx.get('max_length')} items"
     if kind == "too_short":
@@ -64,6 +66,14 @@ def _message(error: ErrorDetails) -> str:
     if kind.endswith("_type"):
         text = f"{text[0].lower()}{text[1:]}, got {type(error['input']).__name__}"
     return text[0].lower() + text[1:] if text else kind
+
+
+# user:password@ after a scheme: a refused URL is quoted back without it.
+USERINFO = re.compile(r"(?<=://)[^/?#@\s]*@")
+
+
+def _without_userinfo(value: Any) -> Any:
+    return USERINFO.sub("***@", value) if isinstance(value, str) else value
 
 
 def _ctx_key(kind: str) -> str:
