@@ -107,7 +107,7 @@ async def worker(config: WorkerConfig) -> tuple[int, float]:
 
 
 def throughput(url: str, work: Path, args: argparse.Namespace) -> dict[str, Any]:
-    config = worker_config(work / "x", work / "x", url, "warm", args.concurrency)
+    config = worker_config(work / "x", work / "y", url, "warm", args.concurrency)
     body = json.dumps(build_request(config.mapping or {}, ROW), separators=(",", ":")).encode()
     shapes = {"rows": ROWS_PER_FILE, "files": 1}
     for shape, per_file in shapes.items():
