@@ -22,12 +22,18 @@ from typing import Any
 
 import pytest
 
+from inferops.api.application import AIApplicationSpec
+from inferops.api.batch import BatchServiceSpec
+from inferops.api.catalog import BatchLimits, default_catalog
 from inferops.certs import self_signed
 from inferops.cli import main
-from inferops.contract.batch_worker import config_from_service
+from inferops.contract.batch_worker import config_from_env, config_from_service
+from inferops.resources.batch import BatchInputs, batch_job
 from inferops.storage import EgressError, EgressPolicy, Location, Storage, StorageError
 from inferops.storage.egress import special_kind
 from inferops.worker.runner import run_local, run_worker
+from tests.unit.rules_table import app as rules_app
+from tests.unit.rules_table import bs
 from tests.worker_support import (
     FILE_SCHEMA,
     Recording,
@@ -314,3 +320,25 @@ def test_batch_run_allows_networks_on_the_command_line(
     assert [json.loads(line)["failed"] for line in out.splitlines() if "{" in line] == [1, 0]
     assert err.strip() == ("inferops batch run: allowed_networks[0]: 'localhost' is not a CIDR")
     assert host.seen == [(f"127.0.0.1:{port}", "/a.png")]
+
+
+def test_the_job_carries_the_catalog_egress_and_limits_to_its_workers() -> None:
+    """The operator's side: what the catalog allows reaches the pods, local paths never."""
+    obj = {**bs(), "metadata": {"name": "job", "namespace": "ns", "uid": "0f1e2d3c4b5a"}}
+    spec = BatchServiceSpec.model_validate(obj["spec"])
+    version = AIApplicationSpec.model_validate(rules_app()["spec"]).versions[0]
+    catalog = default_catalog().model_copy(
+        update={"batch": BatchLimits(allowed_networks=["10.96.0.0/12"], max_response_bytes=1024)}
+    )
+    job = batch_job(BatchInputs(obj, spec, version, catalog))
+    [worker] = job["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in worker["env"] if "value" in e}
+    config = config_from_env(env)
+    assert config.allowed_networks == ["10.96.0.0/12"] and config.max_response_bytes == 1024
+    assert config.allow_local_paths is False
+    default = batch_job(BatchInputs(obj, spec, version, default_catalog()))
+    [worker] = default["spec"]["template"]["spec"]["containers"]
+    env = {e["name"]: e["value"] for e in worker["env"] if "value" in e}
+    assert config_from_env(env).allowed_networks == []
+    with pytest.raises(ValueError, match=r"'10\.0\.0\.300/8' is not an IP network"):
+        BatchLimits(allowed_networks=["10.0.0.300/8"])
