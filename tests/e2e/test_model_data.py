@@ -5,8 +5,11 @@ requests back to object storage."""
 from __future__ import annotations
 
 import copy
+import gzip
 import json
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -144,9 +147,38 @@ def test_fetched_model_serves_and_the_agent_collects_requests(
             # the folder is the version with `:` made safe for object names
             assert line["key"].startswith(f"requests/{SERVICE}/{APP}_1.0.0/{pod.metadata.name}-")
         print(f"collected {len(lines)} lines in {sorted({line['key'] for line in lines})}")
+
+        # Hostile bodies get 400/413 with a message from the model server in the pod, never
+        # a 500 (which the batch worker would retry).
+        for body, headers, status, message in HOSTILE:
+            code, answer = _post_raw(f"http://{ip}/", body, headers)
+            assert code == status and message in answer["error"], (code, answer)
     finally:
         kubectl("delete", "-n", ns, "rts", SERVICE, "--ignore-not-found")
         kubectl("delete", "-n", ns, "aiapp", APP, "--ignore-not-found")
+
+
+HOSTILE = [
+    (b'{"data": {"req_data": ' + b"[" * 1000 + b"]" * 1000 + b"}}", {}, 400, "nested deeper"),
+    (b'{"data": {"req_data": [{"input_1": ' + b"9" * 5000 + b"}]}}", {}, 400, "256 digits"),
+    (
+        gzip.compress(b" " * (20 * 1024 * 1024)),  # 20 KB expanding past the 16 MiB limit
+        {"Content-Encoding": "gzip"},
+        413,
+        "16777216",  # the agent in front refuses it first, as the model server would
+    ),
+]
+
+
+def _post_raw(url: str, body: bytes, headers: dict[str, str]) -> tuple[int, Any]:
+    request = urllib.request.Request(url, data=body, method="POST")
+    for name, value in {"Content-Type": "application/json", **headers}.items():
+        request.add_header(name, value)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def _post(url: str, body: Any) -> tuple[int, Any] | None:
