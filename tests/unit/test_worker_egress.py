@@ -205,6 +205,22 @@ def test_connection_is_pinned_to_the_checked_address_with_sni_and_host(tls: Any)
     assert lookups == ["files.test", "files.test"]  # once per request: no second lookup
 
 
+def test_each_checked_address_is_tried_in_turn() -> None:
+    """A name's first answer may not be reachable (an IPv6 address where pods have no IPv6
+    route): the next checked one is tried, never an unchecked one."""
+    host = Host(routes={"/a": (200, {}, b"ok")})
+
+    def resolver(name: str, port: int) -> Sequence[str]:
+        return ["127.0.0.5", "127.0.0.1", "127.0.0.1"]  # nothing listens on the first
+
+    storage = Storage(egress=EgressPolicy.allowing(["127.0.0.0/8"], resolver))
+    with http_host(host) as port:
+        assert storage.read_within(https(f"http://two.test:{port}/a"), 10) == b"ok"
+    assert host.seen == [(f"two.test:{port}", "/a")]
+    policy = EgressPolicy.allowing(["127.0.0.0/8"], resolver)
+    assert [str(ip) for ip in policy.addresses("two.test", 80)] == ["127.0.0.5", "127.0.0.1"]
+
+
 def test_redirects_are_checked_hop_by_hop(tls: Any) -> None:
     inner, outer = Host(routes={"/x": (200, {}, SECRET.encode())}), Host()
     storage = Storage(egress=EgressPolicy.allowing(["127.0.0.2/32"], resolver=no_dns))

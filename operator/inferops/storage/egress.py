@@ -130,9 +130,10 @@ class EgressPolicy:
         return any(ip in net for net in self.allowed)
 
     def addresses(self, host: str, port: int) -> list[Address]:
-        """What host resolves to, every address checked; EgressError when it resolves to
-        nothing or to any address the policy refuses (one bad answer refuses the host, so
-        a name that resolves to a public and a private address is refused)."""
+        """What host resolves to, every address checked, without duplicates, in the
+        resolver's order; EgressError when it resolves to nothing or to any address the
+        policy refuses (one bad answer refuses the host, so a name that resolves to a
+        public and a private address is refused)."""
         numeric = numeric_host(host)
         if numeric is not None:
             found: list[Address] = [plain(numeric)]
@@ -142,7 +143,10 @@ class EgressPolicy:
             except (OSError, UnicodeError) as exc:
                 reason = getattr(exc, "strerror", None) or exc
                 raise EgressError(f"cannot resolve {host}: {reason}") from None
-            found = [plain(ipaddress.ip_address(a.partition("%")[0])) for a in answers]
+            # getaddrinfo repeats an address once per socket type and protocol.
+            found = list(
+                dict.fromkeys(plain(ipaddress.ip_address(a.partition("%")[0])) for a in answers)
+            )
             if not found:
                 raise EgressError(f"cannot resolve {host}: no address")
         for ip in found:

@@ -38,14 +38,22 @@ def status_text(status: int) -> str:
         return f"HTTP {status}"
 
 
-def _pin(connection: http.client.HTTPConnection, address: str) -> None:
-    """Makes connection connect to address; its host stays for SNI, the certificate check
-    and the Host header."""
+def _pin(connection: http.client.HTTPConnection, addresses: list[str]) -> None:
+    """Makes connection connect to the first of addresses that answers (all were checked;
+    a name's IPv6 answer may come first where pods have no IPv6 route); its host stays for
+    SNI, the certificate check and the Host header."""
 
     def create(
         target: tuple[str, int], timeout: float, source: tuple[str, int] | None = None
     ) -> socket.socket:
-        return socket.create_connection((address, target[1]), timeout, source)
+        error: OSError | None = None
+        for address in addresses:
+            try:
+                return socket.create_connection((address, target[1]), timeout, source)
+            except OSError as exc:
+                error = exc
+        assert error is not None  # addresses is never empty
+        raise error
 
     connection._create_connection = create  # type: ignore[attr-defined]
 
@@ -85,7 +93,7 @@ class HttpClient:
 
     def _connection(self, url: str) -> tuple[http.client.HTTPConnection, str]:
         scheme, host, port, path = _target(url)
-        address = self.policy.connect_address(host, port)
+        addresses = [str(ip) for ip in self.policy.addresses(host, port)]
         connection: http.client.HTTPConnection
         if scheme == "http":
             connection = http.client.HTTPConnection(host, port, timeout=self.timeout)
@@ -95,7 +103,7 @@ class HttpClient:
             connection = http.client.HTTPSConnection(
                 host, port, timeout=self.timeout, context=self._context
             )
-        _pin(connection, address)
+        _pin(connection, addresses)
         return connection, path
 
     @contextmanager
