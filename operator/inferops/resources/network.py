@@ -17,6 +17,7 @@ implements NetworkPolicy the objects exist and change nothing.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -66,7 +67,7 @@ def _from(peers: Sequence[Obj]) -> Obj:
     """An ingress rule on the service port, from these peers (none: any source)."""
     rule: Obj = {"ports": _http()}
     if peers:
-        rule["from"] = [dict(p) for p in peers]
+        rule["from"] = copy.deepcopy(list(peers))
     return rule
 
 
@@ -75,7 +76,7 @@ def _egress(config: NetworkPolicies, *extra: Obj) -> list[Obj] | None:
         return None
     rules = [_dns(), *extra]
     if config.egress_to:
-        rules.append({"to": [dict(p) for p in config.egress_to]})
+        rules.append({"to": copy.deepcopy(config.egress_to)})
     return rules
 
 
