@@ -19,7 +19,8 @@ from inferops.contract.batch_worker import (
     config_to_env_json,
 )
 from inferops.storage import Storage, parse_location
-from inferops.worker.csv_rows import is_json_type
+from inferops.worker.client import Reply
+from inferops.worker.csv_rows import is_json_type, json_line
 from inferops.worker.encoding import compile_encoder
 from inferops.worker.folders import walk_sorted
 from inferops.worker.manifest import ManifestWriter, chunk_name, chunk_number, manifest_line
@@ -155,6 +156,21 @@ def test_resume_counts_a_tampered_output_line_as_failed(tmp_path: Path) -> None:
     writer = ManifestWriter(Storage(), parse_location(str(tmp_path)), "T", 0, 1, 100)
     assert writer.resume() == 3
     assert (writer.counts.succeeded, writer.counts.failed) == (1, 2)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 5000 + b"]" * 5000 + b"\n",
+        b'{"a":\n' + b"9" * 5000 + b"}",
+        b'{"a":\n NaN}',
+    ],
+)
+def test_a_hostile_multiline_answer_becomes_a_text_line(body: bytes) -> None:
+    """A model answering JSON nested 5,000 deep over several lines used to raise
+    RecursionError in the worker; such an answer is kept as a JSON string."""
+    line = json_line(Reply(body, "text/plain"))
+    assert json.loads(line) == body.strip().decode()
 
 
 def test_result_names_of_manifest_lines() -> None:

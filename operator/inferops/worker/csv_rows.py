@@ -24,6 +24,7 @@ import json
 from collections import deque
 from collections.abc import Awaitable, Callable
 
+from inferops.contract.untrusted import UntrustedInputError, load_json
 from inferops.storage import StorageError
 from inferops.worker.client import JSON_TYPE, ModelClient, Reply, RequestError
 from inferops.worker.encoding import COMPACT, RowEncoder
@@ -48,8 +49,10 @@ def json_line(reply: Reply) -> bytes:
     if one_line and body and is_json_type(reply.content_type):
         return body
     try:
-        value = json.loads(body)
-    except ValueError:
+        # The model's answer is untrusted: nested 1,000 deep it would raise RecursionError
+        # and stop the worker; refused, it is kept as text like any other non-JSON answer.
+        value = load_json(body, max_bytes=len(body))
+    except UntrustedInputError:
         return json.dumps(body.decode("utf-8", "replace")).encode()
     return body if one_line else COMPACT.encode(value).encode()
 
