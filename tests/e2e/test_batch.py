@@ -1,5 +1,6 @@
 """examples/iris-batch-manifest.yaml on real pods: the seed's CSV rows and a manifest with a
-missing source in object storage, two workers sharing the sources, the seed's output format.
+missing source in object storage, two workers sharing the sources, the seed's output format,
+and sources no worker may read; a worker within its memory limit under 100 MiB answers.
 
 The example names its object store `http://minio.storage.svc:9000`; here that Service has
 no selector and its EndpointSlice points at an S3 server (moto) on the node's address, so
@@ -17,10 +18,12 @@ from k8s_helpers import Kubectl
 from kubernetes import client
 
 from tests.e2e.support import (
+    PROJECT_IMAGE,
     REPO,
     NodeS3,
     Operator,
     apply_examples,
+    apply_objects,
     fresh_buckets,
     pods_report,
     wait_phase,
@@ -135,3 +138,111 @@ def test_manifest_batch_on_two_real_workers(
         print(f"batch {task}: {status['progress']}; manifests {manifests}; failed {failed}")
     finally:
         kubectl("delete", "-n", ns, "bs", "iris-batch-manifest", "--ignore-not-found")
+
+
+# A model that answers every request with 100 MiB (chunked, so the worker cannot refuse it
+# from its headers): three such answers at once took the worker past its 512Mi limit.
+LARGE_ANSWERS = """
+from aiohttp import web
+
+CHUNK = b"x" * (1 << 20)
+
+
+async def health(request):
+    return web.Response(text="ok")
+
+
+async def predict(request):
+    await request.read()
+    response = web.StreamResponse(headers={"Content-Type": "application/json"})
+    await response.prepare(request)
+    for _ in range(100):
+        await response.write(CHUNK)
+    await response.write_eof()
+    return response
+
+
+app = web.Application(client_max_size=64 << 20)
+app.router.add_get("/health", health)
+app.router.add_post("/", predict)
+web.run_app(app, host="0.0.0.0", port=8080, access_log=None)
+"""
+
+
+def large_answer_objects(namespace: str) -> list[dict[str, Any]]:
+    api = {
+        "method": "post",
+        "url": "/",
+        "request": {
+            "Content-type": "multipart/form-data",
+            "data": {"type": "object", "properties": {"images": {"type": "file"}}},
+        },
+    }
+    version = {
+        "version": "1.0.0",
+        "image": PROJECT_IMAGE,
+        "command": ["python", "-c", LARGE_ANSWERS],
+        "apis": [api],
+    }
+    return [
+        {
+            "apiVersion": "serving.inferops.dev/v1alpha1",
+            "kind": "AIApplication",
+            "metadata": {"name": "large-answers", "namespace": namespace},
+            "spec": {"versions": [version]},
+        },
+        {
+            "apiVersion": "serving.inferops.dev/v1alpha1",
+            "kind": "BatchService",
+            "metadata": {"name": "large-answers", "namespace": namespace},
+            "spec": {
+                "application": "large-answers",
+                "version": "1.0.0",
+                "inputPath": f"s3://{BUCKET}/large/input.manifest",
+                "outputPath": f"s3://{BUCKET}/large/output/",
+                "specification": "cpu.2u4g",
+                "concurrency": 4,
+                "storage": {
+                    "endpoint": "http://minio.storage.svc:9000",
+                    "secretRef": {"name": "object-storage"},
+                },
+            },
+        },
+    ]
+
+
+def test_large_model_answers_keep_the_worker_within_its_memory_limit(
+    operator: Operator,
+    kubectl: Kubectl,
+    api_client: Any,
+    object_store: NodeS3,
+    storage_secret: str,
+) -> None:
+    ns = operator.apps
+    s3 = fresh_buckets(object_store, BUCKET)
+    sources = [f"s3://{BUCKET}/large/input/{i}.png" for i in range(3)]
+    for source in sources:
+        s3.put_object(Bucket=BUCKET, Key=source.split("/", 3)[3], Body=b"png")
+    s3.put_object(
+        Bucket=BUCKET,
+        Key="large/input.manifest",
+        Body="".join(json.dumps({"source": s}) + "\n" for s in sources).encode(),
+    )
+    apply_objects(kubectl, ns, large_answer_objects(ns))
+    try:
+        status = wait_phase(
+            api_client, ns, "batchservices", "large-answers", ("Completed", "Failed"), 400
+        )
+        assert status["phase"] == "Completed", f"{status}\n{pods_report(api_client, ns)}"
+        assert status["progress"] == {"total": 3, "succeeded": 0, "failed": 3}, status
+        [manifest] = status["outputManifests"]
+        lines = [json.loads(line) for line in read_s3(s3, manifest).splitlines()]
+        assert {line["error_message"] for line in lines} == {
+            "the model's answer is larger than the 16777216-byte limit (maxResponseBytes)"
+        }
+        pods = client.CoreV1Api(api_client).list_namespaced_pod(ns, label_selector="job-name").items
+        [pod] = [p for p in pods if p.metadata.labels["job-name"].startswith("large-answers")]
+        [worker] = [c for c in pod.status.container_statuses if c.name == "worker"]
+        assert worker.restart_count == 0 and worker.state.terminated.reason == "Completed"
+    finally:
+        kubectl("delete", "-n", ns, "bs,aiapp", "large-answers", "--ignore-not-found")

@@ -171,7 +171,8 @@ class ModelClient:
                     if 200 <= status < 300:
                         reply = await self._body(response)
                         # The raw header (aiohttp would parse it anew for every response),
-                        # one string per distinct value: CSV results keep a Reply per row.
+                        # one string per distinct value: rows answered before their turn
+                        # keep their Reply until written.
                         kind = response.headers.get("Content-Type", "")
                         if len(_TYPES) < _TYPES_KEPT:
                             kind = _TYPES.setdefault(kind, kind)
