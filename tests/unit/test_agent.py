@@ -814,6 +814,40 @@ def test_a_caller_that_leaves_mid_stream_closes_the_model_connection(tmp_path: P
     run(test)
 
 
+def test_compressed_request_bodies_reach_the_model_as_sent(tmp_path: Path) -> None:
+    """The agent forwards the bytes it got: a gzip body stays gzip (the model decodes it,
+    bounded, as the reference model server does); only the record holds it decoded."""
+
+    async def test() -> None:
+        async def raw(request: web.Request) -> web.Response:
+            return web.json_response(
+                {
+                    "encoding": request.headers.get("Content-Encoding"),
+                    "length": request.headers.get("Content-Length"),
+                    "body": base64.b64encode(await request.read()).decode(),
+                }
+            )
+
+        model = web.Application(handler_args={"auto_decompress": False})
+        model.router.add_post("/raw", raw)
+        sent = gzip.compress(json.dumps(SEED_BODY).encode())
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        async with (
+            upstream_server(model) as upstream,
+            agent(options(base_url(upstream), str(tmp_path))) as (via, collector),
+        ):
+            seen = await (await via.post("/raw", data=sent, headers=headers)).json()
+            assert seen == {
+                "encoding": "gzip",
+                "length": str(len(sent)),
+                "body": base64.b64encode(sent).decode(),
+            }
+            [line] = records(collector)
+            assert line["request"] == SEED_BODY and line["requestBytes"] == len(sent)
+
+    run(test)
+
+
 def test_a_100_mb_answer_passes_through_with_a_bounded_truncated_capture(tmp_path: Path) -> None:
     cap = 64 * 1024
 

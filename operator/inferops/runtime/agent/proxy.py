@@ -283,7 +283,14 @@ def build_app(options: AgentOptions) -> web.Application:
     by scheme). The collector is `app[COLLECTOR_KEY]`; it starts with the app and flushes
     when the app is cleaned up (after in-flight requests have finished)."""
     collector = build_collector(options)
-    app = web.Application(client_max_size=options.max_body_bytes, middlewares=[_errors])
+    app = web.Application(
+        client_max_size=options.max_body_bytes,
+        middlewares=[_errors],
+        # Bodies go to the model as sent: a gzip body stays gzip (with its Content-Length),
+        # and a decompression bomb is never inflated here (the record inflates up to the
+        # capture cap only).
+        handler_args={"auto_decompress": False},
+    )
     app[OPTIONS_KEY] = options
     app[COLLECTOR_KEY] = collector
     app[REDACTION_KEY] = Redaction.of(options)
