@@ -122,6 +122,8 @@ JSON_SNIPPETS = st.one_of(
             "9" * 300,
             "9" * 5000,
             "[" * 120,
+            "[" * 1000,  # past Python's recursion limit, for readers not bounded
+            '{"a":' * 1000,
             '{"a":' * 120,
             "null",
             "true",
@@ -148,7 +150,19 @@ def _json_text(value: Any) -> str:
     return json.dumps(value, allow_nan=True)
 
 
+# Whole documents past every bound, so each target meets them often (a snippet among
+# others rarely starts a document).
+HOSTILE_JSON = [
+    "[" * 1000 + "]" * 1000,
+    '{"a":' * 1000 + "1" + "}" * 1000,
+    "[" * 1000 + "\n" + "]" * 1000,
+    "[\n" + "9" * 5000 + "]",
+    '{"x":\n NaN}',
+    '["\\ud800"]',
+    "[1e400]",
+]
 json_texts = st.one_of(
+    st.sampled_from(HOSTILE_JSON),
     values.map(_json_text),
     edited(JSON_BASES, JSON_SNIPPETS),
     st.lists(JSON_SNIPPETS, max_size=30).map("".join),
