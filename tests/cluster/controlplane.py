@@ -479,6 +479,15 @@ class ControlPlane:
         (its Common Name is WEBHOOK_CLIENT_NAME)."""
         return self.pki_dir / "webhook-client" / "ca.crt"
 
+    @property
+    def webhook_client_cert(self) -> tuple[Path, Path]:
+        """The API server's webhook client certificate and key (signed by that CA)."""
+        directory = self.webhook_client_ca.parent
+        return (
+            directory / "apiserver-webhook-client.crt",
+            directory / "apiserver-webhook-client.key",
+        )
+
     # ---- binaries
 
     def binary(self, name: str) -> Path:
@@ -550,15 +559,7 @@ class ControlPlane:
             "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
         )
         adm_crt, adm_key = pki.issue("admin", "inferops-admin", ("system:masters",))
-        # The API server authenticates to admission webhooks with a client certificate of a
-        # CA of its own (webhook_client_ca), which webhooks that verify callers trust.
-        hook_pki = _PKI(
-            self.webhook_client_ca.parent,
-            ca_name="inferops-test-webhook-client-ca",
-            service_accounts=False,
-        )
-        hook_crt, hook_key = hook_pki.issue("apiserver-webhook-client", WEBHOOK_CLIENT_NAME)
-        admission_config = write_admission_config(pki.dir, hook_crt, hook_key)
+        admission_config = self._admission_config(pki)
         kc_dir = self.workdir / "kubeconfigs"
         kc_dir.mkdir(exist_ok=True)
 
@@ -696,6 +697,18 @@ class ControlPlane:
             self.timings["node"] = time.monotonic() - t0
         self.timings["ready"] = time.monotonic() - t0
         self._save_state()
+
+    def _admission_config(self, pki: _PKI) -> Path:
+        """The API server authenticates to admission webhooks with a client certificate of a
+        CA of its own (webhook_client_ca), which webhooks that verify callers trust."""
+        hook_pki = _PKI(
+            self.webhook_client_ca.parent,
+            ca_name="inferops-test-webhook-client-ca",
+            service_accounts=False,
+        )
+        crt, key = hook_pki.issue("apiserver-webhook-client", WEBHOOK_CLIENT_NAME)
+        assert (crt, key) == self.webhook_client_cert
+        return write_admission_config(pki.dir, crt, key)
 
     def _write_admin_kubeconfig(self, pki: _PKI, crt: Path, key: Path) -> None:
         write_kubeconfig(

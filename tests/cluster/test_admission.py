@@ -397,6 +397,7 @@ def test_only_the_api_servers_certificate_gets_through(
         with pytest.raises((ssl.SSLError, ConnectionError)) as refused:
             post_review(served, review, cert)
         assert not isinstance(refused.value, ssl.SSLCertVerificationError)  # ours was fine
+        assert not isinstance(refused.value, ConnectionRefusedError)  # it is listening
 
 
 def test_forged_creates_hold_no_quota_after_the_grace(

@@ -96,15 +96,19 @@ def node_s3(teardowns: contextlib.ExitStack) -> NodeS3:
 
 @pytest.fixture(scope="session")
 def operator(
-    teardowns: contextlib.ExitStack, kubeconfig: Path, cluster_api_client: Any
+    teardowns: contextlib.ExitStack, kubeconfig: Path, cluster_api_client: Any, real_node: Any
 ) -> Operator:
     """The operator installed by the Helm chart with the image the Dockerfile makes, in its
     own namespace, watching APPS_NAMESPACE; both namespaces run on the real node. The
-    session's CRDs (crds/, the same as the chart's) stay; the chart installs the rest."""
+    session's CRDs (crds/, the same as the chart's) stay; the chart installs the rest. Its
+    webhook requires the API server's client certificate (webhook.clientAuth)."""
     for name in (OPERATOR_NAMESPACE, APPS_NAMESPACE):
         make_node_namespace(cluster_api_client, name)
         teardowns.callback(delete_namespace, cluster_api_client, name)
-    return teardowns.enter_context(install_operator(kubeconfig, cluster_api_client))
+    installed = install_operator(
+        kubeconfig, cluster_api_client, webhook_client_ca=real_node.webhook_client_ca
+    )
+    return teardowns.enter_context(installed)
 
 
 @pytest.fixture(scope="session")

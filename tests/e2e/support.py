@@ -52,11 +52,16 @@ class Operator:
 
 @contextmanager
 def install_operator(
-    kubeconfig: Path, api: Any, flavors: list[dict[str, Any]] | None = None
+    kubeconfig: Path,
+    api: Any,
+    flavors: list[dict[str, Any]] | None = None,
+    webhook_client_ca: Path | None = None,
 ) -> Iterator[Operator]:
     """`helm install` of charts/inferops (the Helm SDK, no helm binary), waiting until the
     operator's pod is Ready; `helm uninstall` after. `flavors`: the catalog's flavors
-    instead of E2E_FLAVORS (bench/router_cluster_bench.py gives its model more CPU)."""
+    instead of E2E_FLAVORS (bench/router_cluster_bench.py gives its model more CPU).
+    `webhook_client_ca`: the CA of the API server's webhook client certificate
+    (ControlPlane.webhook_client_ca), which the webhook then requires of its callers."""
     import helm_python as helm
     from k8s_helpers import wait_for
 
@@ -71,6 +76,15 @@ def install_operator(
         "crds": {"install": False},
         "catalog": {"flavors": E2E_FLAVORS if flavors is None else flavors},
     }
+    if webhook_client_ca is not None:
+        from controlplane import WEBHOOK_CLIENT_NAME
+
+        values["webhook"] = {
+            "clientAuth": {
+                "caBundle": webhook_client_ca.read_text(),
+                "allowedNames": [WEBHOOK_CLIENT_NAME],
+            }
+        }
     config.install(str(CHART), RELEASE, values, namespace=OPERATOR_NAMESPACE, timeout=120)
     core = client.CoreV1Api(api)
     selector = "app.kubernetes.io/component=operator"

@@ -1,12 +1,18 @@
 """The chart's operator runs in-cluster: its pod is Ready under the chart's ServiceAccount,
-and the API server calls its webhook through the webhook's Service."""
+and the API server calls its webhook through the webhook's Service, with the client
+certificate the webhook requires (webhook.clientAuth)."""
 
 from __future__ import annotations
 
+import base64
+import socket
+import ssl
 import subprocess
+from typing import Any
 
 import realnode
 from k8s_helpers import Kubectl
+from kubernetes import client
 
 from tests.e2e.support import RELEASE, Operator
 
@@ -57,3 +63,41 @@ def test_webhook_refuses_an_invalid_service_naming_the_field(
     assert 'admission webhook "realtimeservices.serving.inferops.dev" denied' in p.stderr, p.stderr
     assert "spec.versions[0].specification" in p.stderr
     assert "free flavor 'free.1u2g' allows a single version" in p.stderr
+
+
+def answer(context: ssl.SSLContext, address: str, host: str) -> bytes:
+    """The first bytes the webhook answers a (bodiless) review with; b"" when it drops the
+    connection instead."""
+    try:
+        with (
+            socket.create_connection((address, 443), timeout=10) as raw,
+            context.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            request = (
+                f"POST /realtimeservices HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\n\r\n"
+            )
+            tls.sendall(request.encode())
+            return tls.recv(64)
+    except ssl.SSLCertVerificationError:
+        raise  # the webhook's own certificate must check out
+    except (ssl.SSLError, ConnectionResetError):
+        return b""
+
+
+def test_a_caller_without_the_api_servers_certificate_is_refused_in_the_handshake(
+    operator: Operator, cluster_api_client: Any, real_node: Any
+) -> None:
+    """What a pod would try: the webhook's Service, its CA trusted, no client certificate.
+    The server's certificate checks out, then the webhook ends the handshake and no review
+    is read; with the API server's certificate the same request gets an HTTP answer (and
+    the API server's own calls pass: the test above)."""
+    core = client.CoreV1Api(cluster_api_client)
+    service = core.read_namespaced_service(f"{RELEASE}-webhook", operator.namespace)
+    secret = core.read_namespaced_secret(f"{RELEASE}-webhook-tls", operator.namespace)
+    ca = base64.b64decode(secret.data["ca.crt"]).decode()
+    host = f"{RELEASE}-webhook.{operator.namespace}.svc"
+    anonymous = ssl.create_default_context(cadata=ca)
+    assert answer(anonymous, service.spec.cluster_ip, host) == b""
+    apiserver = ssl.create_default_context(cadata=ca)
+    apiserver.load_cert_chain(*real_node.webhook_client_cert)
+    assert answer(apiserver, service.spec.cluster_ip, host).startswith(b"HTTP/1.1 400")
