@@ -148,11 +148,15 @@ def object_store(
 
 @pytest.fixture(scope="session")
 def storage_secret(operator: Operator, cluster_api_client: Any) -> str:
-    """The Secret `object-storage` the examples' storage.secretRef names (the S3 keys)."""
+    """The Secret `object-storage` the examples' storage.secretRef names (the S3 keys),
+    labelled usable by services (validation/secrets.py)."""
     client.CoreV1Api(cluster_api_client).create_namespaced_secret(
         operator.apps,
         {
-            "metadata": {"name": "object-storage"},
+            "metadata": {
+                "name": "object-storage",
+                "labels": {"serving.inferops.dev/usable": "true"},
+            },
             "stringData": {
                 k: CREDENTIALS[k] for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY")
             },
