@@ -113,3 +113,15 @@ def test_kind_config_has_a_worker_per_dedicated_pool() -> None:
     labels = [n.get("labels", {}) for n in config["nodes"] if n["role"] == "worker"]
     dedicated = [p.node_selector for p in default_catalog().pools if p.type == "dedicated"]
     assert labels == dedicated
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a: " + "[" * 5000 + "]" * 5000, "a: " + "9" * 5000, "pools: &a [*a]"],
+    ids=["deep", "digits", "alias"],
+)
+def test_a_hostile_catalog_file_is_one_catalog_error(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "catalog.yaml"
+    path.write_text(text)
+    with pytest.raises(CatalogError, match="catalog"):
+        load_catalog(path)

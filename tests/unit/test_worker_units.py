@@ -89,6 +89,19 @@ def test_bad_environment_is_a_config_error(env: dict[str, str], message: str) ->
         config_from_env(env)
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0, -1])
+def test_timeouts_must_be_finite_and_positive(value: float) -> None:
+    service = batch_service("s3://bkt/in/", "s3://bkt/out/")
+    with pytest.raises(ConfigError, match="request_timeout_seconds: must be a finite number > 0"):
+        config_from_service(
+            service,
+            application(SEED_SCHEMA),
+            "http://127.0.0.1:8080",
+            "t",
+            request_timeout_seconds=value,
+        )
+
+
 def test_config_checks_its_values() -> None:
     service = batch_service("/in", "/out")
     with pytest.raises(ConfigError, match=r"worker_index: 3 is not in 0\.\.worker_count-1"):

@@ -226,14 +226,25 @@ class CatalogError(Exception):
     """The catalog file cannot be read or is not a valid catalog."""
 
 
+MAX_CATALOG_CHARS = 1024 * 1024  # an admin's file, but still read with a bound
+
+
 def load_catalog(path: str | Path | None) -> Catalog:
     """Reads a catalog YAML file; None gives the built-in default."""
     if path is None:
         return default_catalog()
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise CatalogError(f"cannot read catalog {path}: {exc}") from exc
+        with Path(path).open(encoding="utf-8") as file:
+            text = file.read(MAX_CATALOG_CHARS + 1)
+        if len(text) > MAX_CATALOG_CHARS:
+            raise CatalogError(f"catalog {path}: larger than {MAX_CATALOG_CHARS} characters")
+        data = yaml.safe_load(text)
+    except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise CatalogError(f"cannot read catalog {path}: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        # Python's int-digit limit and deep nesting surface from inside the YAML loader.
+        problem = "nested too deep" if isinstance(exc, RecursionError) else str(exc)
+        raise CatalogError(f"cannot read catalog {path}: {problem}") from None
     if not isinstance(data, dict):
         raise CatalogError(f"catalog {path}: expected a mapping at the top level")
     try:

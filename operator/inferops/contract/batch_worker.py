@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -176,8 +177,8 @@ def _number_problems(config: WorkerConfig) -> list[str]:
         problems.append(f"retries: must be an integer >= 0, not {config.retries!r}")
     for name in ("request_timeout_seconds", "flush_seconds"):
         value = getattr(config, name)
-        if not isinstance(value, int | float) or value <= 0:
-            problems.append(f"{name}: must be a number > 0, not {value!r}")
+        if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+            problems.append(f"{name}: must be a finite number > 0, not {value!r}")
     index = config.worker_index
     if not isinstance(index, int) or not 0 <= index < max(1, int(config.worker_count or 1)):
         problems.append(f"worker_index: {index!r} is not in 0..worker_count-1")
