@@ -36,6 +36,7 @@ import datetime
 import http.client
 import ipaddress
 import json
+import math
 import os
 import re
 import shutil
@@ -99,9 +100,43 @@ DEFAULT_NODES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
     ),
 }
 
+
+def kwok_nodes(
+    pods_per_node: int = 110, public_nodes: int = 1
+) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
+    """DEFAULT_NODES sized for `pods_per_node` pods each (CPU and memory grow in proportion
+    beyond 110, so the scheduler never runs out of them first), with `public_nodes` nodes
+    in the public pool: what a scale benchmark with thousands of pods asks for.
+    kwok_nodes() is DEFAULT_NODES."""
+    if pods_per_node < 1 or public_nodes < 1:
+        raise ValueError("pods_per_node and public_nodes must be >= 1")
+    factor = max(1.0, pods_per_node / 110)
+    nodes = {}
+    for name, (labels, capacity) in DEFAULT_NODES.items():
+        sized = {
+            **capacity,
+            "pods": str(pods_per_node),
+            "cpu": str(math.ceil(int(capacity["cpu"]) * factor)),
+            "memory": f"{math.ceil(int(capacity['memory'].removesuffix('Gi')) * factor)}Gi",
+        }
+        if labels:
+            nodes[name] = (labels, sized)
+        else:
+            nodes.update({f"kwok-public-{i}": (labels, sized) for i in range(public_nodes)})
+    return nodes
+
+
 # Fake pod addresses kwok hands out (data only: nothing is ever reachable there).
 KWOK_POD_CIDR = "10.244.0.0/16"
-SERVICE_CIDR = "10.0.0.0/24"
+# ClusterIPs. A /16 holds 65,534 Services (a RealTimeService makes three): a /24 could not
+# host 100 services. $INFEROPS_SERVICE_CIDR picks another IPv4 range (10.0.0.1 stays the
+# `kubernetes` Service and 10.0.0.10 CoreDNS, so it must contain 10.0.0.0/24).
+SERVICE_CIDR = os.environ.get("INFEROPS_SERVICE_CIDR", "").strip() or "10.0.0.0/16"
+_SERVICES = ipaddress.ip_network(SERVICE_CIDR)
+if not isinstance(_SERVICES, ipaddress.IPv4Network) or not ipaddress.ip_network(
+    "10.0.0.0/24"
+).subnet_of(_SERVICES):
+    raise SystemExit(f"INFEROPS_SERVICE_CIDR={SERVICE_CIDR}: must contain 10.0.0.0/24")
 
 # Start order; stop goes the other way (the real node's own components stop first).
 COMPONENTS = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok")
@@ -1021,6 +1056,7 @@ def _cmd_up(args: argparse.Namespace) -> int:
         workdir,
         kwok=False if args.no_kwok else None,
         scheduler=False if args.no_scheduler else None,
+        nodes=kwok_nodes(args.kwok_pods, args.kwok_public_nodes),
         detach=True,
         verbosity=args.v,
         real_node=real_node,
@@ -1106,6 +1142,20 @@ def main(argv: list[str] | None = None) -> int:
             )
             p.add_argument(
                 "--no-scheduler", action="store_true", help="no kube-scheduler (implies --no-kwok)"
+            )
+            p.add_argument(
+                "--kwok-pods",
+                type=int,
+                default=110,
+                metavar="N",
+                help="pods each kwok node holds (CPU and memory grow with it; default 110)",
+            )
+            p.add_argument(
+                "--kwok-public-nodes",
+                type=int,
+                default=1,
+                metavar="N",
+                help="kwok nodes in the public pool (default 1)",
             )
             p.add_argument("--timeout", type=float, default=180.0)
             p.add_argument("-v", type=int, default=1, help="klog verbosity of the components")

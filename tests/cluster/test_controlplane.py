@@ -251,3 +251,43 @@ def test_indexed_job_completes_on_kwok_nodes(
     job = batch.read_namespaced_job("work", namespace)
     assert job.status.succeeded == 3
     assert job.status.completed_indexes == "0-2"
+
+
+def test_kwok_nodes_scale_for_thousands_of_pods() -> None:
+    from controlplane import DEFAULT_NODES, kwok_nodes
+
+    assert kwok_nodes() == DEFAULT_NODES  # what every test runs on unless asked
+    big = kwok_nodes(2200, public_nodes=3)
+    assert sorted(big) == [
+        "kwok-pool-a-0",
+        "kwok-pool-b-0",
+        "kwok-public-0",
+        "kwok-public-1",
+        "kwok-public-2",
+    ]
+    public = big["kwok-public-2"][1]
+    assert (public["pods"], public["cpu"], public["memory"]) == ("2200", "1280", "5120Gi")
+    with pytest.raises(ValueError, match=">= 1"):
+        kwok_nodes(0)
+
+
+def test_the_service_range_holds_more_than_a_slash_24(
+    cluster_api_client: Any, namespace: str
+) -> None:
+    """A RealTimeService makes three Services: 100 of them need more than 254 ClusterIPs."""
+    import ipaddress
+
+    from controlplane import SERVICE_CIDR
+
+    core = client.CoreV1Api(cluster_api_client)
+    for i in range(300):
+        core.create_namespaced_service(
+            namespace,
+            {
+                "metadata": {"name": f"s{i}"},
+                "spec": {"ports": [{"port": 80}], "selector": {"app": "none"}},
+            },
+        )
+    ips = {s.spec.cluster_ip for s in core.list_namespaced_service(namespace).items}
+    assert len(ips) == 300
+    assert all(ipaddress.ip_address(ip) in ipaddress.ip_network(SERVICE_CIDR) for ip in ips)
