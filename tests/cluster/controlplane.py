@@ -466,6 +466,7 @@ class ControlPlane:
     ``real_node``: also run a real node (``realnode.RealNode``): the API server then listens
     on the node's bridge address instead of loopback, so pods reach it through the
     ``kubernetes`` Service; ``node_images(containerd_socket)`` loads the images it needs.
+    ``apiserver_args``: more kube-apiserver flags (e.g. an audit log for a benchmark).
     """
 
     def __init__(
@@ -480,6 +481,7 @@ class ControlPlane:
         verbosity: int = 1,
         real_node: bool = False,
         node_images: Callable[[str], None] | None = None,
+        apiserver_args: tuple[str, ...] = (),
     ):
         self.workdir = Path(workdir).expanduser().resolve()
         self.bin_dir = Path(bin_dir).expanduser() if bin_dir else default_bin_dir()
@@ -491,6 +493,7 @@ class ControlPlane:
         self.detach = detach
         self.verbosity = verbosity
         self.nodes = DEFAULT_NODES if nodes is None else nodes
+        self.apiserver_args = apiserver_args
         self._want_kwok = kwok
         self._want_scheduler = scheduler
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -662,6 +665,7 @@ class ControlPlane:
                 "--kubelet-preferred-address-types=InternalIP,Hostname",
                 "--profiling=false",
                 f"--v={self.verbosity}",
+                *self.apiserver_args,
             ],
         )
         self._wait(self._apiserver_ready, deadline, "kube-apiserver /readyz")
