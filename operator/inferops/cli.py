@@ -10,8 +10,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from inferops.commands import Command, demo, manifests, mapping, operator, runtime
-from inferops.runtime.agent import command as agent
+from inferops.commands import Command, agent, demo, manifests, mapping, operator, runtime
 from inferops.worker import commands as batch
 
 COMMANDS: tuple[Command, ...] = (operator, manifests, mapping, demo, runtime, batch, agent)

@@ -26,6 +26,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 from yarl import URL
 
+from inferops.commands.agent import register as register_agent
 from inferops.runtime import model_server
 from inferops.runtime.agent import (
     COLLECTOR_KEY,
@@ -41,7 +42,6 @@ from inferops.runtime.agent import (
     options_from_args,
     safe_name,
 )
-from inferops.runtime.agent import register as register_agent
 from inferops.storage import Storage, parse_location
 from tests.s3server import free_port
 

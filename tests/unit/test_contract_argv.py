@@ -14,6 +14,7 @@ from inferops.api.application import AIApplicationSpec
 from inferops.api.catalog import default_catalog
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.cli import build_parser
+from inferops.commands.agent import register as register_agent
 from inferops.commands.runtime import cmd_fetch_model
 from inferops.contract.agent import HEALTH_PATH, POD_ENV, AgentOptions
 from inferops.contract.fetch_model import DEFAULT_DEST, FetchModelOptions
@@ -21,7 +22,6 @@ from inferops.contract.fetch_model import options_from_args as fetch_model_optio
 from inferops.resources.realtime import Inputs, agent_options, realtime_children
 from inferops.resources.workload import MODEL_DIR
 from inferops.runtime.agent import options_from_args
-from inferops.runtime.agent import register as register_agent
 from tests.unit.rules_table import app, rts, version
 
 POD = "svc-iris-1-0-0-7d9f-abcde"

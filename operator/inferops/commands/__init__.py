@@ -6,7 +6,7 @@ parser, each with `func` set to the function that runs it and returns the exit c
 (`operator`, `manifests`: crds, validate and render, `mapping`, `demo`, `runtime`:
 model-server and fetch-model); the data-plane programs that own a package register
 themselves in the same shape (`inferops.worker.commands`: batch-worker and batch run;
-`inferops.runtime.agent.command`: agent).
+`inferops.commands.agent` binds the agent).
 
 Registering imports little: what a command runs is imported when it runs, so
 `inferops validate` does not load Kopf.

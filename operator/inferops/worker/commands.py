@@ -17,14 +17,16 @@ import sys
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from yarl import URL
 
 from inferops.contract.batch_worker import ConfigError, config_from_env
 from inferops.contract.untrusted import UntrustedInputError, load_yaml_documents
 from inferops.contract.worker_report import WorkerReport
-from inferops.worker.runner import Summary, WorkerError, run_local_async, run_worker
+
+if TYPE_CHECKING:  # the runner (aiohttp, storage) loads only when a command runs
+    from inferops.worker.runner import Summary
 
 TERMINATION_LOG = "/dev/termination-log"
 TERMINATION_ENV = "INFEROPS_TERMINATION_LOG"
@@ -60,6 +62,8 @@ async def _run_until_signalled(coroutine: Any) -> Summary:
 
 
 def cmd_batch_worker(args: argparse.Namespace) -> int:
+    from inferops.worker.runner import WorkerError, run_worker
+
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr
     )
@@ -97,6 +101,8 @@ def _documents(path: str, kind: str) -> list[dict[str, Any]]:
 
 
 def cmd_batch_run(args: argparse.Namespace) -> int:
+    from inferops.worker.runner import WorkerError, run_local_async
+
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     try:
         service = _documents(args.file, "BatchService")[0]

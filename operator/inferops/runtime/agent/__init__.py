@@ -70,7 +70,7 @@ from inferops.runtime.agent.collector import (
     build_collector,
     safe_name,
 )
-from inferops.runtime.agent.command import cmd_agent, register
+from inferops.runtime.agent.command import cmd_agent
 from inferops.runtime.agent.proxy import (
     COLLECTOR_KEY,
     HOP_BY_HOP,
@@ -123,7 +123,6 @@ __all__ = [
     "cmd_agent",
     "is_json_type",
     "options_from_args",
-    "register",
     "rfc3339",
     "safe_name",
 ]

@@ -1,8 +1,8 @@
 """`inferops agent`: starts the proxy with the options of its command line.
 
-The flags themselves live in `inferops.contract.agent`, next to the argv the operator
-writes into collecting pods, so the two cannot drift; this module only binds them to the
-`agent` subcommand and runs the server.
+The flags live in `inferops.contract.agent`, next to the argv the operator writes into
+collecting pods, so the two cannot drift; `inferops.commands.agent` binds them to the
+`agent` subcommand, and this module runs the server.
 """
 
 from __future__ import annotations
@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Any
 
 from aiohttp import web
 
-from inferops.contract.agent import COMMAND, add_agent_arguments, options_from_args
+from inferops.contract.agent import options_from_args
 from inferops.runtime.agent.proxy import build_app
 from inferops.storage import StorageError
 
@@ -49,15 +48,3 @@ def cmd_agent(args: argparse.Namespace) -> int:
         shutdown_timeout=10.0,
     )
     return 0
-
-
-def register(subparsers: Any) -> None:
-    """Registers `agent` on the `inferops` subparsers (`inferops.commands.Command`)."""
-    agent = subparsers.add_parser(
-        COMMAND, help="data collection proxy: forwards to the model, records sampled pairs"
-    )
-    add_agent_arguments(agent)
-    agent.set_defaults(func=cmd_agent)
-
-
-# The name callers that build their own parser (the agent's tests) have used.
