@@ -268,7 +268,7 @@ def test_a_new_catalog_rolls_the_operator() -> None:
 ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 # Every rule, as (apiGroup, resource) -> verbs, for the cluster-wide default.
 EXPECTED_CLUSTER_WIDE = {
-    ("", "namespaces"): {"get"},
+    ("", "namespaces"): {"get", "list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
     ("serving.inferops.dev", "aiapplications"): {"get", "list", "watch", "patch"},
     ("serving.inferops.dev", "realtimeservices"): {"get", "list", "watch", "patch"},
@@ -278,12 +278,19 @@ EXPECTED_CLUSTER_WIDE = {
     ("serving.inferops.dev", "batchservices/status"): {"patch"},
     ("", "events"): {"create"},
     ("apps", "deployments"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("", "services"): {"get", "list", "create", "patch", "delete"},
-    ("", "configmaps"): {"get", "list", "create", "patch", "delete"},
+    ("", "services"): {"get", "list", "watch", "create", "patch", "delete"},
+    ("", "configmaps"): {"get", "list", "watch", "create", "patch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("batch", "jobs"): {"get", "list", "watch", "create", "patch", "delete"},
-    ("gateway.networking.k8s.io", "httproutes"): {"get", "list", "create", "patch", "delete"},
-    ("networking.k8s.io", "networkpolicies"): {"get", "list", "create", "patch", "delete"},
+    ("gateway.networking.k8s.io", "httproutes"): {
+        "get",
+        "list",
+        "watch",
+        "create",
+        "patch",
+        "delete",
+    },
+    ("networking.k8s.io", "networkpolicies"): {"get", "list", "watch", "create", "patch", "delete"},
     # Metadata only (whether a Secret a service names is labelled usable): never list/watch.
     ("", "secrets"): {"get"},
 }

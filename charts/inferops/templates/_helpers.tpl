@@ -116,13 +116,14 @@ handlers; tests/cluster/test_chart.py runs the operator with exactly these permi
   resources: [events]
   verbs: [create]
 # Children of a RealTimeService: server-side apply (patch; create when new), pruning
-# (list, delete); Deployments are also watched for status.
+# (delete). Every child kind is listed and watched, with a label selector, for the
+# operator's caches.
 - apiGroups: [apps]
   resources: [deployments]
   verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [services, configmaps]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # Pods are watched for readiness, crash loops and batch workers' termination messages.
 - apiGroups: [""]
   resources: [pods]
@@ -134,12 +135,12 @@ handlers; tests/cluster/test_chart.py runs the operator with exactly these permi
 # The weighted HTTPRoute in gateway-api router mode (listed for pruning in every mode).
 - apiGroups: [gateway.networking.k8s.io]
   resources: [httproutes]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 # The NetworkPolicies beside every service's pods (catalog networkPolicies; listed for
 # pruning when they are turned off).
 - apiGroups: [networking.k8s.io]
   resources: [networkpolicies]
-  verbs: [get, list, create, patch, delete]
+  verbs: [get, list, watch, create, patch, delete]
 {{- if .Values.rbac.readSecretLabels }}
 # Whether a Secret a service names is labelled serving.inferops.dev/usable: the operator
 # asks for its metadata only (PartialObjectMetadata), one name at a time, never a list.

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from prometheus_client import Counter, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 RECONCILES = Counter(
     "inferops_reconciles_total", "Reconciles by kind and result.", ["kind", "result"]
@@ -18,10 +18,10 @@ TRANSITIONS = Counter(
 )
 REFRESHES = Counter(
     "inferops_status_refreshes_total",
-    "Status refreshes asked for by child events, by kind: run, or coalesced into one "
-    "already waiting.",
+    "Passes asked for by child events, by kind: queued, or coalesced into one already waiting.",
     ["kind", "result"],
 )
+QUEUE_DEPTH = Gauge("inferops_workqueue_depth", "Objects waiting for a pass (queued or due later).")
 ADMISSIONS = Counter(
     "inferops_admission_reviews_total", "Webhook verdicts by kind.", ["kind", "allowed"]
 )

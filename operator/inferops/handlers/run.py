@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -49,6 +50,10 @@ def run_operator(
         import inferops.handlers.admission  # noqa: F401
 
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.PLAIN)
+    if not verbose:
+        # Kopf logs every handler call at INFO: a line per event of every child, which at
+        # a thousand services is most of the operator's log and a share of its CPU.
+        logging.getLogger("kopf.objects").setLevel(logging.WARNING)
     kopf.run(
         clusterwide=not namespaces,
         namespaces=list(namespaces),

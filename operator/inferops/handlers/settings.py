@@ -9,6 +9,7 @@ import kopf
 
 from inferops.api.names import FIELD_MANAGER, GROUP
 from inferops.handlers import metrics
+from inferops.handlers.cache import select_children
 from inferops.handlers.run import WebhookOptions
 from inferops.handlers.webhook import webhook_server
 
@@ -28,6 +29,9 @@ def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
     settings.watching.client_timeout = 330
     settings.batching.error_delays = [1, 2, 5, 10, 30, 60]
     settings.networking.request_timeout = 60
+    # The first list of a kind comes in pages: memory at start-up stays one page high.
+    settings.watching.chunk_size = 500
+    select_children(settings)
     metrics_port = getattr(memo, "metrics_port", None)
     if metrics_port:
         metrics.serve(metrics_port)

@@ -49,6 +49,7 @@ class Outcome:
     message: str = ""
     pruned: tuple[str, ...] = ()
     notes: tuple[Event, ...] = ()  # kind-specific events (e.g. an app version's verdict)
+    reason: str | None = None  # the Ready condition's reason after this pass
 
     @property
     def phase_changed(self) -> bool:
@@ -125,7 +126,14 @@ def write_status(kube: Cluster, obj: Mapping[str, Any], status: ApiModel) -> Out
     meta = obj["metadata"]
     if any(old.get(k) != v for k, v in fields.items()):
         kube.patch_status(obj["kind"], meta["namespace"], meta["name"], fields)
-    return Outcome(obj, old.get("phase"), fields.get("phase"), str(fields.get("message", "")))
+    ready = condition(fields.get("conditions"), phases.READY).get("reason")
+    return Outcome(
+        obj,
+        old.get("phase"),
+        fields.get("phase"),
+        str(fields.get("message", "")),
+        reason=str(ready) if ready else None,
+    )
 
 
 def blocked_status(

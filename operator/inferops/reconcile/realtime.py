@@ -77,7 +77,7 @@ def reconcile_realtime(
     labels = owner_labels(KIND_REALTIME, name)
     pruned = prune(kube, CHILD_KINDS[KIND_REALTIME], namespace, labels, desired)
     outcome = _report(kube, obj, realtime_inputs(service, catalog))
-    return Outcome(obj, outcome.old_phase, outcome.phase, outcome.message, tuple(pruned))
+    return replace(outcome, pruned=tuple(pruned))
 
 
 def refresh_realtime_status(

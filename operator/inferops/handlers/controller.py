@@ -1,0 +1,142 @@
+"""The controller: events name objects, workers give each named object one pass.
+
+Kopf delivers the events (our three kinds, their labelled children) and keeps the caches;
+every handler only queues the object's key. A fixed number of workers take keys from the
+fair queue and run one level-based pass per key: the reconciler of its kind over a view
+of the caches (`reconcile.view`), so a pass over an unchanged object makes no API request.
+Follow-ups are queued too: a Deploying object is looked at again for its deadline, one
+waiting on the cluster (a quota, the Gateway API, a Secret) is retried, and a pass that
+failed is retried with a growing delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import kopf
+
+from inferops.api import phases
+from inferops.api.catalog import Catalog
+from inferops.api.names import KIND_APPLICATION, KIND_BATCH, KIND_REALTIME
+from inferops.handlers import events
+from inferops.handlers.cache import Caches
+from inferops.handlers.metrics import QUEUE_DEPTH, timed
+from inferops.handlers.workqueue import Key, WorkQueue, work
+from inferops.reconcile.application import reconcile_application
+from inferops.reconcile.batch import reconcile_batch
+from inferops.reconcile.common import Outcome
+from inferops.reconcile.kube import Cluster, Kube, new_api_client
+from inferops.reconcile.realtime import reconcile_realtime
+from inferops.reconcile.view import RecentWrites, ViewCluster
+
+logger = logging.getLogger(__name__)
+
+# Passes at once. Each is mostly waiting for the API server; more would only queue there.
+WORKERS = 4
+# Child events of one owner within this many seconds share one pass.
+CHILD_DELAY = 0.5
+# While Deploying, timeoutMinutes is checked this often (time passing is not an event).
+DEADLINE_SECONDS = 15.0
+# Blocked by the cluster (a quota, missing CRDs, unusable Secrets): retried this often, so
+# a raised quota or newly installed CRDs are noticed without any event on the object.
+RETRY_SECONDS = 30.0
+# A pass that raised is retried after these delays (the last one repeats).
+ERROR_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+
+Reconciler = Callable[[Cluster, Catalog, str, str], Outcome | None]
+RECONCILERS: Mapping[str, Reconciler] = {
+    KIND_REALTIME: reconcile_realtime,
+    KIND_BATCH: reconcile_batch,
+    KIND_APPLICATION: lambda kube, _, namespace, name: reconcile_application(kube, namespace, name),
+}
+
+
+def follow_up(outcome: Outcome | None) -> float | None:
+    """When to look at the object again without an event, if at all."""
+    if outcome is None:
+        return None
+    if outcome.reason in phases.WAITING_ON_CLUSTER:
+        return RETRY_SECONDS
+    if outcome.phase == phases.DEPLOYING:
+        return DEADLINE_SECONDS
+    return None
+
+
+@dataclass
+class Controller:
+    kube: Cluster
+    catalog: Catalog
+    caches: Caches = field(default_factory=Caches)
+    queue: WorkQueue = field(default_factory=WorkQueue)
+    writes: RecentWrites = field(default_factory=RecentWrites)
+    failures: dict[Key, int] = field(default_factory=dict)
+    # A handler's context: Kopf posts Kubernetes Events from the context it gives its
+    # handlers, and the workers are not handlers.
+    context: contextvars.Context | None = None
+
+    def bind(self, kwargs: Mapping[str, Any]) -> None:
+        """Called by every handler: keeps the indexes and a handler's context."""
+        self.caches.bind(kwargs)
+        if self.context is None:
+            self.context = contextvars.copy_context()
+
+    def report(self, outcome: Outcome | None) -> None:
+        if self.context is None:
+            events.report(outcome)
+        else:
+            self.context.run(events.report, outcome)
+
+    async def handle(self, key: Key) -> None:
+        kind, namespace, name = key
+        # Taken on the event loop, where Kopf changes the indexes: a consistent snapshot.
+        view = self.writes.merge(self.caches.view(kind, namespace, name))
+        cluster = ViewCluster(self.kube, view, self.writes)
+        try:
+            with timed(kind):
+                outcome = await asyncio.to_thread(
+                    RECONCILERS[kind], cluster, self.catalog, namespace, name
+                )
+        except Exception:
+            failures = self.failures.get(key, 0)
+            self.failures[key] = failures + 1
+            delay = ERROR_DELAYS[min(failures, len(ERROR_DELAYS) - 1)]
+            logger.exception("%s %s/%s: pass failed, retrying in %ss", kind, namespace, name, delay)
+            self.queue.add_after(key, delay)
+            return
+        finally:
+            QUEUE_DEPTH.set(len(self.queue))
+        self.failures.pop(key, None)
+        self.report(outcome)
+        again = follow_up(outcome)
+        if again is not None:
+            self.queue.add_after(key, again)
+
+
+def controller(memo: Any) -> Controller:
+    found: Controller = memo.controller
+    return found
+
+
+@kopf.on.startup()
+async def start(memo: kopf.Memo, **_: Any) -> None:
+    memo.kube = Kube(new_api_client())
+    memo.controller = Controller(memo.kube, memo.catalog)
+    memo.workers = [
+        asyncio.create_task(work(memo.controller.queue, memo.controller.handle))
+        for _ in range(WORKERS)
+    ]
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    workers = getattr(memo, "workers", [])
+    for task in workers:
+        task.cancel()
+    await asyncio.gather(*workers, return_exceptions=True)
+    if hasattr(memo, "controller"):
+        memo.controller.queue.close()
