@@ -83,10 +83,11 @@ def test_application_normal_invalid_and_fixed(
     reasons = {e.reason for e in events if e.involved_object.name == "iris"}
     assert {"VersionNormal", "VersionInvalid"} <= reasons
 
-    # Kopf's bookkeeping lives in our annotations, not in spec or status.
+    # No bookkeeping on the object: passes are level-based, so nothing of Kopf's (progress,
+    # last-handled spec, finalizer) is written into its metadata, spec or status.
     stored = api.get_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, "iris")
-    annotations = stored["metadata"].get("annotations", {})
-    assert any(k.startswith(f"{GROUP}/") for k in annotations)
+    assert not stored["metadata"].get("annotations")
+    assert not stored["metadata"].get("finalizers")
     assert set(stored["status"]) <= {"observedGeneration", "versions", "summary", "conditions"}
 
 

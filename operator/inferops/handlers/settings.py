@@ -16,8 +16,8 @@ from inferops.handlers.webhook import webhook_server
 
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    # Progress and the last-handled spec live in annotations under our own prefix, so
-    # status stays ours and GitOps tools see no foreign fields in spec or status.
+    # Passes are level-based event handlers, so Kopf stores no progress, no last-handled
+    # spec and no finalizer; should it ever, they stay under our own prefix.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
         prefix=GROUP, key="last-handled-configuration"

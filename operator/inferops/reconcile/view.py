@@ -208,7 +208,7 @@ class ViewCluster:
     def apply(self, obj: Mapping[str, Any]) -> Obj:
         """Server-side apply, skipped when the cached child was applied from the same
         desired object. A child changed by hand keeps its change until its desired object
-        changes (docs/operations.md, "Drift")."""
+        changes (docs/design.md, "Reconciling from caches")."""
         meta = obj["metadata"]
         digest = spec_hash(obj)
         covered, current = self.view.find(obj["kind"], meta.get("namespace"), meta["name"])
