@@ -270,9 +270,9 @@ ALLOWED_VERBS = {"get", "list", "watch", "create", "patch", "delete"}
 EXPECTED_CLUSTER_WIDE = {
     ("", "namespaces"): {"get", "list", "watch"},
     ("apiextensions.k8s.io", "customresourcedefinitions"): {"list", "watch"},
-    ("serving.inferops.dev", "aiapplications"): {"get", "list", "watch", "patch"},
-    ("serving.inferops.dev", "realtimeservices"): {"get", "list", "watch", "patch"},
-    ("serving.inferops.dev", "batchservices"): {"get", "list", "watch", "patch"},
+    ("serving.inferops.dev", "aiapplications"): {"get", "list", "watch"},
+    ("serving.inferops.dev", "realtimeservices"): {"get", "list", "watch"},
+    ("serving.inferops.dev", "batchservices"): {"get", "list", "watch"},
     ("serving.inferops.dev", "aiapplications/status"): {"patch"},
     ("serving.inferops.dev", "realtimeservices/status"): {"patch"},
     ("serving.inferops.dev", "batchservices/status"): {"patch"},

@@ -13,12 +13,19 @@ from typing import Any
 import pytest
 
 from inferops.api.catalog import Catalog, GatewayRef, RouterConfig, default_catalog
-from inferops.api.names import ANNOTATION_QUOTA_REALTIME, ANNOTATION_USABLE_SECRETS, LABEL_USABLE
+from inferops.api.names import (
+    ANNOTATION_QUOTA_REALTIME,
+    ANNOTATION_USABLE_SECRETS,
+    KIND_REALTIME,
+    LABEL_USABLE,
+)
+from inferops.handlers.cache import view_scopes
 from inferops.reconcile.application import reconcile_application
 from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
 from inferops.reconcile.common import Outcome
 from inferops.reconcile.conditions import condition
-from inferops.reconcile.realtime import reconcile_realtime, refresh_realtime_status
+from inferops.reconcile.realtime import reconcile_realtime
+from inferops.reconcile.view import ANNOTATION_APPLIED, ViewCluster, spec_hash, view_of
 from inferops.resources.desired import desired_state, parse_service
 from inferops.validation.references import index_applications, version_specs
 from tests.unit.fake_kube import FakeKube
@@ -84,6 +91,8 @@ def children(service: Obj, ready: bool) -> list[Obj]:
         parse_service(service, version_specs(index_applications([APP]), NS)), default_catalog()
     )
     for child in built:
+        # As the operator applies it: with the hash of the desired object (reconcile.view).
+        child["metadata"].setdefault("annotations", {})[ANNOTATION_APPLIED] = spec_hash(child)
         if child["kind"] == "Deployment":
             replicas = child["spec"]["replicas"]
             child["metadata"]["generation"] = 1
@@ -133,8 +142,10 @@ def realtime(kube: FakeKube, catalog: Catalog) -> Outcome | None:
     return reconcile_realtime(kube, catalog, NS, "svc")
 
 
-def realtime_refresh(kube: FakeKube, catalog: Catalog) -> Outcome | None:
-    return refresh_realtime_status(kube, catalog, NS, "svc")
+def realtime_pass(kube: FakeKube, catalog: Catalog) -> Outcome | None:
+    """A pass as the operator runs it: over a view of the caches (here, of everything)."""
+    view = view_of(kube.objects.values(), view_scopes(KIND_REALTIME, NS, "svc"))
+    return reconcile_realtime(ViewCluster(kube, view), catalog, NS, "svc")
 
 
 def batch(kube: FakeKube, catalog: Catalog) -> Outcome | None:
@@ -233,22 +244,26 @@ TABLE = {
         message="iris",
         events=[("Failed", True)],
     ),
-    "a refresh after readiness reports Running without applying": Row(
+    "a pass after readiness reports Running without applying": Row(
         [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=True)],
-        realtime_refresh,
+        realtime_pass,
         phase="Running",
         reason="Running",
         message="2/2 instances ready",
         events=[("Running", False)],
     ),
-    "a refresh before readiness stays Deploying, no event": Row(
+    "a pass before readiness stays Deploying, no event": Row(
         [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=False)],
-        realtime_refresh,
+        realtime_pass,
         phase="Deploying",
         reason="Deploying",
     ),
-    "a refresh of a generation not applied yet leaves it to reconcile": Row(
-        [NAMESPACE, APP, placed(SVC, generation=2, status=DEPLOYING)], realtime_refresh
+    "a pass over a generation not applied yet applies it": Row(
+        [NAMESPACE, APP, placed(SVC, generation=2, status=DEPLOYING)],
+        realtime_pass,
+        applies=TWO_VERSIONS,
+        phase="Deploying",
+        reason="Deploying",
     ),
     "a deleted service is nothing to do": Row([NAMESPACE, APP], realtime, gone=True),
     "a flavor that left the catalog keeps a running service running, untouched": Row(
@@ -268,9 +283,9 @@ TABLE = {
         phase="Stopped",
         events=[("Stopped", False), ("CatalogChanged", True)],
     ),
-    "a refresh of a service the catalog no longer admits follows its children": Row(
+    "a pass over a service the catalog no longer admits follows its children": Row(
         [NAMESPACE, APP, placed(SVC, status=DEPLOYING), *children(SVC, ready=True)],
-        realtime_refresh,
+        realtime_pass,
         catalog=WITHOUT_2U4G,
         phase="Running",
         events=[("Running", False), ("CatalogChanged", True)],

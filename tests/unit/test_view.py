@@ -12,7 +12,7 @@ import pytest
 
 from inferops.api.catalog import default_catalog
 from inferops.api.names import KIND_BATCH, KIND_REALTIME
-from inferops.handlers.cache import CHILDREN, OWN_KINDS
+from inferops.handlers.cache import view_scopes
 from inferops.reconcile.batch import reconcile_batch
 from inferops.reconcile.realtime import reconcile_realtime
 from inferops.reconcile.trim import trim
@@ -28,7 +28,18 @@ from inferops.reconcile.view import (
 )
 from tests.unit.fake_kube import FakeKube
 from tests.unit.rules_table import bs, rts, version
-from tests.unit.test_reconcile_table import APP, NAMESPACE, NS, SVC, TWO_VERSIONS, placed
+from tests.unit.test_reconcile_table import (
+    APP,
+    NAMESPACE,
+    NS,
+    SVC,
+    TABLE,
+    TWO_VERSIONS,
+    batch,
+    placed,
+    realtime,
+    realtime_pass,
+)
 
 Obj = dict[str, Any]
 CATALOG = default_catalog()
@@ -56,18 +67,11 @@ class CountingKube(FakeKube):
         return super().list_objects(api_version, kind, namespace, labels)
 
 
-def scopes(kind: str, name: str) -> list[Scope]:
-    """What handlers.cache.Caches.view covers for one service."""
-    found: list[Scope] = [(k, NS, "", "") for k in OWN_KINDS]
-    found.append(("Namespace", None, NAMED, NS))
-    return found + [(child, NS, kind, name) for _, child in CHILDREN[kind]]
-
-
 def cached_pass(kube: CountingKube, kind: str = KIND_REALTIME, name: str = "svc") -> list[str]:
     """One pass over a view of everything in `kube`; the API calls it made."""
     kube.actions.clear()
     kube.reads.clear()
-    view = view_of(kube.objects.values(), scopes(kind, name))
+    view = view_of(kube.objects.values(), view_scopes(kind, NS, name))
     reconcile = reconcile_realtime if kind == KIND_REALTIME else reconcile_batch
     reconcile(ViewCluster(kube, view), CATALOG, NS, name)
     return kube.actions + kube.reads
@@ -224,3 +228,23 @@ def test_a_view_answers_only_for_what_it_covers() -> None:
     assert kube.reads == []
     assert cluster.get("v1", "Namespace", None, "other") is not None  # not covered: the API
     assert kube.reads == ["get Namespace/other"]
+
+
+PASS_KINDS = {realtime: KIND_REALTIME, realtime_pass: KIND_REALTIME, batch: KIND_BATCH}
+
+
+@pytest.mark.parametrize("name", [n for n, row in TABLE.items() if row.reconcile in PASS_KINDS])
+def test_a_pass_changes_nothing_it_reads(name: str) -> None:
+    """Views share their objects with the caches (lists are not copied): every service
+    scenario of the reconciler table, run over a view, leaves the viewed objects as they
+    were. (An application's pass reads one object, which get() copies.)"""
+    row = TABLE[name]
+    kind = PASS_KINDS[row.reconcile]
+    target = "svc" if kind == KIND_REALTIME else "job"
+    kube = CountingKube(row.objects)
+    # Copies, as a watch delivers them (FakeKube changes its own objects in place).
+    view = view_of(copy.deepcopy(list(kube.objects.values())), view_scopes(kind, NS, target))
+    before = copy.deepcopy(view.scopes)
+    reconcile = reconcile_realtime if kind == KIND_REALTIME else reconcile_batch
+    reconcile(ViewCluster(kube, view), row.catalog, NS, target)
+    assert view.scopes == before

@@ -102,11 +102,11 @@ all of them, a Role in each otherwise). Derived from operator/inferops/reconcile
 handlers; tests/cluster/test_chart.py runs the operator with exactly these permissions.
 */}}
 {{- define "inferops.namespacedRules" -}}
-# The three kinds: Kopf lists and watches them, patches its progress annotations, and the
-# reconcilers read them.
+# The three kinds: Kopf lists and watches them into the operator's caches, which the
+# reconcilers read. Passes are level-based, so nothing but their status is ever written.
 - apiGroups: [serving.inferops.dev]
   resources: [aiapplications, realtimeservices, batchservices]
-  verbs: [get, list, watch, patch]
+  verbs: [get, list, watch]
 # Phase, conditions and observedGeneration (merge patches of the status subresource).
 - apiGroups: [serving.inferops.dev]
   resources: [aiapplications/status, realtimeservices/status, batchservices/status]

@@ -32,7 +32,7 @@ from inferops.reconcile.batch import reconcile_batch
 from inferops.reconcile.common import Outcome
 from inferops.reconcile.kube import Cluster, Kube, new_api_client
 from inferops.reconcile.realtime import reconcile_realtime
-from inferops.reconcile.view import RecentWrites, ViewCluster
+from inferops.reconcile.view import Discovery, RecentWrites, ViewCluster
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +75,7 @@ class Controller:
     queue: WorkQueue = field(default_factory=WorkQueue)
     writes: RecentWrites = field(default_factory=RecentWrites)
     failures: dict[Key, int] = field(default_factory=dict)
+    discovery: Discovery | None = None
     # A handler's context: Kopf posts Kubernetes Events from the context it gives its
     # handlers, and the workers are not handlers.
     context: contextvars.Context | None = None
@@ -95,7 +96,9 @@ class Controller:
         kind, namespace, name = key
         # Taken on the event loop, where Kopf changes the indexes: a consistent snapshot.
         view = self.writes.merge(self.caches.view(kind, namespace, name))
-        cluster = ViewCluster(self.kube, view, self.writes)
+        if self.discovery is None:
+            self.discovery = Discovery(self.kube)
+        cluster = ViewCluster(self.kube, view, self.writes, self.discovery)
         try:
             with timed(kind):
                 outcome = await asyncio.to_thread(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import kopf
@@ -14,14 +15,29 @@ from inferops.handlers.run import WebhookOptions
 from inferops.handlers.webhook import webhook_server
 
 
+class NoDiffBase(kopf.DiffBaseStorage):
+    """Kopf extracts every event's "essence" (a deep copy of the object) to detect spec
+    changes for create/update handlers. The operator has none, so nothing is built, kept
+    or read: that copy was a tenth of the operator's CPU at a hundred services."""
+
+    def build(
+        self, *, body: kopf.Body, extra_fields: Iterable[Any] | None = None
+    ) -> kopf.BodyEssence:
+        return {}
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        return None
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        return None
+
+
 @kopf.on.startup()
 def configure(settings: kopf.OperatorSettings, memo: Any, **_: Any) -> None:
-    # Passes are level-based event handlers, so Kopf stores no progress, no last-handled
-    # spec and no finalizer; should it ever, they stay under our own prefix.
+    # Passes are level-based event handlers: Kopf stores no progress and no finalizer
+    # (should it ever, under our own prefix), and compares no object with a last-handled one.
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=GROUP)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
-        prefix=GROUP, key="last-handled-configuration"
-    )
+    settings.persistence.diffbase_storage = NoDiffBase()
     settings.persistence.finalizer = f"{GROUP}/finalizer"
     settings.posting.level = logging.INFO
     settings.posting.reporting_component = FIELD_MANAGER

@@ -6,7 +6,8 @@ and never call the API. Importing this module registers them and the caches' ind
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from functools import partial
 from typing import Any
 
 import kopf
@@ -22,8 +23,9 @@ from inferops.api.names import (
     LABEL_OWNER_NAME,
 )
 from inferops.handlers import cache
-from inferops.handlers.controller import CHILD_DELAY, Controller, controller
+from inferops.handlers.controller import CHILD_DELAY, controller
 from inferops.handlers.metrics import REFRESHES
+from inferops.handlers.workqueue import Key
 from inferops.reconcile.conditions import condition
 from inferops.resources.labels import MANAGED_BY
 
@@ -45,13 +47,28 @@ def _quota_blocked(obj: Mapping[str, Any]) -> bool:
     return condition(conditions, phases.READY).get("reason") == phases.QUOTA_EXCEEDED
 
 
-def followers(ctl: Controller, kind: str, namespace: str, name: str) -> Iterator[str]:
-    """Services that follow this object: an application's users; a deleted service's
-    quota-blocked siblings (it freed a place: the oldest blocked one takes it)."""
-    for service_kind in SERVICE_KINDS:
-        for obj in ctl.caches.objects(service_kind, namespace):
-            if kind == KIND_APPLICATION and name in applications_named(obj):
-                yield obj["metadata"]["name"]
+def followers(
+    siblings: Callable[[str], Iterable[Mapping[str, Any]]],
+    kind: str,
+    deleted: bool,
+    namespace: str,
+    name: str,
+) -> list[Key]:
+    """Other objects an event concerns: every service naming a changed or deleted
+    application; a deleted service's quota-blocked siblings (it freed a place, and the
+    oldest blocked one takes it). `siblings(kind)`: that kind's objects in the namespace."""
+    if kind == KIND_APPLICATION:
+        return [
+            (service_kind, namespace, obj["metadata"]["name"])
+            for service_kind in SERVICE_KINDS
+            for obj in siblings(service_kind)
+            if name in applications_named(obj)
+        ]
+    if deleted:
+        return [
+            (kind, namespace, o["metadata"]["name"]) for o in siblings(kind) if _quota_blocked(o)
+        ]
+    return []
 
 
 def _own_event(kind: str) -> Any:
@@ -61,36 +78,43 @@ def _own_event(kind: str) -> Any:
         ctl = controller(memo)
         ctl.bind(kw)
         namespace = str(namespace)
-        if type != "DELETED" and ctl.writes.echo(body):
-            return  # the status we just wrote, coming back
-        if type != "DELETED":
+        deleted = type == "DELETED"
+        if not deleted:
+            if ctl.writes.echo(body):
+                return  # the status we just wrote, coming back
             ctl.queue.add((kind, namespace, name))
-        if kind == KIND_APPLICATION:
-            for service in followers(ctl, kind, namespace, name):
-                for service_kind in SERVICE_KINDS:
-                    ctl.queue.add((service_kind, namespace, service))
-        elif type == "DELETED":
-            for obj in ctl.caches.objects(kind, namespace):
-                if _quota_blocked(obj):
-                    ctl.queue.add((kind, namespace, obj["metadata"]["name"]))
+        siblings = partial(ctl.caches.objects, namespace=namespace)
+        for key in followers(siblings, kind, deleted, namespace, name):
+            ctl.queue.add(key)
 
     return own_changed
 
 
-async def child_changed(
-    labels: kopf.Labels, body: kopf.Body, namespace: str | None, memo: Any, **kw: Any
-) -> None:
-    ctl = controller(memo)
-    ctl.bind(kw)
+def _owner_changed(memo: Any, kwargs: Mapping[str, Any], child: Mapping[str, Any]) -> None:
+    """A child changed or appeared: its owner gets a pass (one for a burst)."""
+    labels = child["metadata"].get("labels") or {}
     owner_kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
-    if owner_kind not in SERVICE_KINDS or not owner or ctl.writes.echo(body):
+    ctl = controller(memo)
+    ctl.bind(kwargs)
+    if owner_kind not in SERVICE_KINDS or not owner or ctl.writes.echo(child):
         return
-    queued = ctl.queue.add_after((str(owner_kind), str(namespace), str(owner)), CHILD_DELAY)
+    key = (str(owner_kind), str(child["metadata"].get("namespace")), str(owner))
+    queued = ctl.queue.add_after(key, CHILD_DELAY)
     REFRESHES.labels(str(owner_kind), "run" if queued else "coalesced").inc()
 
 
+async def child_deleted(body: kopf.Body, memo: Any, **kw: Any) -> None:
+    """A child deleted (by hand, or pruned by a pass): its owner gets a pass, which
+    applies it again if it is still desired."""
+    _owner_changed(memo, kw, body)
+
+
+def _deleted(type: str | None, **_: Any) -> bool:
+    return type == "DELETED"
+
+
 def register() -> None:
-    cache.register()
+    cache.register(_owner_changed)
     for kind in cache.OWN_KINDS:
         kopf.on.event(*cache.resource(API_VERSION, kind), id=f"own_{kind.lower()}")(
             _own_event(kind)
@@ -99,8 +123,9 @@ def register() -> None:
         kopf.on.event(
             *cache.resource(api_version, kind),
             labels={LABEL_MANAGED_BY: MANAGED_BY},
-            id=f"child_{kind.lower()}",
-        )(child_changed)
+            when=_deleted,
+            id=f"child_deleted_{kind.lower()}",
+        )(child_deleted)
 
 
 register()

@@ -21,7 +21,6 @@ from inferops.reconcile.common import (
     Outcome,
     applications,
     blocker,
-    is_blocked_status,
     now,
     write_blocked,
     write_status,
@@ -78,29 +77,6 @@ def reconcile_realtime(
     pruned = prune(kube, CHILD_KINDS[KIND_REALTIME], namespace, labels, desired)
     outcome = _report(kube, obj, realtime_inputs(service, catalog))
     return replace(outcome, pruned=tuple(pruned))
-
-
-def refresh_realtime_status(
-    kube: Cluster, catalog: Catalog, namespace: str, name: str
-) -> Outcome | None:
-    """Recomputes the status from the children without applying anything."""
-    obj = kube.get(API_VERSION, KIND_REALTIME, namespace, name)
-    if obj is None:
-        return None
-    status = obj.get("status") or {}
-    if status.get("observedGeneration") != obj["metadata"].get("generation"):
-        return None  # this generation is not applied yet: reconcile_realtime reports it
-    if is_blocked_status(obj):
-        return None  # Failed for its spec, a quota or the router: reconcile_realtime's status
-    apps = applications(kube, namespace)
-    block = blocker(kube, catalog, obj, apps)
-    conflict = None
-    if block is not None:
-        if not (block.catalog_only and _deployed(kube, namespace, name)):
-            return None  # Failed for its spec or quota: reconcile_realtime owns that status
-        conflict = block.message
-    service = parse_service(obj, version_specs(apps, namespace))
-    return _report(kube, obj, realtime_inputs(service, catalog), conflict)
 
 
 def _deployed(kube: Cluster, namespace: str, name: str) -> bool:

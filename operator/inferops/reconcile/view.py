@@ -110,7 +110,8 @@ class _Written:
 class RecentWrites:
     """Objects as our own writes returned them, until the caches hold that version (or
     newer). Shared by the worker threads (which record) and the event loop (which merges
-    them into each view), hence the lock."""
+    them into each view), hence the lock. Kept by kind and namespace, so that merging into
+    a view looks only at the writes of its namespace."""
 
     def __init__(
         self, seconds: float = RECENT_SECONDS, clock: Callable[[], float] = time.monotonic
@@ -118,24 +119,29 @@ class RecentWrites:
         self.seconds = seconds
         self.clock = clock
         self._lock = threading.Lock()
-        self._writes: dict[Ref, _Written] = {}
+        self._writes: dict[tuple[str, str | None], dict[str, _Written]] = {}
+        self._swept = clock()
 
     def __len__(self) -> int:
-        return len(self._writes)
+        with self._lock:
+            return sum(len(names) for names in self._writes.values())
+
+    def _put(self, ref: Ref, written: _Written) -> None:
+        with self._lock:
+            self._writes.setdefault(ref[:2], {})[ref[2]] = written
 
     def wrote(self, obj: Mapping[str, Any]) -> None:
-        with self._lock:
-            self._writes[_ref(obj)] = _Written(trim(obj), self.clock())
+        self._put(_ref(obj), _Written(trim(obj), self.clock()))
 
     def deleted(self, kind: str, namespace: str | None, name: str) -> None:
-        with self._lock:
-            self._writes[(kind, namespace, name)] = _Written(None, self.clock())
+        self._put((kind, namespace, name), _Written(None, self.clock()))
 
     def echo(self, obj: Mapping[str, Any]) -> bool:
         """Whether a watch event only brings back the version our own write returned."""
         version = _version(obj)
+        kind, namespace, name = _ref(obj)
         with self._lock:
-            written = self._writes.get(_ref(obj))
+            written = self._writes.get((kind, namespace), {}).get(name)
         return version >= 0 and written is not None and _version(written.obj) == version
 
     def merge(self, view: View) -> View:
@@ -143,15 +149,31 @@ class RecentWrites:
         hold now (or that are too old) are forgotten."""
         now = self.clock()
         with self._lock:
-            for ref, written in list(self._writes.items()):
-                if now - written.at > self.seconds:
-                    del self._writes[ref]
+            if now - self._swept > 1.0:
+                self._sweep(now)
+            for kind, namespace in {scope[:2] for scope in view.scopes}:
+                names = self._writes.get((kind, namespace))
+                if not names:
                     continue
-                self._apply(view, ref, written)
+                for name, written in list(names.items()):
+                    stale = now - written.at > self.seconds
+                    if stale or self._apply(view, kind, namespace, name, written):
+                        del names[name]
         return view
 
-    def _apply(self, view: View, ref: Ref, written: _Written) -> None:
-        kind, namespace, name = ref
+    def _sweep(self, now: float) -> None:
+        self._swept = now
+        for where, names in list(self._writes.items()):
+            for name, written in list(names.items()):
+                if now - written.at > self.seconds:
+                    del names[name]
+            if not names:
+                del self._writes[where]
+
+    @staticmethod
+    def _apply(view: View, kind: str, namespace: str | None, name: str, written: _Written) -> bool:
+        """Puts the write into the view's scopes; True when the caches caught up with it."""
+        homes = _homes(written.obj) if written.obj is not None else ()
         for scope, objects in view.scopes.items():
             if scope[:2] != (kind, namespace):
                 continue
@@ -162,24 +184,53 @@ class RecentWrites:
                 continue
             ours = _version(written.obj)
             if cached is not None and (ours < 0 or _version(cached) >= ours):
-                del self._writes[ref]  # the caches caught up
-                return
-            if scope in _homes(written.obj):
+                return True
+            if scope in homes:
                 if cached is not None:
                     objects.remove(cached)
                 objects.append(written.obj)
+        return False
+
+
+class Discovery:
+    """Whether the API server serves a kind, asked at most every `seconds` (in gateway-api
+    mode every pass asks about HTTPRoutes)."""
+
+    def __init__(
+        self, api: Cluster, seconds: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.api = api
+        self.seconds = seconds
+        self.clock = clock
+        self._answers: dict[tuple[str, str], tuple[float, bool]] = {}
+
+    def served(self, api_version: str, kind: str) -> bool:
+        now = self.clock()
+        known = self._answers.get((api_version, kind))
+        if known is not None and now - known[0] < self.seconds:
+            return known[1]
+        answer = self.api.served(api_version, kind)
+        self._answers[(api_version, kind)] = (now, answer)
+        return answer
 
 
 class ViewCluster:
     """`Cluster` over a view: reads from the caches, writes through to the API."""
 
-    def __init__(self, api: Cluster, view: View, writes: RecentWrites | None = None) -> None:
+    def __init__(
+        self,
+        api: Cluster,
+        view: View,
+        writes: RecentWrites | None = None,
+        discovery: Discovery | None = None,
+    ) -> None:
         self.api = api
         self.view = view
         self.writes = writes if writes is not None else RecentWrites()
+        self.discovery = discovery if discovery is not None else Discovery(api)
 
     def served(self, api_version: str, kind: str) -> bool:
-        return self.api.served(api_version, kind)
+        return self.discovery.served(api_version, kind)
 
     def get(self, api_version: str, kind: str, namespace: str | None, name: str) -> Obj | None:
         covered, found = self.view.find(kind, namespace, name)
@@ -202,7 +253,9 @@ class ViewCluster:
         objects = self.view.scopes.get(scope_of(kind, namespace, labels))
         if objects is None:
             return self.api.list_objects(api_version, kind, namespace, labels)
-        found = [copy.deepcopy(o) for o in objects if _labels_match(o, labels)]
+        # Shared with the caches, not copied (a tenth of a pass's CPU): the reconcilers only
+        # read what they list (tests/unit/test_view.py checks that a pass changes nothing).
+        found = [o for o in objects if _labels_match(o, labels)]
         return sorted(found, key=lambda o: str(o["metadata"]["name"]))
 
     def apply(self, obj: Mapping[str, Any]) -> Obj:

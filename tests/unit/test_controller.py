@@ -1,0 +1,128 @@
+"""The controller's bookkeeping around a pass: which objects an event concerns, the
+follow-ups a pass queues (deadline, cluster-blocked retry, error back-off)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from inferops.api.catalog import default_catalog
+from inferops.api.names import KIND_APPLICATION, KIND_BATCH, KIND_REALTIME
+from inferops.handlers import controller as controller_module
+from inferops.handlers.cache import Caches, view_scopes
+from inferops.handlers.controller import DEADLINE_SECONDS, ERROR_DELAYS, RETRY_SECONDS, Controller
+from inferops.handlers.triggers import followers
+from inferops.handlers.workqueue import Key
+from inferops.reconcile.common import Outcome
+from inferops.reconcile.view import View, view_of
+from tests.unit.fake_kube import FakeKube
+from tests.unit.rules_table import bs, rts, version
+from tests.unit.test_reconcile_table import APP, NAMESPACE, NS, SVC, placed
+
+Obj = dict[str, Any]
+QUOTA_BLOCKED = {"conditions": [{"type": "Ready", "status": "False", "reason": "QuotaExceeded"}]}
+
+
+def objects_of(*objs: Obj) -> Any:
+    return lambda kind: [o for o in objs if o["kind"] == kind]
+
+
+@pytest.mark.parametrize(
+    ("siblings", "kind", "deleted", "name", "expected"),
+    [
+        # An application: every service naming it, of both kinds, and no other.
+        (
+            [placed(rts(name="a")), placed(rts(version("1.0.0", 100), name="b")), placed(bs())],
+            KIND_APPLICATION,
+            False,
+            "iris",
+            [(KIND_REALTIME, NS, "a"), (KIND_REALTIME, NS, "b"), (KIND_BATCH, NS, "job")],
+        ),
+        ([placed(rts(name="a"))], KIND_APPLICATION, True, "other", []),
+        # A deleted service: its quota-blocked siblings take the place it freed.
+        (
+            [placed(rts(name="a")), placed(rts(name="b"), status=QUOTA_BLOCKED)],
+            KIND_REALTIME,
+            True,
+            "gone",
+            [(KIND_REALTIME, NS, "b")],
+        ),
+        # A changed service concerns nobody else.
+        ([placed(rts(name="b"), status=QUOTA_BLOCKED)], KIND_REALTIME, False, "a", []),
+    ],
+)
+def test_followers(
+    siblings: list[Obj], kind: str, deleted: bool, name: str, expected: list[Key]
+) -> None:
+    assert followers(objects_of(*siblings), kind, deleted, NS, name) == expected
+
+
+class FakeCaches(Caches):
+    """Caches that view everything a FakeKube holds."""
+
+    def __init__(self, kube: FakeKube) -> None:
+        super().__init__()
+        self.kube = kube
+
+    def view(self, kind: str, namespace: str, name: str) -> View:
+        return view_of(self.kube.objects.values(), view_scopes(kind, namespace, name))
+
+
+def run_pass(
+    kube: FakeKube, key: Key, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Controller, list[Outcome | None], float | None]:
+    """One pass; the controller, what it reported, and when it comes back (if it does)."""
+    reported: list[Outcome | None] = []
+    monkeypatch.setattr(controller_module.events, "report", reported.append)
+
+    async def scenario() -> tuple[Controller, float | None]:
+        ctl = Controller(kube, default_catalog(), caches=FakeCaches(kube))
+        await ctl.handle(key)
+        timers = ctl.queue._timers
+        loop = asyncio.get_running_loop()
+        due = timers[key][0] - loop.time() if key in timers else None
+        ctl.queue.close()
+        return ctl, due
+
+    ctl, due = asyncio.run(scenario())
+    return ctl, reported, due
+
+
+def test_a_deploying_service_comes_back_for_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+    kube = FakeKube([NAMESPACE, APP, SVC])
+    _, reported, due = run_pass(kube, (KIND_REALTIME, NS, "svc"), monkeypatch)
+    assert reported[0] is not None and reported[0].phase == "Deploying"
+    assert due is not None and DEADLINE_SECONDS - 1 < due <= DEADLINE_SECONDS
+
+
+def test_a_quota_blocked_service_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    full = {
+        **NAMESPACE,
+        "metadata": {
+            "name": NS,
+            "annotations": {"serving.inferops.dev/quota-realtime-services": "0"},
+        },
+    }
+    kube = FakeKube([full, APP, SVC])
+    _, reported, due = run_pass(kube, (KIND_REALTIME, NS, "svc"), monkeypatch)
+    assert reported[0] is not None and reported[0].reason == "QuotaExceeded"
+    assert due is not None and RETRY_SECONDS - 1 < due <= RETRY_SECONDS
+
+
+def test_a_failing_pass_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken(FakeKube):
+        def apply(self, obj: Any) -> Obj:
+            raise RuntimeError("the API server went away")
+
+    kube = Broken([NAMESPACE, APP, SVC])
+    ctl, reported, due = run_pass(kube, (KIND_REALTIME, NS, "svc"), monkeypatch)
+    assert reported == []
+    assert ctl.failures == {(KIND_REALTIME, NS, "svc"): 1}
+    assert due is not None and due <= ERROR_DELAYS[0]
+
+
+def test_a_gone_object_is_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
+    _, reported, due = run_pass(FakeKube([NAMESPACE]), (KIND_REALTIME, NS, "svc"), monkeypatch)
+    assert reported == [None] and due is None
