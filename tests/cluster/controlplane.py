@@ -36,7 +36,6 @@ import datetime
 import http.client
 import ipaddress
 import json
-import math
 import os
 import re
 import shutil
@@ -104,20 +103,20 @@ DEFAULT_NODES: dict[str, tuple[dict[str, str], dict[str, str]]] = {
 def kwok_nodes(
     pods_per_node: int = 110, public_nodes: int = 1
 ) -> dict[str, tuple[dict[str, str], dict[str, str]]]:
-    """DEFAULT_NODES sized for `pods_per_node` pods each (CPU and memory grow in proportion
-    beyond 110, so the scheduler never runs out of them first), with `public_nodes` nodes
-    in the public pool: what a scale benchmark with thousands of pods asks for.
-    kwok_nodes() is DEFAULT_NODES."""
+    """DEFAULT_NODES sized for `pods_per_node` pods each (beyond 110, 4 CPUs and 8 GiB per
+    pod: the largest flavor a benchmark's pods ask for, so the scheduler never runs out of
+    CPU or memory before pods), with `public_nodes` nodes in the public pool: what a scale
+    benchmark with thousands of pods asks for. kwok_nodes() is DEFAULT_NODES."""
     if pods_per_node < 1 or public_nodes < 1:
         raise ValueError("pods_per_node and public_nodes must be >= 1")
-    factor = max(1.0, pods_per_node / 110)
     nodes = {}
     for name, (labels, capacity) in DEFAULT_NODES.items():
+        cpu, memory = int(capacity["cpu"]), int(capacity["memory"].removesuffix("Gi"))
         sized = {
             **capacity,
             "pods": str(pods_per_node),
-            "cpu": str(math.ceil(int(capacity["cpu"]) * factor)),
-            "memory": f"{math.ceil(int(capacity['memory'].removesuffix('Gi')) * factor)}Gi",
+            "cpu": str(max(cpu, 4 * pods_per_node) if pods_per_node > 110 else cpu),
+            "memory": f"{max(memory, 8 * pods_per_node) if pods_per_node > 110 else memory}Gi",
         }
         if labels:
             nodes[name] = (labels, sized)

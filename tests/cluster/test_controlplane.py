@@ -266,7 +266,7 @@ def test_kwok_nodes_scale_for_thousands_of_pods() -> None:
         "kwok-public-2",
     ]
     public = big["kwok-public-2"][1]
-    assert (public["pods"], public["cpu"], public["memory"]) == ("2200", "1280", "5120Gi")
+    assert (public["pods"], public["cpu"], public["memory"]) == ("2200", "8800", "17600Gi")
     with pytest.raises(ValueError, match=">= 1"):
         kwok_nodes(0)
 
