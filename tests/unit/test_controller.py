@@ -4,6 +4,7 @@ follow-ups a pass queues (deadline, cluster-blocked retry, error back-off)."""
 from __future__ import annotations
 
 import asyncio
+import datetime
 from typing import Any
 
 import pytest
@@ -12,10 +13,11 @@ from inferops.api.catalog import default_catalog
 from inferops.api.names import KIND_APPLICATION, KIND_BATCH, KIND_REALTIME
 from inferops.handlers import controller as controller_module
 from inferops.handlers.cache import Caches, view_scopes
-from inferops.handlers.controller import DEADLINE_SECONDS, ERROR_DELAYS, RETRY_SECONDS, Controller
+from inferops.handlers.controller import DEADLINE_MARGIN, ERROR_DELAYS, RETRY_SECONDS, Controller
 from inferops.handlers.triggers import followers
 from inferops.handlers.workqueue import Key
 from inferops.reconcile.common import Outcome
+from inferops.reconcile.conditions import until_deadline
 from inferops.reconcile.view import View, view_of
 from tests.unit.fake_kube import FakeKube
 from tests.unit.rules_table import bs, rts, version
@@ -90,11 +92,14 @@ def run_pass(
     return ctl, reported, due
 
 
-def test_a_deploying_service_comes_back_for_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_deploying_service_comes_back_at_its_deadline(monkeypatch: pytest.MonkeyPatch) -> None:
     kube = FakeKube([NAMESPACE, APP, SVC])
     _, reported, due = run_pass(kube, (KIND_REALTIME, NS, "svc"), monkeypatch)
     assert reported[0] is not None and reported[0].phase == "Deploying"
-    assert due is not None and DEADLINE_SECONDS - 1 < due <= DEADLINE_SECONDS
+    # At its timeoutMinutes (20, the default), not before: its children's events bring
+    # the passes until then.
+    deadline = 20 * 60 + DEADLINE_MARGIN
+    assert due is not None and deadline - 5 < due <= deadline
 
 
 def test_a_quota_blocked_service_is_retried(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,3 +131,44 @@ def test_a_failing_pass_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_gone_object_is_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:
     _, reported, due = run_pass(FakeKube([NAMESPACE]), (KIND_REALTIME, NS, "svc"), monkeypatch)
     assert reported == [None] and due is None
+
+
+@pytest.mark.parametrize(
+    ("spec", "conditions", "expected"),
+    [
+        # No rollout yet: the whole timeout from now.
+        ({"timeoutMinutes": 3}, [], 180.0),
+        ({}, [], 1200.0),  # the default, 20 minutes
+        # A rollout of this generation started a minute ago.
+        (
+            {"timeoutMinutes": 3},
+            [
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "observedGeneration": 1,
+                    "lastTransitionTime": "2026-01-01T00:09:00Z",
+                }
+            ],
+            120.0,
+        ),
+        # Long past: due now.
+        (
+            {"timeoutMinutes": 3},
+            [
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "observedGeneration": 1,
+                    "lastTransitionTime": "2025-01-01T00:00:00Z",
+                }
+            ],
+            0.0,
+        ),
+        ({"timeoutMinutes": "soon"}, [], 1200.0),  # not a number: the default
+    ],
+)
+def test_until_deadline(spec: Obj, conditions: list[Obj], expected: float) -> None:
+    obj = {"metadata": {"generation": 1}, "spec": spec, "status": {"conditions": conditions}}
+    at = datetime.datetime(2026, 1, 1, 0, 10, tzinfo=datetime.UTC)
+    assert until_deadline(obj, at) == expected

@@ -29,7 +29,8 @@ from inferops.handlers.metrics import QUEUE_DEPTH, timed
 from inferops.handlers.workqueue import Key, WorkQueue, work
 from inferops.reconcile.application import reconcile_application
 from inferops.reconcile.batch import reconcile_batch
-from inferops.reconcile.common import Outcome
+from inferops.reconcile.common import Outcome, now
+from inferops.reconcile.conditions import until_deadline
 from inferops.reconcile.kube import Cluster, Kube, new_api_client
 from inferops.reconcile.realtime import reconcile_realtime
 from inferops.reconcile.view import Discovery, RecentWrites, ViewCluster
@@ -40,8 +41,9 @@ logger = logging.getLogger(__name__)
 WORKERS = 4
 # Child events of one owner within this many seconds share one pass.
 CHILD_DELAY = 0.5
-# While Deploying, timeoutMinutes is checked this often (time passing is not an event).
-DEADLINE_SECONDS = 15.0
+# A Deploying object is looked at again this long after its timeoutMinutes runs out (time
+# passing is not an event); before that, its children's events bring its passes.
+DEADLINE_MARGIN = 1.0
 # Blocked by the cluster (a quota, missing CRDs, unusable Secrets): retried this often, so
 # a raised quota or newly installed CRDs are noticed without any event on the object.
 RETRY_SECONDS = 30.0
@@ -57,13 +59,15 @@ RECONCILERS: Mapping[str, Reconciler] = {
 
 
 def follow_up(outcome: Outcome | None) -> float | None:
-    """When to look at the object again without an event, if at all."""
+    """When to look at the object again without an event, if at all. Not every few
+    seconds while Deploying: with a thousand services rolling out, such polls were passes
+    that grew with the time the control plane took."""
     if outcome is None:
         return None
     if outcome.reason in phases.WAITING_ON_CLUSTER:
         return RETRY_SECONDS
     if outcome.phase == phases.DEPLOYING:
-        return DEADLINE_SECONDS
+        return until_deadline(outcome.obj, now()) + DEADLINE_MARGIN
     return None
 
 

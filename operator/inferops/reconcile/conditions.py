@@ -6,6 +6,8 @@ import datetime
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from inferops.api.realtime import TIMEOUT_DEFAULT
+
 Condition = dict[str, Any]
 
 
@@ -74,6 +76,18 @@ def rollout_start(
     if progressing.get("observedGeneration") != generation or progressing.get("status") != "True":
         return None
     return parse_time(progressing.get("lastTransitionTime"))
+
+
+def until_deadline(obj: Mapping[str, Any], now: datetime.datetime) -> float:
+    """Seconds until this generation's timeoutMinutes runs out: from its rollout's start,
+    or from now when none has started yet (the pass that starts it runs now)."""
+    spec, status = obj.get("spec") or {}, obj.get("status") or {}
+    minutes = spec.get("timeoutMinutes")
+    if not isinstance(minutes, int) or isinstance(minutes, bool):
+        minutes = TIMEOUT_DEFAULT
+    generation = (obj.get("metadata") or {}).get("generation")
+    started = rollout_start(status.get("conditions"), generation) or now
+    return max(0.0, (started + datetime.timedelta(minutes=minutes) - now).total_seconds())
 
 
 def lifecycle(
