@@ -1,9 +1,11 @@
-"""Watch-fed caches: Kopf indexes of our own kinds, Namespaces and every labelled child.
+"""Watch-fed caches: Kopf indexes of our own kinds and Namespaces, stores of every child.
 
 Kopf fills every index from its list and watch before any handler runs and keeps it
 current from the same watch the handlers see, so a pass reads the cluster from memory.
 Children are watched with a label selector on the server (only objects labelled
-managed-by=inferops reach this process) and kept trimmed (`reconcile.trim`).
+managed-by=inferops reach this process) and kept trimmed (`reconcile.trim`): by our own
+informers (`handlers.informer`, a fraction of Kopf's cost per event), or with peering by
+Kopf indexes too, since Kopf stops only its own watches when it pauses the operator.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import kopf
 
 from inferops.api.kinds import ALL_KINDS
 from inferops.api.names import API_VERSION, KIND_APPLICATION, LABEL_MANAGED_BY
+from inferops.handlers.informer import Store
 from inferops.reconcile.kube import PLURALS
 from inferops.reconcile.trim import trim
 from inferops.reconcile.view import NAMED, Scope, View, scope_of
@@ -66,21 +69,25 @@ def _child_scope(kind: str) -> Any:
     return key
 
 
-def register(child_hook: ChildHook | None = None) -> None:
-    """Registers one index per cached kind (at import of the handlers). `child_hook` sees
-    every child as it is indexed: the index is the one place Kopf hands over each event
-    of a child, so no handler runs per child event (a third of the operator's CPU)."""
+def register() -> None:
+    """Registers the indexes of our own kinds and Namespaces (at import of the handlers)."""
     for kind in OWN_KINDS:
         kopf.index(*resource(API_VERSION, kind), id=index_id(kind))(
             _indexer(API_VERSION, kind, lambda m, k=kind: (k, m.get("namespace"), "", ""))
         )
+    kopf.index(*resource(*NAMESPACE), id=index_id("Namespace"))(
+        _indexer(*NAMESPACE, lambda m: ("Namespace", None, NAMED, m.get("name")))
+    )
+
+
+def register_children(child_hook: ChildHook) -> None:
+    """Kopf indexes of the children, for an operator that peers. `child_hook` sees every
+    child as it is indexed: the index is the one place Kopf hands over each event of a
+    child, so no handler runs per child event."""
     for api_version, kind in CHILD_RESOURCES:
         kopf.index(*resource(api_version, kind), id=index_id(kind))(
             _indexer(api_version, kind, _child_scope(kind), child_hook)
         )
-    kopf.index(*resource(*NAMESPACE), id=index_id("Namespace"))(
-        _indexer(*NAMESPACE, lambda m: ("Namespace", None, NAMED, m.get("name")))
-    )
 
 
 def select_children(settings: kopf.OperatorSettings) -> None:
@@ -90,10 +97,11 @@ def select_children(settings: kopf.OperatorSettings) -> None:
 
 
 class Caches:
-    """The indexes, as handed to the handlers, and the views a pass reads."""
+    """The indexes, as handed to the handlers, the child stores, and the views a pass reads."""
 
     def __init__(self) -> None:
         self.indexes: dict[str, Any] = {}
+        self.stores: Mapping[str, Store] = {}
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         """Keeps the index objects Kopf passes to every handler (they are live)."""
@@ -101,6 +109,9 @@ class Caches:
             self.indexes = {k: v for k, v in kwargs.items() if k.startswith("cache_")}
 
     def _scope(self, scope: Scope) -> list[dict[str, Any]]:
+        store = self.stores.get(scope[0])
+        if store is not None:
+            return store.get(scope)
         index = self.indexes.get(index_id(scope[0]))
         if index is None or scope not in index:
             return []

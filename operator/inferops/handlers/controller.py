@@ -22,10 +22,17 @@ import kopf
 
 from inferops.api import phases
 from inferops.api.catalog import Catalog
-from inferops.api.names import KIND_APPLICATION, KIND_BATCH, KIND_REALTIME
+from inferops.api.names import (
+    KIND_APPLICATION,
+    KIND_BATCH,
+    KIND_REALTIME,
+    LABEL_OWNER_KIND,
+    LABEL_OWNER_NAME,
+)
 from inferops.handlers import events
-from inferops.handlers.cache import Caches
-from inferops.handlers.metrics import QUEUE_DEPTH, timed
+from inferops.handlers.cache import CHILD_RESOURCES, SELECTOR, Caches
+from inferops.handlers.informer import Informers
+from inferops.handlers.metrics import QUEUE_DEPTH, REFRESHES, timed
 from inferops.handlers.workqueue import Key, WorkQueue, work
 from inferops.reconcile.application import reconcile_application
 from inferops.reconcile.batch import reconcile_batch
@@ -83,6 +90,9 @@ class Controller:
     # A handler's context: Kopf posts Kubernetes Events from the context it gives its
     # handlers, and the workers are not handlers.
     context: contextvars.Context | None = None
+    # Set once the children are in the caches (at once when Kopf's indexes hold them: Kopf
+    # runs no handler before its indexes are filled).
+    synced: asyncio.Event = field(default_factory=lambda: _set(asyncio.Event()))
 
     def bind(self, kwargs: Mapping[str, Any]) -> None:
         """Called by every handler: keeps the indexes and a handler's context."""
@@ -96,8 +106,21 @@ class Controller:
         else:
             self.context.run(events.report, outcome)
 
+    def child_changed(self, child: Mapping[str, Any]) -> None:
+        """A child appeared, changed or was deleted (by hand, or pruned by a pass): its
+        owner gets a pass (one for a burst), which applies it again if still desired."""
+        labels = child["metadata"].get("labels") or {}
+        owner_kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
+        if owner_kind not in (KIND_REALTIME, KIND_BATCH) or not owner or self.writes.echo(child):
+            return
+        key = (str(owner_kind), str(child["metadata"].get("namespace")), str(owner))
+        queued = self.queue.add_after(key, CHILD_DELAY)
+        REFRESHES.labels(str(owner_kind), "run" if queued else "coalesced").inc()
+
     async def handle(self, key: Key) -> None:
         kind, namespace, name = key
+        # Until every child kind is listed, a pass would take missing children for absent.
+        await self.synced.wait()
         # Taken on the event loop, where Kopf changes the indexes: a consistent snapshot.
         view = self.writes.merge(self.caches.view(kind, namespace, name))
         if self.discovery is None:
@@ -124,6 +147,11 @@ class Controller:
             self.queue.add_after(key, again)
 
 
+def _set(event: asyncio.Event) -> asyncio.Event:
+    event.set()
+    return event
+
+
 def controller(memo: Any) -> Controller:
     found: Controller = memo.controller
     return found
@@ -131,16 +159,29 @@ def controller(memo: Any) -> Controller:
 
 @kopf.on.startup()
 async def start(memo: kopf.Memo, **_: Any) -> None:
-    memo.kube = Kube(new_api_client())
-    memo.controller = Controller(memo.kube, memo.catalog)
-    memo.workers = [
-        asyncio.create_task(work(memo.controller.queue, memo.controller.handle))
-        for _ in range(WORKERS)
-    ]
+    memo.kube = kube = Kube(new_api_client())
+    memo.controller = ctl = Controller(kube, memo.catalog)
+    if getattr(memo, "peering", None):
+        ctl.synced.set()
+    else:
+        memo.informers = informers = Informers(
+            kube.api,
+            CHILD_RESOURCES,
+            getattr(memo, "namespaces", ()),
+            selector=SELECTOR,
+            hook=ctl.child_changed,
+            loop=asyncio.get_running_loop(),
+        )
+        ctl.caches.stores = informers.stores
+        ctl.synced = informers.synced
+        informers.start()
+    memo.workers = [asyncio.create_task(work(ctl.queue, ctl.handle)) for _ in range(WORKERS)]
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    if hasattr(memo, "informers"):
+        memo.informers.stop()
     workers = getattr(memo, "workers", [])
     for task in workers:
         task.cancel()

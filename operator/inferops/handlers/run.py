@@ -45,6 +45,10 @@ def run_operator(
 ) -> None:
     """Blocks until the operator stops. No namespaces: cluster-wide."""
     import inferops.handlers  # registers the handlers
+    from inferops.handlers.triggers import children_through_kopf
+
+    if peering is not None:
+        children_through_kopf()
 
     if webhook is not None:
         import inferops.handlers.admission  # noqa: F401
@@ -60,5 +64,11 @@ def run_operator(
         standalone=peering is None,
         peering_name=peering,
         liveness_endpoint=liveness,
-        memo=kopf.Memo(catalog=catalog, webhook=webhook, metrics_port=metrics_port),
+        memo=kopf.Memo(
+            catalog=catalog,
+            webhook=webhook,
+            metrics_port=metrics_port,
+            namespaces=tuple(namespaces),
+            peering=peering,
+        ),
     )

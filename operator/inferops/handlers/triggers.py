@@ -1,7 +1,8 @@
 """What queues a pass: any event of our three kinds or of a labelled child.
 
 The handlers only name objects (see `handlers.controller`); they run on the event loop
-and never call the API. Importing this module registers them and the caches' indexes.
+and never call the API. Importing this module registers them and the caches' indexes;
+children reach `Controller.child_changed` from our informers, or with peering from Kopf.
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ from inferops.api.names import (
     KIND_BATCH,
     KIND_REALTIME,
     LABEL_MANAGED_BY,
-    LABEL_OWNER_KIND,
-    LABEL_OWNER_NAME,
 )
 from inferops.handlers import cache
-from inferops.handlers.controller import CHILD_DELAY, controller
-from inferops.handlers.metrics import REFRESHES
+from inferops.handlers.controller import controller
 from inferops.handlers.workqueue import Key
 from inferops.reconcile.conditions import condition
 from inferops.resources.labels import MANAGED_BY
@@ -90,23 +88,14 @@ def _own_event(kind: str) -> Any:
     return own_changed
 
 
-def _owner_changed(memo: Any, kwargs: Mapping[str, Any], child: Mapping[str, Any]) -> None:
-    """A child changed or appeared: its owner gets a pass (one for a burst)."""
-    labels = child["metadata"].get("labels") or {}
-    owner_kind, owner = labels.get(LABEL_OWNER_KIND), labels.get(LABEL_OWNER_NAME)
+def _indexed_child(memo: Any, kwargs: Mapping[str, Any], child: Mapping[str, Any]) -> None:
     ctl = controller(memo)
     ctl.bind(kwargs)
-    if owner_kind not in SERVICE_KINDS or not owner or ctl.writes.echo(child):
-        return
-    key = (str(owner_kind), str(child["metadata"].get("namespace")), str(owner))
-    queued = ctl.queue.add_after(key, CHILD_DELAY)
-    REFRESHES.labels(str(owner_kind), "run" if queued else "coalesced").inc()
+    ctl.child_changed(child)
 
 
-async def child_deleted(body: kopf.Body, memo: Any, **kw: Any) -> None:
-    """A child deleted (by hand, or pruned by a pass): its owner gets a pass, which
-    applies it again if it is still desired."""
-    _owner_changed(memo, kw, body)
+async def _child_deleted(body: kopf.Body, memo: Any, **kw: Any) -> None:
+    _indexed_child(memo, kw, body)
 
 
 def _deleted(type: str | None, **_: Any) -> bool:
@@ -114,18 +103,24 @@ def _deleted(type: str | None, **_: Any) -> bool:
 
 
 def register() -> None:
-    cache.register(_owner_changed)
+    cache.register()
     for kind in cache.OWN_KINDS:
         kopf.on.event(*cache.resource(API_VERSION, kind), id=f"own_{kind.lower()}")(
             _own_event(kind)
         )
+
+
+def children_through_kopf() -> None:
+    """With peering: Kopf watches the children too (indexes, and a handler for deletions,
+    which leave an index without a call), so a paused operator hears of none of them."""
+    cache.register_children(_indexed_child)
     for api_version, kind in cache.CHILD_RESOURCES:
         kopf.on.event(
             *cache.resource(api_version, kind),
             labels={LABEL_MANAGED_BY: MANAGED_BY},
             when=_deleted,
             id=f"child_deleted_{kind.lower()}",
-        )(child_deleted)
+        )(_child_deleted)
 
 
 register()
