@@ -282,6 +282,9 @@ class Informers:
         ]
         self._waiting = set(self.informers)
         self.synced = asyncio.Event()
+        self._lock = threading.Lock()
+        self._pending: list[tuple[Informer, str, Any]] = []
+        self._scheduled = False
 
     def start(self) -> None:
         for informer in self.informers:
@@ -292,7 +295,21 @@ class Informers:
             informer.stop()
 
     def _from_thread(self, informer: Informer, kind: str, payload: Any) -> None:
-        self.loop.call_soon_threadsafe(self.receive, informer, kind, payload)
+        # One wake-up of the event loop per burst, not per event: each costs a write to
+        # and a read from the loop's self-pipe.
+        with self._lock:
+            self._pending.append((informer, kind, payload))
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self.loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            batch, self._pending = self._pending, []
+            self._scheduled = False
+        for informer, kind, payload in batch:
+            self.receive(informer, kind, payload)
 
     def receive(self, informer: Informer, kind: str, payload: Any) -> None:
         """On the event loop: one event (or a whole list) into the store, then the hook."""
