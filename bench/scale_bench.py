@@ -40,8 +40,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,8 +55,7 @@ for _path in (REPO, REPO / "tests" / "cluster"):
 import controlplane as cpmod  # noqa: E402
 from k8s_helpers import Kubectl, kubectl_path, wait_established  # noqa: E402
 from kubernetes import client, config  # noqa: E402
-
-from tests.s3server import free_port, wait_until_serving  # noqa: E402
+from operator_process import metric_samples, running_operator  # noqa: E402
 
 GROUP = "serving.inferops.dev"
 VERSION = "v1alpha1"
@@ -87,6 +85,7 @@ class Result:
     api_requests_per_service: float
     rollout_p50_s: float
     rollout_p99_s: float
+    passes_per_service: float = 0.0
     requests_by_verb: dict[str, int] = field(default_factory=dict)
 
 
@@ -157,35 +156,6 @@ def _wait(predicate: Callable[[], bool], timeout: float, what: str, interval: fl
         time.sleep(interval)
 
 
-@contextmanager
-def _operator(kubeconfig: Path, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    port = free_port()
-    args = [
-        sys.executable,
-        *("-m", "inferops.cli", "operator"),
-        *("--liveness", f"http://127.0.0.1:{port}/healthz", "--metrics-port", "0"),
-    ]
-    with open(log, "wb") as out:
-        process = subprocess.Popen(
-            args,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "KUBECONFIG": str(kubeconfig)},
-        )
-    try:
-        wait_until_serving(
-            f"http://127.0.0.1:{port}/healthz", process, 60, "the operator", log.read_text
-        )
-        yield process
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
 def _running(custom: Any, names: set[tuple[str, str]]) -> int:
     items = custom.list_cluster_custom_object(GROUP, VERSION, "realtimeservices")["items"]
     return sum(
@@ -210,11 +180,19 @@ def _apply_file(kubectl: Kubectl, docs: list[dict[str, Any]], path: Path) -> Non
     kubectl("apply", "-f", str(path), timeout=600)
 
 
+@dataclass
+class OperatorRun:
+    settle: float  # seconds until every service is Running
+    cpu: float  # the operator's CPU seconds until then
+    rss: float  # its peak RSS, MiB
+    requests: Counter[str]  # its API requests by verb until then
+    passes: float  # passes run until then
+    rollouts: list[float]  # spec change to router rolling, seconds
+
+
 def _operator_phase(
     cp: cpmod.ControlPlane, kubectl: Kubectl, api: Any, args: argparse.Namespace, n: int
-) -> tuple[float, float, float, Counter[str], list[float]]:
-    """Settle time, operator CPU seconds, peak RSS MiB, its requests by verb until settled
-    and the spec-change-to-rollout times."""
+) -> OperatorRun:
     assert cp.pki is not None
     crt, key = cp.pki.issue("bench-operator", OPERATOR_USER, ("system:masters",))
     op_kc = cpmod.write_kubeconfig(
@@ -230,7 +208,7 @@ def _operator_phase(
     custom = client.CustomObjectsApi(api)
     work = cp.workdir / "bench"
     work.mkdir(exist_ok=True)
-    with _operator(op_kc, cp.logs_dir / "operator.log") as process:
+    with running_operator(op_kc, (), log=cp.logs_dir / "operator.log") as operator:
         t0 = time.monotonic()
         for ns, svcs in layout.items():
             docs = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}]
@@ -238,11 +216,12 @@ def _operator_phase(
             _apply_file(kubectl, docs, work / f"{ns}.yaml")
         _wait(lambda: _running(custom, names) == n, args.timeout, f"{n} services Running", 2)
         settle = time.monotonic() - t0
-        cpu = _proc_cpu_s(process.pid)
-        rss = _proc_hwm_mib(process.pid)
+        cpu = _proc_cpu_s(operator.pid)
+        rss = _proc_hwm_mib(operator.pid)
         requests = _audit_requests(cp.logs_dir / "audit.log")
+        passes = sum(metric_samples(operator.metrics_url, "inferops_reconciles_total").values())
         rollouts = _spec_changes(api, *next(iter(names)), args.changes)
-    return settle, cpu, rss, requests, rollouts
+    return OperatorRun(settle, cpu, rss, requests, passes, rollouts)
 
 
 def _spec_changes(api: Any, namespace: str, name: str, changes: int) -> list[float]:
@@ -333,25 +312,26 @@ def run_one(n: int, args: argparse.Namespace) -> Result:
             kubectl("apply", "--server-side", "-f", str(crd))
             wait_established(kubectl, crd)
         api = config.new_client_from_config(str(cp.kubeconfig))
-        settle, cpu, rss, requests, rollouts = _operator_phase(cp, kubectl, api, args, n)
+        run = _operator_phase(cp, kubectl, api, args, n)
         baseline = _control_plane_phase(kubectl, api, args, n, cp.workdir / "bench")
     finally:
         cp.stop()
         cp.cleanup(keep_logs=args.keep_logs)
-    total = sum(requests.values())
+    total = sum(run.requests.values())
     return Result(
         services=n,
         namespaces=math.ceil(n / args.per_namespace),
-        operator_settle_s=round(settle, 1),
+        operator_settle_s=round(run.settle, 1),
         control_plane_only_s=round(baseline, 1),
-        ratio=round(settle / baseline, 2),
-        cpu_ms_per_service=round(cpu * 1000 / n),
-        peak_rss_mib=round(rss),
+        ratio=round(run.settle / baseline, 2),
+        cpu_ms_per_service=round(run.cpu * 1000 / n),
+        peak_rss_mib=round(run.rss),
         api_requests=total,
         api_requests_per_service=round(total / n, 1),
-        rollout_p50_s=_quantile(rollouts, 0.50),
-        rollout_p99_s=_quantile(rollouts, 0.99),
-        requests_by_verb=dict(sorted(requests.items())),
+        rollout_p50_s=_quantile(run.rollouts, 0.50),
+        rollout_p99_s=_quantile(run.rollouts, 0.99),
+        passes_per_service=round(run.passes / n, 1),
+        requests_by_verb=dict(sorted(run.requests.items())),
     )
 
 
@@ -366,13 +346,14 @@ def _quantile(values: list[float], q: float) -> float:
 def _table(results: list[Result]) -> str:
     head = (
         "| services | operator settle s | control-plane-only s | ratio | CPU ms/service "
-        "| peak RSS MiB | API requests/service | spec change to rollout p50 / p99 s |"
+        "| peak RSS MiB | API requests/service | passes/service "
+        "| spec change to rollout p50 / p99 s |"
     )
-    rows = [head, "|---|---|---|---|---|---|---|---|"]
+    rows = [head, "|---|---|---|---|---|---|---|---|---|"]
     rows += [
         f"| {r.services} | {r.operator_settle_s} | {r.control_plane_only_s} | {r.ratio} "
         f"| {r.cpu_ms_per_service} | {r.peak_rss_mib} | {r.api_requests_per_service} "
-        f"| {r.rollout_p50_s} / {r.rollout_p99_s} |"
+        f"| {r.passes_per_service} | {r.rollout_p50_s} / {r.rollout_p99_s} |"
         for r in results
     ]
     return "\n".join(rows)

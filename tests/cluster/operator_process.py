@@ -19,16 +19,21 @@ from tests.s3server import free_port, wait_until_serving
 class Operator:
     log: Path
     metrics_url: str
+    pid: int
 
 
 @contextmanager
 def running_operator(
-    kubeconfig: Path, namespaces: Sequence[str], extra: Sequence[str] = ()
+    kubeconfig: Path,
+    namespaces: Sequence[str],
+    extra: Sequence[str] = (),
+    log: Path | None = None,
 ) -> Iterator[Operator]:
     """Starts the operator, waits for its liveness endpoint, yields its log and metrics."""
     port = free_port()
     metrics_port = free_port()
-    log = Path(tempfile.mkstemp(prefix="inferops-operator-", suffix=".log")[1])
+    if log is None:
+        log = Path(tempfile.mkstemp(prefix="inferops-operator-", suffix=".log")[1])
     args = [
         sys.executable,
         "-m",
@@ -57,7 +62,7 @@ def running_operator(
             "the operator",
             lambda: f":\n{log.read_text()}",
         )
-        yield Operator(log, f"http://127.0.0.1:{metrics_port}/metrics")
+        yield Operator(log, f"http://127.0.0.1:{metrics_port}/metrics", process.pid)
     finally:
         process.terminate()
         try:

@@ -21,7 +21,7 @@ from inferops.api.names import (
 )
 from inferops.handlers.cache import view_scopes
 from inferops.reconcile.application import reconcile_application
-from inferops.reconcile.batch import reconcile_batch, refresh_batch_status
+from inferops.reconcile.batch import reconcile_batch
 from inferops.reconcile.common import Outcome
 from inferops.reconcile.conditions import condition
 from inferops.reconcile.realtime import reconcile_realtime
@@ -150,10 +150,6 @@ def realtime_pass(kube: FakeKube, catalog: Catalog) -> Outcome | None:
 
 def batch(kube: FakeKube, catalog: Catalog) -> Outcome | None:
     return reconcile_batch(kube, catalog, NS, "job")
-
-
-def batch_refresh(kube: FakeKube, catalog: Catalog) -> Outcome | None:
-    return refresh_batch_status(kube, NS, "job")
 
 
 def application(kube: FakeKube, catalog: Catalog) -> Outcome | None:
@@ -374,20 +370,6 @@ TABLE = {
         reason="InvalidSpec",
         message="iris",
         events=[("Failed", True)],
-    ),
-    "batch refresh with no Job and a blocked status leaves it to reconcile": Row(
-        [
-            NAMESPACE,
-            placed(
-                bs(),
-                uid="u2",
-                status={
-                    "observedGeneration": 1,
-                    "conditions": [{"type": "Ready", "status": "False", "reason": "InvalidSpec"}],
-                },
-            ),
-        ],
-        batch_refresh,
     ),
     "an application reports each version Normal": Row(
         [NAMESPACE, APP],

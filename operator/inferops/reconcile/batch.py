@@ -10,7 +10,6 @@ from inferops.reconcile.common import (
     Outcome,
     applications,
     blocker,
-    is_blocked_status,
     now,
     write_blocked,
     write_status,
@@ -36,20 +35,11 @@ def reconcile_batch(kube: Cluster, catalog: Catalog, namespace: str, name: str) 
             return write_blocked(kube, obj, block)
         for child in desired_state(parse_service(obj, version_specs(apps, namespace)), catalog):
             kube.apply(child)
+        job = kube.get(*JOB, namespace, name)  # as applied: the next pass sees its progress
     elif bool(job["spec"].get("suspend")) != bool(obj["spec"].get("stopped")):
         # A Job's pod template is immutable: once it runs, only suspension follows the spec.
         suspend = {"spec": {"suspend": bool(obj["spec"].get("stopped"))}}
         kube.patch(*JOB, namespace, name, suspend)
-    return refresh_batch_status(kube, namespace, name)
-
-
-def refresh_batch_status(kube: Cluster, namespace: str, name: str) -> Outcome | None:
-    obj = kube.get(API_VERSION, KIND_BATCH, namespace, name)
-    if obj is None:
-        return None
-    job = kube.get(*JOB, namespace, name)
-    if job is None and is_blocked_status(obj):
-        return None  # invalid or over quota: reconcile_batch owns that status
     spec = BatchServiceSpec.model_validate(obj["spec"])
     pods = kube.list_objects("v1", "Pod", namespace, owner_labels(KIND_BATCH, name))
     status = batch_status(

@@ -168,14 +168,3 @@ def write_blocked(kube: Cluster, obj: Mapping[str, Any], block: Blocker) -> Outc
         now=now(),
     )
     return write_status(kube, obj, status)
-
-
-def is_blocked_status(obj: Mapping[str, Any]) -> bool:
-    """Failed for this generation because of the spec, a quota or a missing API (not by
-    the workload)."""
-    status = obj.get("status") or {}
-    ready = condition(status.get("conditions"), phases.READY)
-    return (
-        status.get("observedGeneration") == obj["metadata"].get("generation")
-        and ready.get("reason") in phases.BLOCKING_REASONS
-    )
