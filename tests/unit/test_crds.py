@@ -90,17 +90,17 @@ def test_names_categories_columns_and_status() -> None:
         assert crd["spec"]["names"]["categories"] == [CATEGORY]
         version = crd["spec"]["versions"][0]
         assert version["subresources"] == {"status": {}}
-        columns = [c["name"] for c in version["additionalPrinterColumns"]]
-        assert columns[-1] == "Age"
+        columns = [c["name"] for c in version["additionalPrinterColumns"] if not c.get("priority")]
+        assert columns[-1] == "Age"  # of the default columns; -o wide adds more
     rts_columns = [
         c["name"]
         for c in crds["RealTimeService"]["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
-    assert rts_columns == ["Phase", "Traffic", "Ready", "URL", "Age"]
+    assert rts_columns == ["Phase", "Reason", "Traffic", "Ready", "URL", "Age", "Message"]
     bs_columns = [
         c["name"] for c in crds["BatchService"]["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
-    assert bs_columns[:2] == ["Phase", "Progress"]
+    assert bs_columns[:3] == ["Phase", "Reason", "Progress"]
 
 
 def _spec(kind: str) -> dict[str, Any]:

@@ -60,6 +60,14 @@ CRASHING = {
         ]
     },
 }
+PULLING = {
+    "metadata": {"name": "p"},
+    "status": {
+        "containerStatuses": [
+            {"name": "model", "image": "nope:1", "state": {"waiting": {"reason": "ErrImagePull"}}}
+        ]
+    },
+}
 SPEC = RealTimeServiceSpec.model_validate(
     rts(version("1.0.0", 70, computeNodes=2), version("2.0.0", 30))["spec"]
 )
@@ -117,6 +125,23 @@ RUNNING = {"phase": "Running", "observedGeneration": 1}
             "Failed",
             "DeploymentTimeout",
         ),
+        # Deploying, but the Ready condition names what holds it back
+        (
+            [deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)],
+            ROUTER_OK,
+            [PULLING, CRASHING],
+            None,
+            "Deploying",
+            "ImagePullBackOff",
+        ),
+        (
+            [deployment("1.0.0", 2, 1), deployment("2.0.0", 1, 1)],
+            ROUTER_OK,
+            [CRASHING],
+            None,
+            "Deploying",
+            "CrashLoop",
+        ),
     ],
 )
 def test_phase_table(
@@ -131,7 +156,10 @@ def test_phase_table(
         now=NOW,
     )
     assert status["phase"] == phase
-    assert next(c for c in status["conditions"] if c["type"] == "Ready")["reason"] == reason
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["reason"] == reason
+    if phase == "Deploying":  # Progressing keeps saying what is going on
+        assert conditions["Progressing"]["reason"] == "Deploying"
     assert status["traffic"] == "iris:1.0.0=70,iris:2.0.0=30"
 
 
@@ -174,11 +202,12 @@ READY_AFTER_RESTART = {
 @pytest.mark.parametrize(
     ("pods", "expected"),
     [
-        ([CRASHING], "p/model: CrashLoopBackOff"),
+        ([CRASHING], "p/model: CrashLoopBackOff (0 restarts)"),
         # between two back-offs the container runs again: its last exit still names the cause
         (
             [RESTARTING],
-            "p/model: restarting, last exit code 1 (Error): model dir /nope: no config.json",
+            "p/model: restarted, not ready (3 restarts), last exit code 1 (Error): "
+            "starting | model dir /nope: no config.json",
         ),
         ([READY_AFTER_RESTART], None),  # recovered: nothing to report
     ],

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 from typing import Any
 
 import pytest
 
+from inferops.reconcile.causes import Cause, pod_causes
 from inferops.reconcile.trim import MESSAGE_LIMIT, trim
-from inferops.reconcile.workload_health import crash_looping, rolled_out
+from inferops.reconcile.workload_health import rolled_out
 
+NOW = datetime.datetime(2026, 1, 1, 0, 10, tzinfo=datetime.UTC)
 META = {
     "name": "x",
     "namespace": "ns",
@@ -27,9 +30,26 @@ POD = {
     "apiVersion": "v1",
     "kind": "Pod",
     "metadata": META,
-    "spec": {"containers": [{"name": "model", "image": "i", "env": [{"name": "A"}] * 50}]},
+    "spec": {
+        "containers": [
+            {
+                "name": "model",
+                "image": "i",
+                "env": [{"name": "A"}] * 50,
+                "resources": {"limits": {"memory": "512Mi", "cpu": "1"}, "requests": {"cpu": "1"}},
+            }
+        ]
+    },
     "status": {
         "phase": "Running",
+        "conditions": [
+            {
+                "type": "PodScheduled",
+                "status": "True",
+                "lastTransitionTime": "2026-01-01T00:00:00Z",
+            },
+            {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+        ],
         "podIP": "10.0.0.1",
         "containerStatuses": [
             {
@@ -65,7 +85,7 @@ CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": META, "data": 
 @pytest.mark.parametrize(
     ("obj", "kept", "dropped"),
     [
-        (POD, ["status.phase", "status.containerStatuses"], ["spec", "status.podIP"]),
+        (POD, ["status.phase", "status.containerStatuses"], ["status.podIP"]),
         (DEPLOYMENT, ["spec.replicas", "status.readyReplicas"], ["spec.template"]),
         (CONFIGMAP, ["metadata.labels"], ["data"]),
     ],
@@ -88,9 +108,20 @@ def test_trim_keeps_what_a_pass_reads(obj: Any, kept: list[str], dropped: list[s
     assert len(json.dumps(small)) < 6000
 
 
+def test_a_trimmed_pod_keeps_its_memory_limit_and_scheduling_only() -> None:
+    small = trim(POD)
+    assert small["spec"] == {
+        "containers": [{"name": "model", "resources": {"limits": {"memory": "512Mi"}}}]
+    }
+    assert [c["type"] for c in small["status"]["conditions"]] == ["PodScheduled"]
+
+
 def test_a_trimmed_pod_still_tells_its_crash_and_a_deployment_its_rollout() -> None:
-    assert crash_looping([trim(POD)]) == crash_looping([POD])
-    assert crash_looping([trim(POD)])  # there is one
+    def causes(pod: Any) -> list[Cause]:
+        return pod_causes([pod], now=NOW, timeout_minutes=5)
+
+    assert causes(trim(POD)) == causes(POD)
+    assert [c.reason for c in causes(trim(POD))] == ["CrashLoop"]
     terminated = trim(POD)["status"]["containerStatuses"][0]["lastState"]["terminated"]
     assert len(terminated["message"]) == MESSAGE_LIMIT
     assert rolled_out(trim(DEPLOYMENT)) == rolled_out(DEPLOYMENT) is True

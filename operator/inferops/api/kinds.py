@@ -28,6 +28,10 @@ def _column(
 
 AGE = _column("Age", ".metadata.creationTimestamp", "Time since creation.", "date")
 READY_CONDITION = '.status.conditions[?(@.type=="Ready")].status'
+# What holds a service back (ImagePullBackOff, Unschedulable, QuotaExceeded, ...), or its
+# phase when nothing does; `-o wide` adds the message that names the pod and the cause.
+REASON = _column("Reason", '.status.conditions[?(@.type=="Ready")].reason', "Ready's reason.")
+MESSAGE = _column("Message", ".status.message", "What the reason concerns.", priority=1)
 
 
 @dataclass(frozen=True)
@@ -75,10 +79,12 @@ REALTIME: Final = KindInfo(
     status=RealTimeServiceStatus,
     printer_columns=(
         _column("Phase", ".status.phase", "Lifecycle phase."),
+        REASON,
         _column("Traffic", ".status.traffic", "Traffic split between versions."),
         _column("Ready", ".status.ready", "Ready instances out of desired."),
         _column("URL", ".status.url", "In-cluster URL."),
         AGE,
+        MESSAGE,
     ),
     max_name_length=MAX_NAME_LENGTH[KIND_REALTIME],
     dns1035_name=True,
@@ -95,9 +101,11 @@ BATCH: Final = KindInfo(
     status=BatchServiceStatus,
     printer_columns=(
         _column("Phase", ".status.phase", "Lifecycle phase."),
+        REASON,
         _column("Progress", ".status.progressSummary", "Sources done out of total."),
         _column("Task", ".status.taskId", "Batch task ID.", priority=1),
         AGE,
+        MESSAGE,
     ),
     max_name_length=MAX_NAME_LENGTH[KIND_BATCH],
     dns1035_name=True,

@@ -29,6 +29,23 @@ QUOTA_EXCEEDED: Final = "QuotaExceeded"
 ROUTER_UNAVAILABLE: Final = "RouterUnavailable"
 NODES_NOT_READY: Final = "NodesNotReady"
 CRASH_LOOP: Final = "CrashLoop"
+# What the pods say (reconcile.causes), most pressing first.
+IMAGE_PULL_BACK_OFF: Final = "ImagePullBackOff"
+CONTAINER_CONFIG_ERROR: Final = "ContainerConfigError"
+OOM_KILLED: Final = "OOMKilled"
+UNSCHEDULABLE: Final = "Unschedulable"
+STARTUP_PROBE_FAILING: Final = "StartupProbeFailing"
+# Each is also posted as a Warning Event when the Ready condition comes to name it.
+POD_CAUSES: Final = frozenset(
+    {
+        IMAGE_PULL_BACK_OFF,
+        CONTAINER_CONFIG_ERROR,
+        OOM_KILLED,
+        CRASH_LOOP,
+        UNSCHEDULABLE,
+        STARTUP_PROBE_FAILING,
+    }
+)
 DEPLOYMENT_TIMEOUT: Final = "DeploymentTimeout"
 JOB_FAILED: Final = "JobFailed"
 ALL_VERSIONS_NORMAL: Final = "AllVersionsNormal"

@@ -15,9 +15,10 @@ from typing import Any
 from inferops.api import phases
 from inferops.api.batch import BatchPhase, BatchProgress, BatchServiceSpec, BatchServiceStatus
 from inferops.contract.worker_report import WorkerReport
+from inferops.reconcile.causes import Cause, pod_causes, summary
 from inferops.reconcile.conditions import rollout_start
 from inferops.reconcile.lifecycle import Rule, Verdict, always, decide, mark, with_detail
-from inferops.reconcile.workload_health import crash_summary, job_condition
+from inferops.reconcile.workload_health import job_condition
 
 Obj = Mapping[str, Any]
 WORKER = "worker"
@@ -58,7 +59,11 @@ class Facts:
     timed_out: bool
     timeout_minutes: int
     progress: BatchProgress
-    crashes: str
+    causes: tuple[Cause, ...]  # what the pods say, most pressing first
+
+    @property
+    def crashes(self) -> str:
+        return summary(self.causes)
 
     @property
     def done(self) -> str:
@@ -98,7 +103,10 @@ def _timed_out(f: Facts) -> Verdict[BatchPhase]:
 
 def _deploying(f: Facts) -> Verdict[BatchPhase]:
     message = with_detail("waiting for the model and workers", f.crashes)
-    return Verdict(phases.DEPLOYING, phases.DEPLOYING, message, progressing=True)
+    reason = f.causes[0].reason if f.causes else phases.DEPLOYING
+    return Verdict(
+        phases.DEPLOYING, reason, message, progressing=True, progressing_reason=phases.DEPLOYING
+    )
 
 
 RULES: tuple[Rule[Facts, BatchPhase], ...] = (
@@ -142,7 +150,7 @@ def batch_status(
         timed_out=now - (started or now) > datetime.timedelta(minutes=spec.timeout_minutes),
         timeout_minutes=spec.timeout_minutes,
         progress=progress,
-        crashes=crash_summary(pods),
+        causes=tuple(pod_causes(pods, now=now, timeout_minutes=spec.timeout_minutes)),
     )
     verdict = decide(RULES, facts)
     return BatchServiceStatus(

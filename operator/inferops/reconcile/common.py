@@ -50,6 +50,7 @@ class Outcome:
     pruned: tuple[str, ...] = ()
     notes: tuple[Event, ...] = ()  # kind-specific events (e.g. an app version's verdict)
     reason: str | None = None  # the Ready condition's reason after this pass
+    old_reason: str | None = None  # and before it
 
     @property
     def phase_changed(self) -> bool:
@@ -63,6 +64,9 @@ class Outcome:
             text = f"{self.old_phase or 'new'} -> {self.phase}"
             text = f"{text}: {self.message}" if self.message else text
             found.append(Event(self.phase, text, self.phase in WARNING_PHASES))
+        elif self.reason != self.old_reason and self.reason in phases.POD_CAUSES:
+            # The phase holds (Deploying, Abnormal) but a new cause holds the service back.
+            found.append(Event(self.reason, self.message, warning=True))
         found += [Event("Pruned", f"deleted {c}: no longer in the spec") for c in self.pruned]
         return [*found, *self.notes]
 
@@ -127,12 +131,14 @@ def write_status(kube: Cluster, obj: Mapping[str, Any], status: ApiModel) -> Out
     if any(old.get(k) != v for k, v in fields.items()):
         kube.patch_status(obj["kind"], meta["namespace"], meta["name"], fields)
     ready = condition(fields.get("conditions"), phases.READY).get("reason")
+    was = condition(old.get("conditions"), phases.READY).get("reason")
     return Outcome(
         obj,
         old.get("phase"),
         fields.get("phase"),
         str(fields.get("message", "")),
         reason=str(ready) if ready else None,
+        old_reason=str(was) if was else None,
     )
 
 

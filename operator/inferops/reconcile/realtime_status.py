@@ -21,10 +21,10 @@ from inferops.api.realtime import (
     RealTimeServiceStatus,
     ServiceVersionStatus,
 )
+from inferops.reconcile.causes import Cause, pod_causes, summary
 from inferops.reconcile.conditions import rollout_start
 from inferops.reconcile.lifecycle import Rule, Verdict, always, decide, mark, with_detail
 from inferops.reconcile.workload_health import (
-    crash_summary,
     deadline_exceeded,
     ready_replicas,
     rolled_out,
@@ -56,7 +56,16 @@ class Facts:
     was_phase_running: bool
     timed_out: bool
     timeout_minutes: int
-    crashes: str
+    causes: tuple[Cause, ...]  # what the pods say, most pressing first
+
+    @property
+    def crashes(self) -> str:
+        return summary(self.causes)
+
+    @property
+    def reason(self) -> str:
+        """The most pressing cause's reason, else the phase's own."""
+        return self.causes[0].reason if self.causes else phases.DEPLOYING
 
     @property
     def instances(self) -> str:
@@ -80,8 +89,8 @@ def _running(f: Facts) -> Verdict[RealTimePhase]:
 
 
 def _abnormal(f: Facts) -> Verdict[RealTimePhase]:
-    if f.crashes:
-        return Verdict(phases.ABNORMAL, phases.CRASH_LOOP, with_detail(f.instances, f.crashes))
+    if f.causes:
+        return Verdict(phases.ABNORMAL, f.reason, with_detail(f.instances, f.crashes))
     return Verdict(phases.ABNORMAL, phases.NODES_NOT_READY, f.instances)
 
 
@@ -93,7 +102,11 @@ def _timed_out(f: Facts) -> Verdict[RealTimePhase]:
 def _deploying(f: Facts) -> Verdict[RealTimePhase]:
     message = f.instances if f.router_ok else f"{f.instances}; router not ready"
     return Verdict(
-        phases.DEPLOYING, phases.DEPLOYING, with_detail(message, f.crashes), progressing=True
+        phases.DEPLOYING,
+        f.reason,
+        with_detail(message, f.crashes),
+        progressing=True,
+        progressing_reason=phases.DEPLOYING,
     )
 
 
@@ -163,7 +176,14 @@ def realtime_status(
         timed_out=now - (started or now) > timeout
         or any(deadline_exceeded(d) for d in observed.model_deployments),
         timeout_minutes=int(timeout.total_seconds() // 60),
-        crashes=crash_summary(observed.pods),
+        causes=tuple(
+            pod_causes(
+                observed.pods,
+                now=now,
+                timeout_minutes=int(timeout.total_seconds() // 60),
+                pool=spec.resource_pool,
+            )
+        ),
     )
     verdict = decide(RULES, facts)
     return RealTimeServiceStatus(

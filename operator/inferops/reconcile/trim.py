@@ -35,7 +35,10 @@ DEPLOYMENT_STATUS = (
     "availableReplicas",
     "conditions",
 )
-CONTAINER_STATUS = ("name", "ready", "restartCount", "state", "lastState")
+CONTAINER_STATUS = ("name", "image", "ready", "started", "restartCount", "state", "lastState")
+# The scheduler's verdict on a pod (reconcile.causes: "waiting for a node ...").
+POD_CONDITIONS = frozenset({"PodScheduled"})
+CONDITION_FIELDS = ("type", "status", "reason", "message", "lastTransitionTime")
 # Bytes of a termination message kept (the kubelet caps it at 4096; the worker report
 # that a batch pod leaves there is read in full).
 MESSAGE_LIMIT = 4096
@@ -87,13 +90,38 @@ def _container(status: Mapping[str, Any]) -> Obj:
     return kept
 
 
+def _memory_limit(container: Any) -> Obj:
+    """A container's name and memory limit (the limit an OOM kill names)."""
+    if not isinstance(container, Mapping):
+        return {}
+    memory = ((container.get("resources") or {}).get("limits") or {}).get("memory")
+    kept: Obj = {"name": container.get("name")}
+    if memory:
+        kept["resources"] = {"limits": {"memory": memory}}
+    return kept
+
+
 def pod(obj: Mapping[str, Any]) -> Obj:
     status = obj.get("status") or {}
     containers = status.get("containerStatuses") or []
+    conditions = [
+        {
+            **_pick(c, CONDITION_FIELDS),
+            **({"message": str(c["message"])[:MESSAGE_LIMIT]} if c.get("message") else {}),
+        }
+        for c in status.get("conditions") or ()
+        if isinstance(c, Mapping) and c.get("type") in POD_CONDITIONS
+    ]
     return {
         **_head(obj),
+        "spec": {
+            "containers": [
+                _memory_limit(c) for c in (obj.get("spec") or {}).get("containers") or ()
+            ]
+        },
         "status": {
             **_pick(status, ("phase",)),
+            **({"conditions": conditions} if conditions else {}),
             "containerStatuses": [_container(c) for c in containers if isinstance(c, Mapping)],
         },
     }

@@ -1,24 +1,14 @@
-"""What the workloads of a service say about its health: rollouts, deadlines, crashes.
+"""What the workloads of a service say about their progress: rollouts, deadlines, Jobs.
 
-Pure readers of Deployments, Jobs and pods as the API server returns them.
+Pure readers of Deployments and Jobs as the API server returns them (pods: `causes`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 Obj = Mapping[str, Any]
-CRASHES_SHOWN = 3
-CRASH_REASONS = frozenset(
-    {
-        "CrashLoopBackOff",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "CreateContainerConfigError",
-        "InvalidImageName",
-    }
-)
 
 
 def ready_replicas(deployment: Obj) -> int:
@@ -50,39 +40,3 @@ def job_condition(job: Obj | None, kind: str) -> Obj | None:
         if cond.get("type") == kind and cond.get("status") == "True":
             return dict(cond)
     return None
-
-
-def crash_looping(pods: Sequence[Obj]) -> list[str]:
-    """'pod/container: why' for containers stuck restarting or unable to start: the kubelet's
-    waiting reason and, once a container has exited and restarted, its last exit (code,
-    reason, the last line of its termination message). The last exit also holds between
-    two back-offs, while the kubelet shows the restarted container running, not ready."""
-    found = []
-    for pod in pods:
-        statuses = (pod.get("status") or {}).get("containerStatuses") or []
-        for status in statuses:
-            where = f"{pod['metadata']['name']}/{status.get('name')}"
-            reason = ((status.get("state") or {}).get("waiting") or {}).get("reason")
-            last = (status.get("lastState") or {}).get("terminated")
-            if reason in CRASH_REASONS:
-                found.append(f"{where}: {reason}{_last_exit(last)}")
-            elif last and int(status.get("restartCount") or 0) > 0 and not status.get("ready"):
-                found.append(f"{where}: restarting{_last_exit(last)}")
-    return found
-
-
-def crash_summary(pods: Sequence[Obj]) -> str:
-    """The first few crashing containers, as one status message part ('' when none)."""
-    return "; ".join(crash_looping(pods)[:CRASHES_SHOWN])
-
-
-def _last_exit(terminated: Obj | None) -> str:
-    if not terminated:
-        return ""
-    text = f", last exit code {terminated.get('exitCode')}"
-    if terminated.get("reason"):
-        text += f" ({terminated['reason']})"
-    lines = [line for line in str(terminated.get("message") or "").splitlines() if line.strip()]
-    if lines:
-        text += f": {lines[-1].strip()[:200]}"
-    return text
