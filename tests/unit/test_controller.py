@@ -18,6 +18,7 @@ from inferops.handlers.triggers import followers
 from inferops.handlers.workqueue import Key
 from inferops.reconcile.common import Outcome
 from inferops.reconcile.conditions import until_deadline
+from inferops.reconcile.kube import KubeError
 from inferops.reconcile.view import View, view_of
 from tests.unit.fake_kube import FakeKube
 from tests.unit.rules_table import bs, rts, version
@@ -116,16 +117,56 @@ def test_a_quota_blocked_service_is_retried(monkeypatch: pytest.MonkeyPatch) -> 
     assert due is not None and RETRY_SECONDS - 1 < due <= RETRY_SECONDS
 
 
-def test_a_failing_pass_backs_off(monkeypatch: pytest.MonkeyPatch) -> None:
+def status_of(kube: FakeKube) -> Obj:
+    found: Obj = kube.objects[("serving.inferops.dev/v1alpha1", KIND_REALTIME, NS, "svc")]
+    return dict(found.get("status") or {})
+
+
+def ready(status: Obj) -> Obj:
+    return next(c for c in status["conditions"] if c["type"] == "Ready")
+
+
+def test_a_failing_pass_backs_off_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
     class Broken(FakeKube):
         def apply(self, obj: Any) -> Obj:
-            raise RuntimeError("the API server went away")
+            raise RuntimeError("the builder met something new")
 
     kube = Broken([NAMESPACE, APP, SVC])
     ctl, reported, due = run_pass(kube, (KIND_REALTIME, NS, "svc"), monkeypatch)
-    assert reported == []
     assert ctl.failures == {(KIND_REALTIME, NS, "svc"): 1}
     assert due is not None and due <= ERROR_DELAYS[0]
+    # never silent: a new service gets a status at once, and an Event
+    status = status_of(kube)
+    assert status["phase"] == "Deploying"
+    assert ready(status)["reason"] == "ReconcileError"
+    assert status["message"] == "RuntimeError: the builder met something new; retrying in 1 s"
+    # the phase's first Event tells the error, as a Warning
+    assert [(e.reason, e.warning) for o in reported if o for e in o.events()] == [
+        ("Deploying", True)
+    ]
+
+
+def test_a_child_the_api_server_refuses_is_named_with_its_words(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    class Full(FakeKube):
+        def apply(self, obj: Any) -> Obj:
+            if obj["kind"] == "Service":
+                raise KubeError(500, "failed to allocate a serviceIP: range is full")
+            return super().apply(obj)
+
+    running = placed(rts(), status={"phase": "Running", "observedGeneration": 1})
+    kube = Full([NAMESPACE, APP, running])
+    _, reported, _ = run_pass(kube, (KIND_REALTIME, NS, "svc"), monkeypatch)
+    status = status_of(kube)
+    # it serves what was applied before, not its spec
+    assert status["phase"] == "Abnormal"
+    assert ready(status)["reason"] == "ChildRefused"
+    assert status["message"].startswith("the API server refused Service/")
+    assert (
+        "(500): failed to allocate a serviceIP: range is full; retrying in 1 s" in status["message"]
+    )
+    assert [e.reason for o in reported if o for e in o.events()] == ["Abnormal"]
 
 
 def test_a_gone_object_is_forgotten(monkeypatch: pytest.MonkeyPatch) -> None:

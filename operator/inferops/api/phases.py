@@ -35,8 +35,11 @@ CONTAINER_CONFIG_ERROR: Final = "ContainerConfigError"
 OOM_KILLED: Final = "OOMKilled"
 UNSCHEDULABLE: Final = "Unschedulable"
 STARTUP_PROBE_FAILING: Final = "StartupProbeFailing"
+# A pass that failed (reconcile.errors): a child the API server refused, any other error.
+CHILD_REFUSED: Final = "ChildRefused"
+RECONCILE_ERROR: Final = "ReconcileError"
 # Each is also posted as a Warning Event when the Ready condition comes to name it.
-POD_CAUSES: Final = frozenset(
+WARNED_REASONS: Final = frozenset(
     {
         IMAGE_PULL_BACK_OFF,
         CONTAINER_CONFIG_ERROR,
@@ -44,6 +47,8 @@ POD_CAUSES: Final = frozenset(
         CRASH_LOOP,
         UNSCHEDULABLE,
         STARTUP_PROBE_FAILING,
+        CHILD_REFUSED,
+        RECONCILE_ERROR,
     }
 )
 DEPLOYMENT_TIMEOUT: Final = "DeploymentTimeout"

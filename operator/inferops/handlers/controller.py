@@ -38,6 +38,7 @@ from inferops.reconcile.application import reconcile_application
 from inferops.reconcile.batch import reconcile_batch
 from inferops.reconcile.common import Outcome, now
 from inferops.reconcile.conditions import until_deadline
+from inferops.reconcile.errors import write_error
 from inferops.reconcile.kube import Cluster, Kube, new_api_client
 from inferops.reconcile.realtime import reconcile_realtime
 from inferops.reconcile.view import Discovery, RecentWrites, ViewCluster
@@ -117,6 +118,18 @@ class Controller:
         queued = self.queue.add_after(key, CHILD_DELAY)
         REFRESHES.labels(str(owner_kind), "run" if queued else "coalesced").inc()
 
+    async def _tell(self, cluster: Cluster, key: Key, exc: Exception, delay: float) -> None:
+        """A failed pass of a service lands in its status and as an Event."""
+        kind, namespace, name = key
+        if kind == KIND_APPLICATION:
+            return
+        try:
+            outcome = await asyncio.to_thread(write_error, cluster, key, exc, delay)
+        except Exception as again:
+            logger.warning("%s %s/%s: could not write why: %s", kind, namespace, name, again)
+            return
+        self.report(outcome)
+
     async def handle(self, key: Key) -> None:
         kind, namespace, name = key
         # Until every child kind is listed, a pass would take missing children for absent.
@@ -131,12 +144,13 @@ class Controller:
                 outcome = await asyncio.to_thread(
                     RECONCILERS[kind], cluster, self.catalog, namespace, name
                 )
-        except Exception:
+        except Exception as exc:
             failures = self.failures.get(key, 0)
             self.failures[key] = failures + 1
             delay = ERROR_DELAYS[min(failures, len(ERROR_DELAYS) - 1)]
             logger.exception("%s %s/%s: pass failed, retrying in %ss", kind, namespace, name, delay)
             self.queue.add_after(key, delay)
+            await self._tell(cluster, key, exc, delay)
             return
         finally:
             QUEUE_DEPTH.set(len(self.queue))

@@ -14,6 +14,7 @@ from inferops.reconcile.common import (
     write_blocked,
     write_status,
 )
+from inferops.reconcile.errors import apply_children
 from inferops.reconcile.kube import Cluster
 from inferops.resources.batch import task_id
 from inferops.resources.desired import desired_state, parse_service
@@ -33,8 +34,8 @@ def reconcile_batch(kube: Cluster, catalog: Catalog, namespace: str, name: str) 
         block = blocker(kube, catalog, obj, apps)
         if block is not None:
             return write_blocked(kube, obj, block)
-        for child in desired_state(parse_service(obj, version_specs(apps, namespace)), catalog):
-            kube.apply(child)
+        service = parse_service(obj, version_specs(apps, namespace))
+        apply_children(kube, desired_state(service, catalog))
         job = kube.get(*JOB, namespace, name)  # as applied: the next pass sees its progress
     elif bool(job["spec"].get("suspend")) != bool(obj["spec"].get("stopped")):
         # A Job's pod template is immutable: once it runs, only suspension follows the spec.

@@ -63,8 +63,9 @@ class Outcome:
             assert self.phase is not None
             text = f"{self.old_phase or 'new'} -> {self.phase}"
             text = f"{text}: {self.message}" if self.message else text
-            found.append(Event(self.phase, text, self.phase in WARNING_PHASES))
-        elif self.reason != self.old_reason and self.reason in phases.POD_CAUSES:
+            warning = self.phase in WARNING_PHASES or self.reason in phases.WARNED_REASONS
+            found.append(Event(self.phase, text, warning))
+        elif self.reason != self.old_reason and self.reason in phases.WARNED_REASONS:
             # The phase holds (Deploying, Abnormal) but a new cause holds the service back.
             found.append(Event(self.reason, self.message, warning=True))
         found += [Event("Pruned", f"deleted {c}: no longer in the spec") for c in self.pruned]

@@ -26,6 +26,7 @@ from inferops.reconcile.common import (
     write_status,
 )
 from inferops.reconcile.conditions import condition, format_time
+from inferops.reconcile.errors import apply_children
 from inferops.reconcile.kube import Cluster, prune
 from inferops.reconcile.lifecycle import with_detail
 from inferops.reconcile.realtime_status import Observed, realtime_status
@@ -71,8 +72,7 @@ def reconcile_realtime(
     # Parsed once: the builders and the status read the same spec.
     service = parse_service(obj, version_specs(apps, namespace))
     desired = desired_state(service, catalog)
-    for child in desired:
-        kube.apply(child)
+    apply_children(kube, desired)
     labels = owner_labels(KIND_REALTIME, name)
     pruned = prune(kube, CHILD_KINDS[KIND_REALTIME], namespace, labels, desired)
     outcome = _report(kube, obj, realtime_inputs(service, catalog))
