@@ -32,7 +32,7 @@ from inferops.api.names import (
 from inferops.handlers import events
 from inferops.handlers.cache import CHILD_RESOURCES, SELECTOR, Caches
 from inferops.handlers.informer import Informers
-from inferops.handlers.metrics import QUEUE_DEPTH, REFRESHES, timed
+from inferops.handlers.metrics import QUEUE_DEPTH, REFRESHES, SERVICES, timed
 from inferops.handlers.workqueue import Key, WorkQueue, work
 from inferops.reconcile.application import reconcile_application
 from inferops.reconcile.batch import reconcile_batch
@@ -155,6 +155,8 @@ class Controller:
         finally:
             QUEUE_DEPTH.set(len(self.queue))
         self.failures.pop(key, None)
+        if outcome is None:
+            SERVICES.drop(key)  # gone
         self.report(outcome)
         again = follow_up(outcome)
         if again is not None:

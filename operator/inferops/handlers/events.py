@@ -1,5 +1,6 @@
-"""Posts a reconcile's events (phase transitions, pruning, app version verdicts) on its
-object, and counts the transitions."""
+"""Posts a reconcile's events (phase transitions, causes, pruning, app version verdicts)
+on its object, counts the transitions and keeps each service's phase and reason for the
+`inferops_services` gauge."""
 
 from __future__ import annotations
 
@@ -8,8 +9,11 @@ from typing import Any
 
 import kopf
 
-from inferops.handlers.metrics import TRANSITIONS
+from inferops.api.names import KIND_BATCH, KIND_REALTIME
+from inferops.handlers.metrics import REASONS, SERVICES, TRANSITIONS
 from inferops.reconcile.common import Outcome
+
+SERVICE_KINDS = (KIND_REALTIME, KIND_BATCH)
 
 
 def _ref(obj: Mapping[str, Any]) -> kopf.Body:
@@ -25,8 +29,14 @@ def _ref(obj: Mapping[str, Any]) -> kopf.Body:
 def report(outcome: Outcome | None) -> None:
     if outcome is None:
         return
+    kind = str(outcome.obj.get("kind"))
     if outcome.phase_changed:
-        TRANSITIONS.labels(str(outcome.obj.get("kind")), str(outcome.phase)).inc()
+        TRANSITIONS.labels(kind, str(outcome.phase)).inc()
+    if kind in SERVICE_KINDS and outcome.phase and outcome.reason:
+        meta = outcome.obj["metadata"]
+        SERVICES.set((kind, meta["namespace"], meta["name"]), outcome.phase, outcome.reason)
+        if outcome.reason != outcome.old_reason:
+            REASONS.labels(kind, outcome.reason).inc()
     for event in outcome.events():
         post = kopf.warn if event.warning else kopf.info
         post(_ref(outcome.obj), reason=event.reason, message=event.message)

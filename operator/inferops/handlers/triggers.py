@@ -23,6 +23,7 @@ from inferops.api.names import (
 )
 from inferops.handlers import cache
 from inferops.handlers.controller import controller
+from inferops.handlers.metrics import SERVICES
 from inferops.handlers.workqueue import Key
 from inferops.reconcile.conditions import condition
 from inferops.resources.labels import MANAGED_BY
@@ -77,7 +78,9 @@ def _own_event(kind: str) -> Any:
         ctl.bind(kw)
         namespace = str(namespace)
         deleted = type == "DELETED"
-        if not deleted:
+        if deleted:
+            SERVICES.drop((kind, namespace, name))
+        else:
             if ctl.writes.echo(body):
                 return  # the status we just wrote, coming back
             ctl.queue.add((kind, namespace, name))
