@@ -15,6 +15,7 @@ import pytest
 import yaml
 from lupa import lua51
 
+from inferops.api import phases
 from inferops.api.base import ApiModel
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.realtime import RealTimeServiceSpec
@@ -295,3 +296,46 @@ def test_generated_patch_is_yaml_with_the_script(capsys: pytest.CaptureFixture[s
     assert load_docs_module().main() == 0
     data = yaml.safe_load(capsys.readouterr().out)["data"]
     assert len(data) == 3 and all(v == SCRIPT for v in data.values())
+
+
+# ---- the contract: every phase x every reason x generation observed or not ---------------
+
+REASONS = sorted(
+    v
+    for k, v in vars(phases).items()
+    if k.isupper() and isinstance(v, str) and v not in ("Ready", "Progressing")
+)
+# phase -> (Ready as the operator writes it, health)
+PHASES = {
+    "Deploying": ("False", "Progressing"),
+    "Running": ("True", "Healthy"),
+    "Abnormal": ("False", "Degraded"),
+    "Failed": ("False", "Degraded"),
+    "Stopped": ("False", "Suspended"),
+    "Completed": ("True", "Healthy"),
+}
+
+
+@pytest.mark.parametrize("kind", ["RealTimeService", "BatchService"])
+@pytest.mark.parametrize("phase", sorted(PHASES))
+def test_every_phase_and_reason_the_operator_writes(kind: str, phase: str) -> None:
+    ready, expected = PHASES[phase]
+    if kind == "BatchService" and phase == "Running":
+        ready, expected = "False", "Progressing"  # a batch runs until it completes
+    for reason in REASONS:
+        for behind in (False, True):
+            condition = {"type": "Ready", "status": ready, "reason": reason, "message": "why"}
+            obj = {
+                "kind": kind,
+                "metadata": {"name": "x", "generation": 3 if behind else 2},
+                "status": {
+                    "phase": phase,
+                    "observedGeneration": 2,
+                    "message": f"the cause: {reason}",
+                    "conditions": [{**condition, "observedGeneration": 2}],
+                },
+            }
+            got, message = health(obj)
+            assert got == ("Progressing" if behind else expected), (phase, reason, behind)
+            if got == "Degraded":
+                assert f"the cause: {reason}" in message

@@ -248,3 +248,44 @@ def test_a_pass_changes_nothing_it_reads(name: str) -> None:
     reconcile = reconcile_realtime if kind == KIND_REALTIME else reconcile_batch
     reconcile(ViewCluster(kube, view), row.catalog, NS, target)
     assert view.scopes == before
+
+
+def children(kube: FakeKube) -> dict[tuple[str, str], Obj]:
+    """Every child as applied, without what the API server adds to it."""
+    found = {}
+    for (_, kind, _, name), obj in kube.objects.items():
+        if kind in ("Namespace", "AIApplication", KIND_REALTIME):
+            continue
+        kept = copy.deepcopy(obj)
+        for field in ("resourceVersion", "uid", "generation", "creationTimestamp"):
+            kept["metadata"].pop(field, None)
+        kept.pop("status", None)
+        found[(kind, name)] = kept
+    return found
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        rts(version("1.0.0", 60), version("2.0.0", 40)),  # the split
+        rts(version("1.0.0", 100)),  # a version dropped (its children pruned)
+        rts(version("1.0.0", 70, computeNodes=3), version("2.0.0", 30)),  # scale
+    ],
+    ids=["split", "version dropped", "scale"],
+)
+def test_rolling_back_is_reverting_the_spec(change: Obj) -> None:
+    """The documented guarantee (docs/gitops.md): the previous spec makes the previous
+    children exactly, so `git revert` (or an Argo CD rollback) restores what served."""
+    kube = CountingKube([APP, SVC, NAMESPACE])
+    cached_pass(kube)
+    before = children(kube)
+    key = ("serving.inferops.dev/v1alpha1", KIND_REALTIME, NS, "svc")
+    original = copy.deepcopy(kube.objects[key]["spec"])
+    kube.objects[key]["spec"] = change["spec"]
+    kube.objects[key]["metadata"]["generation"] = 2
+    cached_pass(kube)
+    assert children(kube) != before
+    kube.objects[key]["spec"] = original
+    kube.objects[key]["metadata"]["generation"] = 3
+    cached_pass(kube)
+    assert children(kube) == before
