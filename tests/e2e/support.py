@@ -39,6 +39,8 @@ E2E_FLAVORS = [
     {"name": "cpu.2u4g", "cpu": "100m", "memory": "192Mi", "pools": ["public", "pool-a", "pool-b"]},
     {"name": "cpu.4u8g", "cpu": "200m", "memory": "256Mi", "pools": ["public", "pool-a", "pool-b"]},
     {"name": "free.1u2g", "cpu": "50m", "memory": "128Mi", "free": True, "pools": ["public"]},
+    # The node has no GPU: a pod of this flavor waits for one (tests/e2e/test_failures.py).
+    {"name": "gpu.1x", "cpu": "50m", "memory": "128Mi", "gpu": 1, "pools": ["public"]},
 ]
 
 

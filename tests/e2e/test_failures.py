@@ -1,6 +1,8 @@
-"""Failures for real: an image that does not exist, a model that crash-loops, and a version
-that never becomes ready. Each service ends Failed once timeoutMinutes (the minimum, 3)
-passes, with a message naming the cause; the operator keeps running throughout.
+"""Failures for real: an image that does not exist, a model that crash-loops, one killed
+for lack of memory, one asking for a GPU the node does not have, and a version that never
+becomes ready. While Deploying, each service's Ready reason (the Reason column of
+`kubectl get`) and message name the cause; once timeoutMinutes (the minimum, 3) passes,
+each is Failed with the cause still in its message. The operator keeps running throughout.
 
 The node's containerd cannot reach any registry (realnode.py): the missing image fails to
 pull on the machine itself, and nothing leaves it."""
@@ -28,16 +30,35 @@ from tests.e2e.support import (
 pytestmark = pytest.mark.timeout(900)
 
 IRIS = "/opt/inferops/models/iris"
-# service name -> (changes to the iris example's version 1.0.0, what the message must name)
-CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
+OOM = "import time; hog = b'x' * (400 << 20); time.sleep(3600)"
+# service name -> (changes to the iris example's version 1.0.0, the flavor, the Ready reason
+# while Deploying, what the message must name)
+CASES: dict[str, tuple[dict[str, Any], str, str, tuple[str, ...]]] = {
     "fail-image": (
         {"image": "ghcr.io/inferops/no-such-image:0.1.0"},
-        ("ImagePullBackOff", "ErrImagePull"),
+        "cpu.2u4g",
+        "ImagePullBackOff",
+        ("image ghcr.io/inferops/no-such-image:0.1.0 cannot be pulled",),
     ),
     "fail-crash": (
         {"image": PROJECT_IMAGE, "args": ["model-server", "--model", "/nonexistent"]},
-        # the model's own last words, from its termination message
-        ("/nonexistent/model.json: cannot read",),
+        "cpu.2u4g",
+        "CrashLoop",
+        # the exit code and the model's own last words, from its termination message
+        ("last exit code 1", "/nonexistent/model.json: cannot read"),
+    ),
+    "fail-oom": (
+        # 400 MiB, written (so resident), in a 192Mi container
+        {"image": PROJECT_IMAGE, "command": ["python3", "-c", OOM], "args": []},
+        "cpu.2u4g",
+        "OOMKilled",
+        ("killed for lack of memory (OOMKilled) at its memory limit 192Mi",),
+    ),
+    "fail-gpu": (
+        {"image": PROJECT_IMAGE, "args": ["model-server", "--model", IRIS]},
+        "gpu.1x",
+        "Unschedulable",
+        ("waiting for a node in pool public", "of timeoutMinutes 3", "Insufficient nvidia.com/gpu"),
     ),
     "fail-never-ready": (
         {
@@ -45,7 +66,9 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
             "args": ["model-server", "--model", IRIS],
             "health": {"path": "/never-ready"},
         },
-        ("not ready within timeoutMinutes (3)",),
+        "cpu.2u4g",
+        "StartupProbeFailing",
+        ("startup probe is not passing yet (timeoutMinutes 3)",),
     ),
 }
 
@@ -53,7 +76,7 @@ CASES: dict[str, tuple[dict[str, Any], tuple[str, ...]]] = {
 def objects() -> list[dict[str, Any]]:
     example = yaml.safe_load((REPO / "examples" / "iris-application.yaml").read_text())
     items = []
-    for name, (change, _) in CASES.items():
+    for name, (change, flavor, _, _) in CASES.items():
         version = copy.deepcopy(example["spec"]["versions"][0])
         version.update(change)
         items.append(
@@ -76,7 +99,7 @@ def objects() -> list[dict[str, Any]]:
                             "application": name,
                             "version": "1.0.0",
                             "trafficRatio": 100,
-                            "specification": "cpu.2u4g",
+                            "specification": flavor,
                             "computeNodes": 1,
                             "timeoutMinutes": 3,
                         }
@@ -85,6 +108,11 @@ def objects() -> list[dict[str, Any]]:
             }
         )
     return items
+
+
+def ready(status: dict[str, Any]) -> dict[str, Any]:
+    found = [c for c in status.get("conditions") or () if c["type"] == "Ready"]
+    return dict(found[0]) if found else {}
 
 
 def operator_restarts(api: Any, operator: Operator) -> list[int]:
@@ -137,6 +165,38 @@ def test_failures_end_failed_naming_the_cause(
                 for name in CASES
             }
 
+        def reasons() -> dict[str, str]:
+            return {name: ready(status).get("reason", "") for name, status in statuses().items()}
+
+        def each_cause_named() -> dict[str, dict[str, Any]] | None:
+            now = statuses()
+            named = all(
+                status.get("phase") == "Deploying" and ready(status).get("reason") == CASES[name][2]
+                for name, status in now.items()
+            )
+            return now if named else None
+
+        # While Deploying (before timeoutMinutes), the reason and message name each cause.
+        try:
+            deploying = wait_for(each_cause_named, timeout=170, interval=2, what="each cause")
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}\n{reasons()}\n{statuses()}") from None
+        table = kubectl("get", "rts", "-n", ns, "-o", "wide", *CASES)
+        print(table)
+        rows = {line.split()[0]: line.split() for line in table.splitlines()[1:]}
+        for name, (_, _, reason, fragments) in CASES.items():
+            status = deploying[name]
+            assert rows[name][1:3] == ["Deploying", reason]  # the PHASE and REASON columns
+            for fragment in fragments:
+                assert fragment in status["message"], (name, status["message"])
+                assert fragment in ready(status)["message"]
+        events = kubectl("get", "events", "-n", ns, "--field-selector", "type=Warning")
+        for name, (_, _, reason, _) in CASES.items():
+            assert any(name in line and reason in line for line in events.splitlines()), (
+                name,
+                events,
+            )
+
         def all_failed() -> dict[str, dict[str, Any]] | None:
             now = statuses()
             return now if all(s.get("phase") == "Failed" for s in now.values()) else None
@@ -145,12 +205,13 @@ def test_failures_end_failed_naming_the_cause(
             final = wait_for(all_failed, timeout=480, interval=2, what="every case Failed")
         except AssertionError as exc:
             raise AssertionError(f"{exc}\n{statuses()}\n{pods_report(api_client, ns)}") from None
-        for name, (_, causes) in CASES.items():
+        print(kubectl("get", "rts", "-n", ns, "-o", "wide", *CASES))
+        for name, (_, _, _, fragments) in CASES.items():
             status = final[name]
-            ready = [c for c in status["conditions"] if c["type"] == "Ready"]
-            assert ready[0]["status"] == "False" and ready[0]["reason"] == "DeploymentTimeout"
-            assert any(cause in status["message"] for cause in causes), (name, status)
-            print(f"{name}: {status['phase']}: {status['message']}")
+            assert ready(status)["status"] == "False"
+            assert ready(status)["reason"] == "DeploymentTimeout"
+            assert "not ready within timeoutMinutes (3)" in status["message"]
+            assert fragments[0] in status["message"], (name, status)
         # the operator wrote every Failed status above and went on: same pod, no restart
         assert operator_restarts(api_client, operator) == [0]
     finally:

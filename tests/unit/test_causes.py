@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from inferops.reconcile.causes import QUOTE, pod_causes, summary
+from inferops.reconcile.causes import QUOTE, WAITING_RECHECK, pod_causes, recheck_in, summary
 from inferops.reconcile.common import Event, Outcome
 
 NOW = datetime.datetime(2026, 1, 1, 0, 10, tzinfo=datetime.UTC)
@@ -115,14 +115,14 @@ ROWS: dict[str, tuple[dict[str, Any], str | None, tuple[str, ...]]] = {
         ),
         "Unschedulable",
         (
-            "svc-v1-abc: waiting for a node in pool gpu for 2m00s of timeoutMinutes 10: "
+            "svc-v1-abc: waiting for a node in pool gpu for 2m of timeoutMinutes 10: "
             "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
         ),
     ),
     "a model loading for minutes, its startup probe not passing": (
         pod(container(started=False, state={"running": {"startedAt": MINUTES_AGO[4]}})),
         "StartupProbeFailing",
-        ("running for 4m00s and its startup probe is not passing yet (timeoutMinutes 10)",),
+        ("running for 4m and its startup probe is not passing yet (timeoutMinutes 10)",),
     ),
     "a model starting for 30 s is not a cause yet": (
         pod(container(started=False, state={"running": {"startedAt": SECONDS_AGO_30}})),
@@ -241,3 +241,14 @@ def test_a_new_cause_is_posted_once_as_a_warning() -> None:
         old_reason="ImagePullBackOff",
     )
     assert [e.reason for e in failed.events()] == ["Failed"]
+
+
+def test_time_alone_brings_the_next_look() -> None:
+    starting = pod(container(started=False, state={"running": {"startedAt": SECONDS_AGO_30}}))
+    assert recheck_in([starting], NOW) == 31.0  # when its grace ends: then it is a cause
+    waiting = pod(conditions=[{"type": "PodScheduled", "status": "False"}])
+    assert recheck_in([starting, waiting], NOW) == 31.0
+    assert recheck_in([waiting], NOW) == WAITING_RECHECK  # the time waited, in its message
+    loading = pod(container(started=False, state={"running": {"startedAt": MINUTES_AGO[4]}}))
+    assert recheck_in([loading], NOW) is None  # named already; events or the deadline next
+    assert recheck_in([pod(container(ready=True, started=True))], NOW) is None

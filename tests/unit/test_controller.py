@@ -213,3 +213,12 @@ def test_until_deadline(spec: Obj, conditions: list[Obj], expected: float) -> No
     obj = {"metadata": {"generation": 1}, "spec": spec, "status": {"conditions": conditions}}
     at = datetime.datetime(2026, 1, 1, 0, 10, tzinfo=datetime.UTC)
     assert until_deadline(obj, at) == expected
+
+
+def test_time_alone_brings_a_pass_sooner_than_the_deadline() -> None:
+    obj = placed(rts())
+    deploying = Outcome(obj, None, "Deploying", reason="Deploying", recheck=31.0)
+    assert controller_module.follow_up(deploying) == 31.0
+    running = Outcome(obj, None, "Running", reason="Running", recheck=60.0)
+    assert controller_module.follow_up(running) == 60.0
+    assert controller_module.follow_up(Outcome(obj, None, "Running", reason="Running")) is None

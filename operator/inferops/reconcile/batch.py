@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_BATCH
 from inferops.reconcile.batch_status import batch_status
+from inferops.reconcile.causes import recheck_in
 from inferops.reconcile.common import (
     Outcome,
     applications,
@@ -52,4 +55,4 @@ def reconcile_batch(kube: Cluster, catalog: Catalog, namespace: str, name: str) 
         task=task_id(obj),
         now=now(),
     )
-    return write_status(kube, obj, status)
+    return replace(write_status(kube, obj, status), recheck=recheck_in(pods, now()))

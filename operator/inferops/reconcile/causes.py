@@ -28,6 +28,8 @@ LAST_LINES = 3
 QUOTE = 300
 # Causes shown in a message.
 SHOWN = 3
+# A pod waiting for a node is looked at again this often (the time waited in its message).
+WAITING_RECHECK = 60.0
 # Most pressing first: the first cause found names the Ready condition's reason.
 ORDER = (
     phases.IMAGE_PULL_BACK_OFF,
@@ -55,9 +57,10 @@ def _elapsed(since: Any, now: datetime.datetime) -> str:
     start = parse_time(since)
     if start is None:
         return "?"
+    # Whole minutes past the first: the message then changes once a minute (a status write
+    # each time), and `recheck_in` brings the pass that updates it.
     seconds = max(0, int((now - start).total_seconds()))
-    minutes, seconds = divmod(seconds, 60)
-    return f"{minutes}m{seconds:02d}s" if minutes else f"{seconds}s"
+    return f"{seconds // 60}m" if seconds >= 60 else f"{seconds}s"
 
 
 def _last_lines(message: Any) -> str:
@@ -166,3 +169,21 @@ def pod_causes(
 def summary(causes: Sequence[Cause]) -> str:
     """The first few causes as one message part ('' when none)."""
     return "; ".join(c.message for c in causes[:SHOWN])
+
+
+def recheck_in(pods: Sequence[Obj], now: datetime.datetime) -> float | None:
+    """Seconds until what the pods say changes with time alone (no event comes then): a
+    model still within its startup grace, the time a pod has waited for a node."""
+    waits = []
+    for pod in pods:
+        if _unscheduled(pod) is not None:
+            waits.append(WAITING_RECHECK)
+            continue
+        for status in (pod.get("status") or {}).get("containerStatuses") or ():
+            running = (status.get("state") or {}).get("running") or {}
+            started = parse_time(running.get("startedAt"))
+            if started and status.get("started") is False:
+                left = (started + STARTUP_GRACE - now).total_seconds()
+                if left >= 0:
+                    waits.append(left + 1)
+    return min(waits) if waits else None

@@ -51,6 +51,7 @@ class Outcome:
     notes: tuple[Event, ...] = ()  # kind-specific events (e.g. an app version's verdict)
     reason: str | None = None  # the Ready condition's reason after this pass
     old_reason: str | None = None  # and before it
+    recheck: float | None = None  # seconds until time alone changes the status
 
     @property
     def phase_changed(self) -> bool:

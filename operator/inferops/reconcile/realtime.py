@@ -14,6 +14,7 @@ from inferops.api import phases
 from inferops.api.base import Condition
 from inferops.api.catalog import Catalog
 from inferops.api.names import API_VERSION, KIND_REALTIME
+from inferops.reconcile.causes import recheck_in
 from inferops.reconcile.common import (
     Apps,
     Blocker,
@@ -139,8 +140,9 @@ def _report(
         url=service_url(inputs),
         now=now(),
     )
+    recheck = recheck_in(pods, now())
     if conflict is None:
-        return write_status(kube, obj, status)
+        return replace(write_status(kube, obj, status), recheck=recheck)
     was = condition(old.get("conditions"), phases.CATALOG_CONFLICT)
     text = f"{CONFLICT}: {conflict}"
     status.conditions.append(
@@ -156,5 +158,6 @@ def _report(
     status.message = with_detail(status.message, text)
     outcome = write_status(kube, obj, status)
     if was.get("status") == "True":
-        return outcome
-    return replace(outcome, notes=(Event(phases.CATALOG_CHANGED, text, warning=True),))
+        return replace(outcome, recheck=recheck)
+    notes = (Event(phases.CATALOG_CHANGED, text, warning=True),)
+    return replace(outcome, notes=notes, recheck=recheck)
