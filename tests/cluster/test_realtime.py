@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import datetime
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_helpers import wait_for
+from k8s_helpers import Kubectl, wait_for
 from kubernetes import client
 
 from inferops.api.names import GROUP, VERSION
@@ -169,6 +170,38 @@ def test_invalid_spec_is_failed_with_a_message_naming_the_field(
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec" and ready["status"] == "False"
     assert cluster.children() == []
+
+
+def test_a_child_the_api_server_refuses_is_named_in_status(
+    cluster: Cluster, operator: Operator, kubectl: Kubectl
+) -> None:
+    """A ResourceQuota of the namespace refuses the service's Services: the status says so
+    in the API server's words (not only the operator's log), and the service deploys as
+    soon as the quota is lifted."""
+    quota = {
+        "apiVersion": "v1",
+        "kind": "ResourceQuota",
+        "metadata": {"name": "no-services"},
+        "spec": {"hard": {"services": "0"}},
+    }
+    kubectl("apply", "-n", cluster.ns, "-f", "-", input=json.dumps(quota))
+    cluster.create(app("iris"))
+    cluster.create(rts(version("1.0.0", 100)))
+
+    def refused() -> dict[str, Any] | None:
+        status = cluster.rts().get("status") or {}
+        ready = next((c for c in status.get("conditions") or () if c["type"] == "Ready"), {})
+        return status if ready.get("reason") == "ChildRefused" else None
+
+    status = wait_for(refused, timeout=60, what="ChildRefused")
+    assert status["phase"] == "Deploying"
+    assert status["message"].startswith("the API server refused Service/")
+    assert "exceeded quota: no-services" in status["message"]
+    assert "retrying in" in status["message"]
+    columns = kubectl("get", "rts", "svc", "-n", cluster.ns).splitlines()[1].split()
+    assert columns[1:3] == ["Deploying", "ChildRefused"]
+    kubectl("delete", "resourcequota", "no-services", "-n", cluster.ns)
+    cluster.phase("Running", timeout=120)  # the back-off brings the next attempt
 
 
 def test_service_follows_its_application(cluster: Cluster, operator: Operator) -> None:
