@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -125,3 +126,13 @@ def wait_established(kubectl: Kubectl, path: Path, timeout: float = 60) -> None:
         return True
 
     wait_for(established, timeout=timeout, what=f"{', '.join(names)} Established")
+
+
+def printed(kubectl: Kubectl, namespace: str, resource: str, name: str) -> dict[str, str]:
+    """What `kubectl get -o wide` prints for one object, by column header (the columns
+    are aligned under their headers; the last one may hold spaces)."""
+    header, row = kubectl("get", resource, name, "-n", namespace, "-o", "wide").splitlines()[:2]
+    starts = [m.start() for m in re.finditer(r"\S+", header)]
+    names = header.split()
+    bounds = [*starts[1:], None]
+    return {n: row[s:e].strip() for n, s, e in zip(names, starts, bounds, strict=True)}

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from controlplane import WEBHOOK_CLIENT_NAME
-from k8s_helpers import Kubectl, wait_for
+from k8s_helpers import Kubectl, printed, wait_for
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -285,7 +285,7 @@ def test_public_instance_quota(api_client: Any, served: Served) -> None:
 
 
 def test_without_the_webhook_the_handlers_enforce_quotas(
-    api_client: Any, kubeconfig: Path, namespace: str, kwok_nodes: list[str]
+    api_client: Any, kubeconfig: Path, namespace: str, kwok_nodes: list[str], kubectl: Kubectl
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
     apps_api = client.AppsV1Api(api_client)
@@ -307,6 +307,9 @@ def test_without_the_webhook_the_handlers_enforce_quotas(
         ready = next(c for c in status("second")["conditions"] if c["type"] == "Ready")
         assert ready["reason"] == "QuotaExceeded"
         assert "quota of 1 real-time services" in ready["message"]
+        shown = printed(kubectl, namespace, "rts", "second")
+        assert (shown["PHASE"], shown["REASON"]) == ("Failed", "QuotaExceeded")
+        assert "quota of 1 real-time services" in shown["MESSAGE"]
         wait_for(
             lambda: status("first").get("phase") == "Running", timeout=90, what="first Running"
         )

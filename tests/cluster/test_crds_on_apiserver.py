@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_helpers import Kubectl
+from k8s_helpers import Kubectl, printed
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -182,6 +182,16 @@ def test_printer_columns(api_client: Any, kubectl: Kubectl, namespace: str) -> N
                 "traffic": "iris:1.0.0=70,iris:2.0.0=30",
                 "ready": "3/3",
                 "url": "http://iris-online.ns.svc",
+                "message": "3/3 instances ready",
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "True",
+                        "reason": "Running",
+                        "message": "3/3 instances ready",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ],
             }
         },
     )
@@ -191,22 +201,42 @@ def test_printer_columns(api_client: Any, kubectl: Kubectl, namespace: str) -> N
         namespace,
         "batchservices",
         "job",
-        {"status": {"phase": "Running", "progressSummary": "2/3", "taskId": "t1"}},
+        {
+            "status": {
+                "phase": "Deploying",
+                "progressSummary": "0/3",
+                "taskId": "t1",
+                "message": "waiting for the model and workers; job-0-x: waiting for a node",
+                "conditions": [
+                    {
+                        "type": "Ready",
+                        "status": "False",
+                        "reason": "Unschedulable",
+                        "message": "job-0-x: waiting for a node",
+                        "lastTransitionTime": "2026-01-01T00:00:00Z",
+                    }
+                ],
+            }
+        },
     )
     out = kubectl("get", "rts,bs,aiapp", "-n", namespace)
     lines = [line.split() for line in out.splitlines() if line.strip()]
     headers = [line for line in lines if line[0] == "NAME"]
-    assert headers[0] == ["NAME", "PHASE", "TRAFFIC", "READY", "URL", "AGE"]
-    assert headers[1] == ["NAME", "PHASE", "PROGRESS", "AGE"]
+    assert headers[0] == ["NAME", "PHASE", "REASON", "TRAFFIC", "READY", "URL", "AGE"]
+    assert headers[1] == ["NAME", "PHASE", "REASON", "PROGRESS", "AGE"]
     assert headers[2] == ["NAME", "VERSIONS", "READY", "AGE"]
     row = next(line for line in lines if line[0].endswith("/iris-online"))
-    assert row[1:5] == [
+    assert row[1:6] == [
+        "Running",
         "Running",
         "iris:1.0.0=70,iris:2.0.0=30",
         "3/3",
         "http://iris-online.ns.svc",
     ]
-    assert next(line for line in lines if line[0].endswith("/job"))[1:3] == ["Running", "2/3"]
+    job = next(line for line in lines if line[0].endswith("/job"))
+    assert job[1:4] == ["Deploying", "Unschedulable", "0/3"]
+    shown = printed(kubectl, namespace, "bs", "job")
+    assert shown["MESSAGE"] == "waiting for the model and workers; job-0-x: waiting for a node"
     wide = kubectl("get", "bs", "-n", namespace, "-o", "wide")
     assert "TASK" in wide.splitlines()[0] and "t1" in wide
     assert "realtimeservice" in kubectl("get", "inferops", "-n", namespace)

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from k8s_helpers import Kubectl, read_crd, wait_established, wait_for
+from k8s_helpers import Kubectl, printed, read_crd, wait_established, wait_for
 from kubernetes import client
 
 from inferops.api.catalog import default_catalog
@@ -104,7 +104,7 @@ def cluster(api_client: Any, namespace: str) -> Cluster:
 
 
 def test_without_the_gateway_api_the_service_waits_for_it(
-    cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any
+    cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any, kubectl: Kubectl
 ) -> None:
     """Runs first in this module: the cluster has no HTTPRoute yet. The service is Failed
     with a reason and applies nothing, then recovers on its own once the CRD is there."""
@@ -116,6 +116,8 @@ def test_without_the_gateway_api_the_service_waits_for_it(
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "RouterUnavailable"
     assert "does not serve gateway.networking.k8s.io/v1 HTTPRoute" in status["message"]
+    shown = printed(kubectl, cluster.ns, "rts", "svc")
+    assert (shown["PHASE"], shown["REASON"]) == ("Failed", "RouterUnavailable")
     assert cluster.deployments() == {}  # no models that no route could reach
     route_crd.install()
     status = cluster.phase("Running", timeout=120)  # the 30 s retry timer, on a busy machine

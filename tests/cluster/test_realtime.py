@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from k8s_helpers import Kubectl, wait_for
+from k8s_helpers import Kubectl, printed, wait_for
 from kubernetes import client
 
 from inferops.api.names import GROUP, VERSION
@@ -159,7 +159,7 @@ def test_create_ratio_change_prune_stop_and_start(cluster: Cluster, operator: Op
 
 
 def test_invalid_spec_is_failed_with_a_message_naming_the_field(
-    cluster: Cluster, operator: Operator
+    cluster: Cluster, operator: Operator, kubectl: Kubectl
 ) -> None:
     cluster.create(app("iris"))
     cluster.create(rts(version("3.0.0", 100)))
@@ -169,6 +169,9 @@ def test_invalid_spec_is_failed_with_a_message_naming_the_field(
     )
     ready = next(c for c in status["conditions"] if c["type"] == "Ready")
     assert ready["reason"] == "InvalidSpec" and ready["status"] == "False"
+    shown = printed(kubectl, cluster.ns, "rts", "svc")
+    assert (shown["PHASE"], shown["REASON"]) == ("Failed", "InvalidSpec")
+    assert "application 'iris' has no version '3.0.0'" in shown["MESSAGE"]
     assert cluster.children() == []
 
 
@@ -198,8 +201,9 @@ def test_a_child_the_api_server_refuses_is_named_in_status(
     assert status["message"].startswith("the API server refused Service/")
     assert "exceeded quota: no-services" in status["message"]
     assert "retrying in" in status["message"]
-    columns = kubectl("get", "rts", "svc", "-n", cluster.ns).splitlines()[1].split()
-    assert columns[1:3] == ["Deploying", "ChildRefused"]
+    shown = printed(kubectl, cluster.ns, "rts", "svc")
+    assert (shown["PHASE"], shown["REASON"]) == ("Deploying", "ChildRefused")
+    assert "exceeded quota: no-services" in shown["MESSAGE"]
     kubectl("delete", "resourcequota", "no-services", "-n", cluster.ns)
     cluster.phase("Running", timeout=120)  # the back-off brings the next attempt
 
