@@ -45,7 +45,7 @@ CASES: dict[str, tuple[dict[str, Any], str, str, tuple[str, ...]]] = {
         "cpu.2u4g",
         "CrashLoop",
         # the exit code and the model's own last words, from its termination message
-        ("last exit code 1", "/nonexistent/model.json: cannot read"),
+        ("last exit code 2", "/nonexistent/model.json: cannot read"),
     ),
     "fail-oom": (
         # 400 MiB, written (so resident), in a 192Mi container
