@@ -144,6 +144,25 @@ def write_status(kube: Cluster, obj: Mapping[str, Any], status: ApiModel) -> Out
     )
 
 
+def verdict_status(
+    kind: str,
+    old: Mapping[str, Any] | None,
+    generation: int | None,
+    verdict: Verdict[Any],
+    now: datetime.datetime,
+) -> RealTimeServiceStatus | BatchServiceStatus:
+    """A service's status with only the verdict's phase, conditions and message: what its
+    children report (traffic, readiness, progress) stays as it was written."""
+    conditions = mark((old or {}).get("conditions"), verdict, generation=generation, now=now)
+    model = RealTimeServiceStatus if kind == KIND_REALTIME else BatchServiceStatus
+    return model(
+        phase=verdict.phase,
+        conditions=conditions,
+        observed_generation=generation,
+        message=verdict.message,
+    )
+
+
 def blocked_status(
     kind: str,
     old: Mapping[str, Any] | None,
@@ -153,17 +172,9 @@ def blocked_status(
     message: str,
     now: datetime.datetime,
 ) -> RealTimeServiceStatus | BatchServiceStatus:
-    """Failed with a blocking reason and a message naming the field. Only these fields are
-    set (and so patched): the last traffic, readiness and progress stay as they were."""
+    """Failed with a blocking reason and a message naming the field."""
     verdict: Verdict[Literal["Failed"]] = Verdict(phases.FAILED, reason, message)
-    conditions = mark((old or {}).get("conditions"), verdict, generation=generation, now=now)
-    model = RealTimeServiceStatus if kind == KIND_REALTIME else BatchServiceStatus
-    return model(
-        phase=verdict.phase,
-        conditions=conditions,
-        observed_generation=generation,
-        message=message,
-    )
+    return verdict_status(kind, old, generation, verdict, now)
 
 
 def write_blocked(kube: Cluster, obj: Mapping[str, Any], block: Blocker) -> Outcome:

@@ -14,11 +14,11 @@ from typing import Any
 
 from inferops.api import phases
 from inferops.api.batch import BatchServiceStatus
-from inferops.api.names import API_VERSION, KIND_REALTIME
+from inferops.api.names import API_VERSION
 from inferops.api.realtime import RealTimeServiceStatus
-from inferops.reconcile.common import Outcome, write_status
+from inferops.reconcile.common import Outcome, verdict_status, write_status
 from inferops.reconcile.kube import Cluster, KubeError
-from inferops.reconcile.lifecycle import Verdict, mark
+from inferops.reconcile.lifecycle import Verdict
 
 # Characters of an error's own text kept in a status message.
 DETAIL = 500
@@ -80,8 +80,7 @@ def errored_status(
     now: datetime.datetime,
 ) -> RealTimeServiceStatus | BatchServiceStatus:
     """Only the phase, the conditions and the message: what the children report stays."""
-    old = old or {}
-    phase = errored_phase(old.get("phase"))
+    phase = errored_phase((old or {}).get("phase"))
     verdict: Verdict[Any] = Verdict(
         phase,
         reason,
@@ -89,11 +88,7 @@ def errored_status(
         progressing=phase == phases.DEPLOYING,
         progressing_reason=phases.DEPLOYING,
     )
-    conditions = mark(old.get("conditions"), verdict, generation=generation, now=now)
-    model = RealTimeServiceStatus if kind == KIND_REALTIME else BatchServiceStatus
-    return model(
-        phase=phase, conditions=conditions, observed_generation=generation, message=message
-    )
+    return verdict_status(kind, old, generation, verdict, now)
 
 
 def write_error(
