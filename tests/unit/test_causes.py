@@ -124,6 +124,33 @@ ROWS: dict[str, tuple[dict[str, Any], str | None, tuple[str, ...]]] = {
         "StartupProbeFailing",
         ("running for 4m and its startup probe is not passing yet (timeoutMinutes 10)",),
     ),
+    "a model the kubelet restarted for failing probes": (
+        pod(
+            container(
+                started=False,
+                restartCount=1,
+                state={"running": {"startedAt": SECONDS_AGO_30}},
+                lastState={"terminated": {"exitCode": 0, "reason": "Completed"}},
+            )
+        ),
+        "StartupProbeFailing",
+        (
+            "restarted by the kubelet after its probes failed (1 restarts, last exit code 0); "
+            "its startup probe is not passing yet (timeoutMinutes 10)",
+        ),
+    ),
+    "a model that crashed while starting is a crash loop": (
+        pod(
+            container(
+                started=False,
+                restartCount=1,
+                state={"running": {"startedAt": SECONDS_AGO_30}},
+                lastState={"terminated": {"exitCode": 1, "reason": "Error"}},
+            )
+        ),
+        "CrashLoop",
+        ("restarted, not ready (1 restarts), last exit code 1 (Error)",),
+    ),
     "a model starting for 30 s is not a cause yet": (
         pod(container(started=False, state={"running": {"startedAt": SECONDS_AGO_30}})),
         None,

@@ -21,6 +21,8 @@ from inferops.reconcile.conditions import parse_time
 Obj = Mapping[str, Any]
 PULL_REASONS = frozenset({"ImagePullBackOff", "ErrImagePull", "InvalidImageName"})
 CONFIG_REASONS = frozenset({"CreateContainerConfigError", "CreateContainerError"})
+# How a container the kubelet stopped exits: cleanly on SIGTERM, 143, or SIGKILL, 137.
+PROBE_KILL_CODES = frozenset({0, 137, 143})
 # A model may take this long to pass its startup probe before it is named as a cause.
 STARTUP_GRACE = datetime.timedelta(seconds=60)
 # Lines of a crashed container's termination message shown, and characters per quote.
@@ -110,11 +112,26 @@ def _container_cause(
             phases.OOM_KILLED,
             f"{where}: killed for lack of memory (OOMKilled){at} ({restarts} restarts)",
         )
+    running = state.get("running") or {}
+    if (
+        running
+        and terminated
+        and restarts > 0
+        and status.get("started") is False
+        and terminated.get("exitCode") in PROBE_KILL_CODES
+    ):
+        # Stopped by the kubelet (a clean exit on SIGTERM, or SIGKILL after the grace
+        # period), not by itself: its probes failed; now it is starting over.
+        return Cause(
+            phases.STARTUP_PROBE_FAILING,
+            f"{where}: restarted by the kubelet after its probes failed ({restarts} restarts, "
+            f"last exit code {terminated.get('exitCode')}); its startup probe is not "
+            f"passing yet (timeoutMinutes {timeout})",
+        )
     if reason == "CrashLoopBackOff" or (terminated and restarts > 0 and not status.get("ready")):
         last = f", last {_exit(terminated)}" if terminated else ""
         what = reason or "restarted, not ready"
         return Cause(phases.CRASH_LOOP, f"{where}: {what} ({restarts} restarts){last}")
-    running = state.get("running") or {}
     started = parse_time(running.get("startedAt"))
     if running and status.get("started") is False and started and now - started > STARTUP_GRACE:
         return Cause(
