@@ -115,7 +115,7 @@ ROWS: dict[str, tuple[dict[str, Any], str | None, tuple[str, ...]]] = {
         ),
         "Unschedulable",
         (
-            "svc-v1-abc: waiting for a node in pool gpu for 2m of timeoutMinutes 10: "
+            "svc-v1-abc: waiting for a node in pool gpu for 4m of timeoutMinutes 10: "
             "0/3 nodes are available: 3 Insufficient nvidia.com/gpu.",
         ),
     ),

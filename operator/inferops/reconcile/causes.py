@@ -160,8 +160,9 @@ def pod_causes(
         unscheduled = _unscheduled(pod)
         if unscheduled is not None:
             in_pool = f" in pool {pool}" if pool else ""
-            since = unscheduled.get("lastTransitionTime") or pod["metadata"].get(
-                "creationTimestamp"
+            # Since the pod was made: the scheduler moves its condition at every retry.
+            since = pod["metadata"].get("creationTimestamp") or unscheduled.get(
+                "lastTransitionTime"
             )
             found.append(
                 Cause(
