@@ -70,6 +70,11 @@ def running_operator(
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+            # A pod's operator has terminationGracePeriodSeconds to stop; one that hangs on
+            # SIGTERM is killed there too, mid-pass.
+            raise AssertionError(
+                f"the operator did not stop on SIGTERM within 20 s: {log}"
+            ) from None
 
 
 def metric_samples(url: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:

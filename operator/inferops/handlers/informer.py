@@ -151,17 +151,16 @@ class Informer:
         self.selector = selector
         self.deliver = deliver
         self.stopped = threading.Event()
-        self._response: Any = None
 
     def start(self) -> None:
         where = self.namespace or "all namespaces"
         threading.Thread(target=self.run, name=f"watch {self.kind} in {where}", daemon=True).start()
 
     def stop(self) -> None:
+        """The thread ends at its next event or retry (it is a daemon: it never holds the
+        process). Closing its response from here could block the event loop on the read
+        the thread is in."""
         self.stopped.set()
-        response = self._response
-        if response is not None:
-            response.close()  # wakes the thread from its read
 
     def _get(self, query: list[tuple[str, str]], timeout: tuple[float, float]) -> Any:
         return self.api.call_api(
@@ -189,11 +188,9 @@ class Informer:
             if exc.status == 410:
                 raise ExpiredError(str(exc.reason)) from None
             raise
-        self._response = response
         try:
             yield iter_resp_lines(response)
         finally:
-            self._response = None
             response.release_conn()
 
     def _object(self, obj: Mapping[str, Any]) -> Obj:
