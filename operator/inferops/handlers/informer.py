@@ -191,7 +191,9 @@ class Informer:
         try:
             yield iter_resp_lines(response)
         finally:
-            response.release_conn()
+            # Never back to the pool: a stream left halfway (an error, a stop) would hand
+            # its unread chunks to the next request on that connection.
+            response.close()
 
     def _object(self, obj: Mapping[str, Any]) -> Obj:
         return trim({**obj, "apiVersion": self.api_version, "kind": self.kind})
