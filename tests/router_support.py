@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import select
@@ -37,16 +38,40 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from inferops.resources.nginx import HEALTH_PATH, VERSION_HEADER, Backend, RateLimit, nginx_config
+from inferops.contract.router import (
+    HEALTH_PATH as AGENT_HEALTH_PATH,
+)
+from inferops.contract.router import (
+    Pairing,
+    RouterAgentConfig,
+    Target,
+)
+from inferops.resources.nginx import (
+    HEALTH_PATH,
+    VERSION_HEADER,
+    AgentLink,
+    Backend,
+    RateLimit,
+    Routing,
+    nginx_config,
+)
 
 UPSTREAM_HEADER = "X-Upstream"
 BODY_HEADER = "X-Body-Bytes"  # how many request body bytes the upstream received
+PATH_HEADER = "X-Path"  # the path and query the upstream received
+COUNT_PATH = "/__test/seen"  # GET: how many requests the upstream served, and the last one
 START_TIMEOUT = 20.0
 STOP_TIMEOUT = 5.0
 
 
 def free_port() -> int:
     with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
 
@@ -70,10 +95,15 @@ class Router:
     runtime_dir: Path
     config: str
     process: subprocess.Popen[bytes]
+    metrics_port: int | None = None  # the router agent's, when it runs
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
     def log(self) -> str:
         return _read(self.runtime_dir / "nginx.log")
@@ -198,23 +228,111 @@ def running_router(
     replicas: int = 1,
     worker_processes: str = "1",
     version_header: bool = True,
+    routing: Routing | None = None,
+    agent: bool = False,
+    pairing: Pairing | None = None,
+    max_shadow_in_flight: int = 64,
 ) -> Iterator[Router]:
-    """nginx running exactly what the operator generates for these backends."""
+    """nginx running exactly what the operator generates for these backends; with `agent`
+    (implied by shadows or `pairing`), `inferops router-agent` beside it, as in a router
+    pod."""
+    agent = agent or pairing is not None or any(b.shadow_percent for b in backends)
+    with contextlib.ExitStack() as stack:
+        link = None
+        metrics_port = None
+        if agent:
+            runtime = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ifr-")))
+            os.chmod(runtime, 0o755)
+            log_port = free_udp_port()
+            link = AgentLink(str(runtime), pairing=pairing is not None, log_port=log_port)
+            metrics_port = free_port()
+            config = RouterAgentConfig(
+                service="svc",
+                runtime_dir=str(runtime),
+                metrics_port=metrics_port,
+                metrics_host="127.0.0.1",
+                log_port=log_port,
+                targets=tuple(
+                    Target(
+                        upstream=b.name,
+                        label=b.shown,
+                        address=b.address,
+                        shadow_percent=b.shadow_percent,
+                    )
+                    for b in backends
+                ),
+                pairing=pairing,
+                shadow_timeout_seconds=10.0,
+                max_shadow_in_flight=max_shadow_in_flight,
+            )
+            stack.enter_context(running_agent(config, runtime))
 
-    def make(listen: str, runtime_dir: str) -> str:
-        return nginx_config(
-            backends,
-            websocket=websocket,
-            limit=limit,
-            replicas=replicas,
-            listen=listen,
-            runtime_dir=runtime_dir,
-            worker_processes=worker_processes,
-            version_header=version_header,
+        def make(listen: str, runtime_dir: str) -> str:
+            return nginx_config(
+                backends,
+                websocket=websocket,
+                limit=limit,
+                replicas=replicas,
+                listen=listen,
+                runtime_dir=runtime_dir,
+                worker_processes=worker_processes,
+                version_header=version_header,
+                routing=routing,
+                link=link,
+            )
+
+        router = stack.enter_context(running_nginx(make))
+        yield dataclasses.replace(router, metrics_port=metrics_port)
+
+
+@contextlib.contextmanager
+def running_agent(config: RouterAgentConfig, runtime: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`inferops router-agent` with this configuration, until exit (SIGTERM)."""
+    path = runtime / "router.json"
+    path.write_text(config.to_json(), encoding="utf-8")
+    with (runtime / "agent.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "inferops.cli", "router-agent", "--config", str(path)],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "POD_NAME": "router-0"},
         )
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        url = f"http://127.0.0.1:{config.metrics_port}{AGENT_HEALTH_PATH}"
+        while not _answers(url):
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"router agent did not start:\n{_read(runtime / 'agent.log')}")
+            time.sleep(0.05)
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT * 3)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(STOP_TIMEOUT)
 
-    with running_nginx(make) as router:
-        yield router
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def scrape(router: Router) -> dict[str, float]:
+    """The router agent's metrics: `name{labels}` -> value (labels as Prometheus prints)."""
+    with urllib.request.urlopen(router.metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = float(value)
+    return out
 
 
 # ---- upstreams ------------------------------------------------------------------------------
@@ -231,9 +349,31 @@ def _upstream_app(name: str) -> web.Application:
                 elif message.type == aiohttp.WSMsgType.BINARY:
                     await ws.send_bytes(name.encode() + b":" + message.data)
             return ws
+        if request.path == COUNT_PATH:
+            return web.json_response(seen)
         body = await request.read()
-        return web.Response(text=name, headers={UPSTREAM_HEADER: name, BODY_HEADER: str(len(body))})
+        seen["requests"] += 1
+        seen["last"] = {
+            "path": request.raw_path,
+            "method": request.method,
+            "body": body.decode(errors="replace"),
+            "requestId": request.headers.get("X-Request-Id", ""),
+        }
+        if name.startswith("slow"):  # a shadow that takes a second to answer
+            await asyncio.sleep(1.0)
+        headers = {
+            UPSTREAM_HEADER: name,
+            BODY_HEADER: str(len(body)),
+            PATH_HEADER: request.raw_path,
+        }
+        if name.startswith("json"):  # a JSON answer; "json-b" differs only in key order
+            text = '{"b": 2, "a": 1}' if name.startswith("json-b") else '{"a":1,"b":2}'
+            return web.Response(text=text, content_type="application/json", headers=headers)
+        if name.startswith("fail"):
+            return web.Response(status=500, text=name, headers=headers)
+        return web.Response(text=name, headers=headers)
 
+    seen: dict[str, Any] = {"requests": 0, "last": None}
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app

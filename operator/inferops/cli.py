@@ -10,10 +10,28 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from inferops.commands import Command, agent, demo, manifests, mapping, operator, runtime
+from inferops.commands import (
+    Command,
+    agent,
+    demo,
+    manifests,
+    mapping,
+    operator,
+    router_agent,
+    runtime,
+)
 from inferops.worker import commands as batch
 
-COMMANDS: tuple[Command, ...] = (operator, manifests, mapping, demo, runtime, batch, agent)
+COMMANDS: tuple[Command, ...] = (
+    operator,
+    manifests,
+    mapping,
+    demo,
+    runtime,
+    batch,
+    agent,
+    router_agent,
+)
 
 __all__ = ["COMMANDS", "build_parser", "main"]
 

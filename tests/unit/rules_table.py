@@ -73,6 +73,12 @@ def ws_api(change: Callable[[Obj], Any]) -> Obj:
     return edit(stream_app(), lambda o: change(o["spec"]["versions"][0]["apis"][1]))
 
 
+def edit(obj: Obj, change: Callable[[Obj], Any]) -> Obj:
+    obj = copy.deepcopy(obj)
+    change(obj)
+    return obj
+
+
 APPS: list[Obj] = [
     app(),
     app("echo", ("1.0.0",), websocket=True),
@@ -83,6 +89,8 @@ APPS: list[Obj] = [
         "spec": {"versions": [{"version": "1.0.0", "image": "model:1"}]},
     },
     stream_app(),
+    app("many", ("1.0.0", "2.0.0", "2.0.1", "2.0.2", "2.0.3")),
+    edit(app("ledger"), lambda o: o["spec"]["versions"][1]["apis"][0].update(idempotent=False)),
 ]
 
 
@@ -136,12 +144,6 @@ def echo_rts(websocket: bool, **spec: Any) -> Obj:
     return rts(version() | {"application": "echo"}, websocket=websocket, **spec)
 
 
-def edit(obj: Obj, change: Callable[[Obj], Any]) -> Obj:
-    obj = copy.deepcopy(obj)
-    change(obj)
-    return obj
-
-
 @dataclass(frozen=True)
 class Row:
     id: str
@@ -156,6 +158,13 @@ class Row:
 
 
 R, T = "spec.versions", "traffic ratios must sum to exactly 100"
+SHADOW = {"samplePercent": 10}
+
+
+def no_ratio(version: Obj) -> None:
+    version.pop("trafficRatio")
+
+
 LOCAL = "is not in object storage"
 CREDS = "must not carry credentials"
 MP = "spec.multiPoolLoadBalancing.pools"
@@ -281,6 +290,96 @@ ROWS: list[Row] = [
         "websocket-app-with-websocket-api",
         rts(version() | {"application": "stream"}, websocket=True),
         layer="reference",
+    ),
+    # Shadows, pinning and sticky assignment (issue 16).
+    Row("shadow-ok", rts(version("1.0.0", 100), version("2.0.0", 0, shadow=SHADOW))),
+    Row(
+        "shadow-without-ratio",
+        rts(version("1.0.0", 100), edit(version("2.0.0", shadow=SHADOW), no_ratio)),
+    ),
+    Row(
+        "shadow-with-ratio",
+        rts(version("1.0.0", 70), version("2.0.0", 30, shadow=SHADOW)),
+        [("spec.versions[1].trafficRatio", "trafficRatio must be 0")],
+    ),
+    Row(
+        "shadow-sample-0",
+        rts(version("1.0.0", 100), version("2.0.0", 0, shadow={"samplePercent": 0})),
+        [("spec.versions[1].shadow.samplePercent", ">= 1")],
+    ),
+    Row(
+        "shadow-sample-101",
+        rts(version("1.0.0", 100), version("2.0.0", 0, shadow={"samplePercent": 101})),
+        [("spec.versions[1].shadow.samplePercent", "<= 100")],
+    ),
+    Row(
+        "shadow-only",
+        rts(version("1.0.0", 0, shadow=SHADOW)),
+        [(R, f"{T}, got 0")],
+    ),
+    Row(
+        "shadows-four",
+        rts(
+            version("1.0.0", 100) | {"application": "many"},
+            *(version(f"2.0.{n}", 0, shadow=SHADOW) | {"application": "many"} for n in range(4)),
+        ),
+        [(R, "at most 3 versions may be shadows")],
+        layer="schema",
+    ),
+    Row(
+        "shadow-websocket",
+        rts(
+            version() | {"application": "echo"},
+            version("2.0.0", 0, shadow=SHADOW) | {"application": "stream"},
+            websocket=True,
+        ),
+        [(R, "shadow versions cannot be used on a websocket service")],
+    ),
+    Row(
+        "shadow-not-idempotent",
+        rts(
+            version() | {"application": "ledger"},
+            version("2.0.0", 0, shadow=SHADOW) | {"application": "ledger"},
+        ),
+        [("spec.versions[1].shadow", "marks API POST / as not idempotent")],
+        layer="reference",
+    ),
+    Row(
+        "production-not-idempotent-no-shadow",
+        rts(
+            version("1.0.0", 50) | {"application": "ledger"},
+            version("2.0.0", 50) | {"application": "ledger"},
+        ),
+        layer="reference",
+    ),
+    Row("pin-header-default", rts(routing={})),
+    Row("pin-header-custom", rts(routing={"pinHeader": "X-Model-Version"})),
+    Row(
+        "pin-header-underscore",
+        rts(routing={"pinHeader": "X_Model"}),
+        [("spec.routing.pinHeader", "does not match")],
+    ),
+    Row(
+        "pin-header-colon",
+        rts(routing={"pinHeader": "X-Model:1"}),
+        [("spec.routing.pinHeader", "does not match")],
+    ),
+    Row("sticky-header", rts(routing={"stickyBy": {"header": "X-User-Id"}})),
+    Row("sticky-cookie", rts(routing={"stickyBy": {"cookie": "session_id"}})),
+    Row(
+        "sticky-cookie-dash",
+        rts(routing={"stickyBy": {"cookie": "session-id"}}),
+        [("spec.routing.stickyBy.cookie", "does not match")],
+    ),
+    Row(
+        "sticky-both",
+        rts(routing={"stickyBy": {"header": "X-User-Id", "cookie": "session"}}),
+        [("spec.routing.stickyBy", "exactly one of header or cookie")],
+    ),
+    Row(
+        "sticky-neither",
+        rts(routing={"stickyBy": {}}),
+        [("spec.routing.stickyBy", "exactly one of header or cookie")],
     ),
     Row("traffic-limit-ok", rts(trafficLimit={"requestsPerSecond": 10, "burst": 5})),
     Row(

@@ -55,6 +55,12 @@ class ApiDefinition(ApiModel):
     )
     request: ApiBody | None = Field(None, description="Request body description.")
     response: ApiBody | None = Field(None, description="Response body description.")
+    idempotent: bool = Field(
+        True,
+        description="false when calling this API twice is not like calling it once (it "
+        "writes, charges, sends); a RealTimeService refuses this version as a shadow, "
+        "since a shadow repeats the requests of production.",
+    )
 
 
 class HealthCheck(ApiModel):

@@ -33,6 +33,12 @@ MSG_WEBSOCKET_LIMIT = "trafficLimit cannot be set on a websocket service"
 MSG_WEBSOCKET_COLLECTION = "dataCollection cannot be enabled on a websocket service"
 MSG_WEBSOCKET_IMMUTABLE = "websocket cannot be changed after creation"
 MSG_COLLECTION_OUTPUT = "dataCollection.outputPath is required when data collection is enabled"
+MAX_SHADOWS = 3
+MSG_SHADOW_RATIO = "a shadow version takes no share of the traffic: trafficRatio must be 0"
+MSG_SHADOW_COUNT = f"at most {MAX_SHADOWS} versions may be shadows"
+MSG_WEBSOCKET_SHADOW = "shadow versions cannot be used on a websocket service"
+MSG_STICKY_ONE = "stickyBy names exactly one of header or cookie"
+DEFAULT_PIN_HEADER = "X-Inferops-Version"
 
 RATIO_SUM = "self.versions.map(v, v.trafficRatio).sum()"
 
@@ -65,6 +71,13 @@ QueryParameterName = Annotated[
     str, StringConstraints(pattern=r"^[^\s,&=#]+$", min_length=1, max_length=128)
 ]
 MAX_REDACTED_NAMES = 32
+# The router reads these through nginx variables ($http_x_user, $cookie_session), whose
+# names end at anything but letters, digits and underscores (a header's dashes become
+# underscores; a cookie name cannot have one).
+RouterHeaderName = Annotated[
+    str, StringConstraints(pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?$", max_length=64)
+]
+CookieName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_]+$", max_length=64)]
 
 
 def timeout_field() -> Any:
@@ -77,13 +90,36 @@ def timeout_field() -> Any:
     )
 
 
+class Shadow(ApiModel):
+    """A version that sees copies of production requests and whose answers nobody sees."""
+
+    sample_percent: int = Field(
+        ge=1,
+        le=100,
+        description="Percent of the requests split between the other versions that are "
+        "also sent to this one (pinned requests are never mirrored).",
+    )
+
+
 class ServiceVersion(ApiModel):
     """An AI application version deployed by the service, with its share of the traffic."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                "!has(self.shadow) || self.trafficRatio == 0",
+                MSG_SHADOW_RATIO,
+                field_path=".trafficRatio",
+            )
+        )
+    )
 
     application: ApplicationRef
     version: VersionRef
     traffic_ratio: int = Field(
-        description="Percent of requests sent to this version; all versions sum to 100.",
+        0,
+        description="Percent of requests sent to this version; all versions sum to 100 "
+        "(0: reachable only by pinning, or as a shadow).",
         ge=0,
         le=100,
     )
@@ -101,6 +137,12 @@ class ServiceVersion(ApiModel):
         max_length=MAX_ENV,
     )
     timeout_minutes: int = timeout_field()
+    shadow: Shadow | None = Field(
+        None,
+        description="Makes this a shadow version: it takes no share of the traffic "
+        "(trafficRatio 0) and the router mirrors a sample of the requests to it, "
+        "discarding its answers.",
+    )
 
 
 class MultiPoolLoadBalancing(ApiModel):
@@ -169,6 +211,37 @@ class DataCollection(ApiModel):
     )
 
 
+class StickyBy(ApiModel):
+    """What keeps one client on one version: the split hashes this key instead of
+    picking at random, so a key always lands on the same version while the shares
+    still hold over many keys. Requests without the key are split at random."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(cel("has(self.header) != has(self.cookie)", MSG_STICKY_ONE))
+    )
+
+    header: RouterHeaderName | None = Field(
+        None, description="A request header, e.g. X-User-Id (letters, digits and dashes)."
+    )
+    cookie: CookieName | None = Field(
+        None, description="A cookie name, e.g. session (letters, digits and underscores)."
+    )
+
+
+class Routing(ApiModel):
+    """How one request finds its version, beyond the traffic split."""
+
+    pin_header: RouterHeaderName = Field(
+        DEFAULT_PIN_HEADER,
+        description="A request carrying <application>:<version> in this header goes to that "
+        "version, even one at 0% or a shadow; an unknown value gets 400. Every version is "
+        "also reachable at /versions/<application>:<version>/ on the service.",
+    )
+    sticky_by: StickyBy | None = Field(
+        None, description="Hash this header or cookie instead of splitting at random."
+    )
+
+
 class RealTimeServiceSpec(ApiModel):
     """Desired state of a RealTimeService."""
 
@@ -201,6 +274,16 @@ class RealTimeServiceSpec(ApiModel):
                 MSG_WEBSOCKET_COLLECTION,
                 field_path=".dataCollection",
             ),
+            cel(
+                "!self.websocket || self.versions.all(v, !has(v.shadow))",
+                MSG_WEBSOCKET_SHADOW,
+                field_path=".versions",
+            ),
+            cel(
+                f"self.versions.filter(v, has(v.shadow)).size() <= {MAX_SHADOWS}",
+                MSG_SHADOW_COUNT,
+                field_path=".versions",
+            ),
         )
     )
 
@@ -226,12 +309,21 @@ class RealTimeServiceSpec(ApiModel):
         "trafficLimit and dataCollection; cannot change after creation.",
         json_schema_extra=rules(cel("self == oldSelf", MSG_WEBSOCKET_IMMUTABLE)),
     )
+    routing: Routing | None = Field(
+        None, description="Version pinning and sticky assignment (nginx router)."
+    )
     traffic_limit: TrafficLimit | None = Field(None, description="Request rate limit.")
     data_collection: DataCollection | None = Field(None, description="Request/response capture.")
     storage: StorageSpec | None = Field(None, description="Object-storage access.")
     stopped: bool = Field(
         False, description="Scale to zero and report Stopped (still counts against quota)."
     )
+
+    def routing_or_default(self) -> Routing:
+        return self.routing if self.routing is not None else Routing()
+
+    def shadows(self) -> list[ServiceVersion]:
+        return [v for v in self.versions if v.shadow is not None]
 
 
 class ServiceVersionStatus(ApiModel):

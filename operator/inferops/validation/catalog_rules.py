@@ -45,14 +45,33 @@ def _usable_pools(
             found.append(name)
 
 
-def realtime_catalog_rules(spec: RealTimeServiceSpec, catalog: Catalog) -> Iterator[Finding]:
-    if spec.traffic_limit is not None and catalog.router.mode == "gateway-api":
-        # An HTTPRoute has no rate limit of its own; silently not limiting would be worse.
+GATEWAY_REFUSES = "not supported with the gateway-api router (the catalog's router.mode)"
+
+
+def _gateway_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
+    """What an HTTPRoute cannot express; silently not doing it would be worse."""
+    if spec.traffic_limit is not None:
+        yield "spec.trafficLimit", f"{GATEWAY_REFUSES}; limit the rate at the Gateway instead"
+    routing = spec.routing
+    if routing is not None and routing.sticky_by is not None:
         yield (
-            "spec.trafficLimit",
-            "not supported with the gateway-api router (the catalog's router.mode); "
-            "limit the rate at the Gateway instead",
+            "spec.routing.stickyBy",
+            f"{GATEWAY_REFUSES}: an HTTPRoute splits by weight only and cannot hash a key",
         )
+    collection = spec.data_collection
+    if spec.shadows() and collection is not None and collection.enabled:
+        i = next(i for i, v in enumerate(spec.versions) if v.shadow is not None)
+        yield (
+            f"spec.versions[{i}].shadow",
+            f"{GATEWAY_REFUSES} with dataCollection enabled: the Gateway mirrors without "
+            "handing back the shadow's answer, so production and shadow answers cannot be "
+            "paired",
+        )
+
+
+def realtime_catalog_rules(spec: RealTimeServiceSpec, catalog: Catalog) -> Iterator[Finding]:
+    if catalog.router.mode == "gateway-api":
+        yield from _gateway_rules(spec)
     pools: list[str] = []
     yield from _usable_pools(spec, catalog, pools)
     for i, version in enumerate(spec.versions):

@@ -132,13 +132,30 @@ def realtime_reference_rules(
         )
         if problem is not None:
             yield problem
-        elif known is not None and spec.websocket and not known.spec.websocket:
+        elif known is not None and entry.shadow is not None:
+            yield from _shadow_repeats_nothing(known, entry.version, entry.application, i)
+        if known is not None and spec.websocket and not known.spec.websocket:
             yield (
                 "spec.websocket",
                 (
                     f"version {entry.version!r} of application "
                     f"{entry.application!r} does not speak WebSocket"
                 ),
+            )
+
+
+def _shadow_repeats_nothing(
+    known: KnownVersion, version: str, application: str, i: int
+) -> Iterator[Finding]:
+    """A shadow receives copies of production's requests: one that writes or charges would
+    do it a second time."""
+    for j, api in enumerate(known.spec.apis):
+        if not api.idempotent:
+            yield (
+                f"spec.versions[{i}].shadow",
+                f"version {version!r} of application {application!r} marks API "
+                f"{api.method.upper()} {api.url} as not idempotent (apis[{j}].idempotent: false); "
+                "a shadow would repeat its effects",
             )
 
 

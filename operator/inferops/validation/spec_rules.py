@@ -13,14 +13,19 @@ from inferops.api.application import MSG_UNIQUE_VERSIONS, AIApplicationSpec
 from inferops.api.base import MSG_VALUE_FROM_ONE, MSG_VALUE_XOR, EnvVar
 from inferops.api.batch import BatchServiceSpec
 from inferops.api.realtime import (
+    MAX_SHADOWS,
     MSG_COLLECTION_OUTPUT,
     MSG_MULTIPOOL_NODES,
     MSG_MULTIPOOL_POOLS,
     MSG_RATIO_SUM,
+    MSG_SHADOW_COUNT,
+    MSG_SHADOW_RATIO,
+    MSG_STICKY_ONE,
     MSG_UNIQUE_PAIRS,
     MSG_WEBSOCKET_COLLECTION,
     MSG_WEBSOCKET_IMMUTABLE,
     MSG_WEBSOCKET_LIMIT,
+    MSG_WEBSOCKET_SHADOW,
     RealTimeServiceSpec,
 )
 
@@ -59,8 +64,24 @@ def realtime_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
         yield "spec.dataCollection", MSG_WEBSOCKET_COLLECTION
     if collection is not None and collection.enabled and collection.output_path is None:
         yield "spec.dataCollection.outputPath", MSG_COLLECTION_OUTPUT
+    yield from _routing_rules(spec)
     for i, version in enumerate(spec.versions):
         yield from env_rules(version.env, f"spec.versions[{i}].env")
+
+
+def _routing_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
+    """Shadows and stickiness."""
+    shadows = spec.shadows()
+    if spec.websocket and shadows:
+        yield "spec.versions", MSG_WEBSOCKET_SHADOW
+    if len(shadows) > MAX_SHADOWS:
+        yield "spec.versions", MSG_SHADOW_COUNT
+    sticky = spec.routing.sticky_by if spec.routing is not None else None
+    if sticky is not None and (sticky.header is None) == (sticky.cookie is None):
+        yield "spec.routing.stickyBy", MSG_STICKY_ONE
+    for i, version in enumerate(spec.versions):
+        if version.shadow is not None and version.traffic_ratio != 0:
+            yield f"spec.versions[{i}].trafficRatio", MSG_SHADOW_RATIO
 
 
 def realtime_transition_rules(
