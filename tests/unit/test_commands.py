@@ -19,6 +19,7 @@ NAMES = [
     "batch-worker",
     "batch",
     "agent",
+    "router-agent",
 ]
 
 

@@ -12,6 +12,7 @@ import pytest
 from inferops.api.application import AIApplicationSpec
 from inferops.api.catalog import GatewayRef, RouterConfig, default_catalog
 from inferops.api.realtime import RealTimeServiceSpec
+from inferops.contract.router import RouterAgentConfig
 from inferops.resources.realtime import CONFIG_HASH, Inputs, realtime_children, service_url
 from inferops.validation.document import ValidationContext, validate_object
 from tests.unit.rules_table import app, echo_rts, multipool, rts, version
@@ -54,6 +55,14 @@ CASES = {
     "limit": rts(trafficLimit={"requestsPerSecond": 50, "burst": 10}),
     "stopped": rts(stopped=True),
     "gpu": rts(version("1.0.0", 100, specification="gpu.1x"), resourcePool="pool-b"),
+    "shadow": rts(version("1.0.0", 100), version("2.0.0", 0, shadow={"samplePercent": 10})),
+    "shadow-paired": rts(
+        version("1.0.0", 100),
+        version("2.0.0", 0, shadow={"samplePercent": 10}),
+        dataCollection={"enabled": True, "outputPath": "s3://bucket/dc/", "sampleRatio": 0.5},
+        storage={"endpoint": "http://minio:9000", "secretRef": {"name": "s3"}},
+    ),
+    "sticky": rts(routing={"pinHeader": "X-Model", "stickyBy": {"cookie": "session"}}),
     "env": rts(
         version(
             "1.0.0",
@@ -191,8 +200,50 @@ def test_gateway_api_mode_builds_an_httproute_instead_of_nginx() -> None:
     assert [c["kind"] for c in children].count("Deployment") == 2  # the models, no router
     route = of_kind(children, "HTTPRoute")[0]
     assert route["spec"]["parentRefs"] == [{"name": "gw", "namespace": "infra"}]
-    [rule] = route["spec"]["rules"]
-    assert [b["weight"] for b in rule["backendRefs"]] == [70, 30]
+    split, pin_a, pin_b, unknown = route["spec"]["rules"]
+    assert [b["weight"] for b in split["backendRefs"]] == [70, 30]
+    assert [b["filters"][0]["responseHeaderModifier"]["set"] for b in split["backendRefs"]] == [
+        [{"name": "X-Inferops-Version", "value": "iris:1.0.0"}],
+        [{"name": "X-Inferops-Version", "value": "iris:2.0.0"}],
+    ]
+    # Pinning: the header's exact value or the version's path, each to one version.
+    assert pin_a["matches"] == [
+        {
+            "path": {"type": "PathPrefix", "value": "/ns/svc"},
+            "headers": [{"type": "Exact", "name": "X-Inferops-Version", "value": "iris:1.0.0"}],
+        },
+        {"path": {"type": "PathPrefix", "value": "/ns/svc/versions/iris:1.0.0"}},
+    ]
+    assert [b["name"] for b in pin_b["backendRefs"]] == [split["backendRefs"][1]["name"]]
+    assert "weight" not in pin_b["backendRefs"][0]
+    # Any other value of the pin header: a rule without backends, which a Gateway answers 404.
+    assert unknown == {
+        "matches": [
+            {
+                "path": {"type": "PathPrefix", "value": "/ns/svc"},
+                "headers": [
+                    {"type": "RegularExpression", "name": "X-Inferops-Version", "value": ".*"}
+                ],
+            }
+        ]
+    }
+
+
+def test_gateway_api_mode_mirrors_to_shadows_with_their_percent() -> None:
+    obj = copy.deepcopy(CASES["two-versions"])
+    obj["spec"]["versions"][0]["trafficRatio"] = 100
+    obj["spec"]["versions"][1] |= {"trafficRatio": 0, "shadow": {"samplePercent": 25}}
+    [route] = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
+    split, pin_a, pin_b, _ = route["spec"]["rules"]
+    # the shadow takes no share
+    assert [b["name"] for b in split["backendRefs"]] == [pin_a["backendRefs"][0]["name"]]
+    assert split["filters"][1] == {
+        "type": "RequestMirror",
+        "requestMirror": {
+            "backendRef": {"name": pin_b["backendRefs"][0]["name"], "port": 8080},
+            "percent": 25,
+        },
+    }
 
 
 def test_gateway_routes_of_two_services_never_overlap() -> None:
@@ -203,7 +254,7 @@ def test_gateway_routes_of_two_services_never_overlap() -> None:
         obj = copy.deepcopy(CASES["two-versions"])
         obj["metadata"] |= {"name": name, "namespace": namespace}
         [route] = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
-        [rule] = route["spec"]["rules"]
+        rule = route["spec"]["rules"][0]
         assert rule["matches"] == [
             {"path": {"type": "PathPrefix", "value": f"/{namespace}/{name}"}}
         ]
@@ -315,3 +366,81 @@ def test_traffic_limit_is_refused_in_gateway_mode() -> None:
         )
     ]
     assert validate_object(limited) == []  # nginx mode limits it
+
+
+def router_parts(case: str) -> tuple[str, RouterAgentConfig, dict[str, Any], dict[str, Any]]:
+    """nginx.conf, router.json (parsed back), the router pod spec and the stable Service."""
+    children = realtime_children(inputs(CASES[case]))
+    [config_map] = of_kind(children, "ConfigMap")
+    router = of_kind(children, "Deployment")[-1]
+    service = next(c for c in of_kind(children, "Service") if c["metadata"]["name"] == "svc")
+    agent = RouterAgentConfig.from_json(config_map["data"]["router.json"])
+    return config_map["data"]["nginx.conf"], agent, router["spec"]["template"]["spec"], service
+
+
+def test_the_router_pod_runs_nginx_and_its_agent_sharing_a_socket_folder() -> None:
+    _, agent, pod, service = router_parts("two-versions")
+    nginx, sidecar = pod["containers"]
+    assert (nginx["name"], sidecar["name"]) == ("nginx", "agent")
+    assert sidecar["image"] == default_catalog().images.inferops
+    assert sidecar["args"] == ["router-agent", "--config", "/etc/inferops/router.json"]
+    assert sidecar["ports"] == [{"name": "metrics", "containerPort": 9090, "protocol": "TCP"}]
+    for container in (nginx, sidecar):
+        assert {"name": "run", "mountPath": "/run/inferops"} in container["volumeMounts"]
+        assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert not [e for e in sidecar["env"] if e["name"].startswith("AWS_")]  # no pairing
+    assert {"name": "metrics", "port": 9090, "targetPort": "metrics", "protocol": "TCP"} in (
+        service["spec"]["ports"]
+    )
+    assert [(t.label, t.shadow_percent) for t in agent.targets] == [
+        ("iris:1.0.0", None),
+        ("iris:2.0.0", None),
+    ]
+    assert agent.service == "svc" and agent.pairing is None
+
+
+@pytest.mark.parametrize(
+    ("case", "mirrors", "paired"),
+    [("two-versions", 0, False), ("shadow", 1, False), ("shadow-paired", 0, True)],
+)
+def test_shadows_are_mirrored_or_paired_through_the_agent(
+    case: str, mirrors: int, paired: bool
+) -> None:
+    conf, agent, pod, _ = router_parts(case)
+    assert conf.count("mirror /inferops-mirror/") == mirrors
+    assert ("proxy_pass http://$inferops_proxy;" in conf) is paired
+    assert (agent.pairing is not None) is paired
+    if case != "two-versions":
+        assert [t.shadow_percent for t in agent.targets] == [None, 10]
+        assert "        100% " in conf  # the shadow takes no share of the split
+    if paired:
+        assert agent.pairing is not None
+        assert (agent.pairing.output, agent.pairing.sample_ratio) == ("s3://bucket/dc/", 0.5)
+        env = {e["name"] for e in pod["containers"][1]["env"]}
+        assert {"INFEROPS_S3_ENDPOINT", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= env
+
+
+def test_routing_names_the_pin_header_and_the_sticky_key() -> None:
+    conf, _, _, _ = router_parts("sticky")
+    assert "map $http_x_model $inferops_pinned {" in conf
+    assert "map $cookie_session $inferops_key {" in conf
+    assert 'split_clients "$inferops_key" $inferops_split {' in conf
+
+
+def test_the_router_policy_lets_scrapers_reach_the_metrics_port() -> None:
+    catalog = default_catalog()
+    catalog = catalog.model_copy(
+        update={
+            "network_policies": catalog.network_policies.model_copy(
+                update={"metrics_from": [{"namespaceSelector": {}}]}
+            )
+        }
+    )
+    children = realtime_children(inputs(CASES["two-versions"], catalog))
+    router = next(
+        p for p in of_kind(children, "NetworkPolicy") if p["metadata"]["name"] == "svc-router"
+    )
+    assert router["spec"]["ingress"][1] == {
+        "ports": [{"protocol": "TCP", "port": "metrics"}],
+        "from": [{"namespaceSelector": {}}],
+    }

@@ -154,6 +154,11 @@ class NetworkPolicies(ApiModel):
         "reach the service port: of the routers in nginx mode, of the model pods in "
         "gateway-api mode (the Gateway's own pods). Empty: any source.",
     )
+    metrics_from: list[JsonObject] = Field(
+        default_factory=list,
+        description="NetworkPolicy peers that may scrape the routers' metrics port (9090), "
+        "for example Prometheus's namespace. Empty: any source.",
+    )
     restrict_egress: bool = Field(
         False,
         description="Also limit what the pods may reach: DNS, a router its own model "

@@ -5,7 +5,8 @@ may reach (the catalog's `networkPolicies`).
   collection is on, else the model) and only from their own router; in gateway-api mode
   the Gateway's pods, which the operator cannot name, send it, so from `ingressFrom` (or
   any source).
-- Router pods take traffic on their port from `ingressFrom`, or any source.
+- Router pods take traffic on their port from `ingressFrom`, or any source, and scrapes of
+  their metrics port from `metricsFrom`, or any source.
 - Batch pods take none: the worker calls its model on 127.0.0.1 inside the pod.
 - Egress stays open unless `restrictEgress`: then DNS, a router its own model pods, and the
   `egressTo` peers (the object store fetch-model, the agent and the worker write to).
@@ -63,9 +64,9 @@ def _policy(
     }
 
 
-def _from(peers: Sequence[Obj]) -> Obj:
-    """An ingress rule on the service port, from these peers (none: any source)."""
-    rule: Obj = {"ports": _http()}
+def _from(peers: Sequence[Obj], port: str = "http") -> Obj:
+    """An ingress rule on a named port, from these peers (none: any source)."""
+    rule: Obj = {"ports": [{"protocol": "TCP", "port": port}]}
     if peers:
         rule["from"] = copy.deepcopy(list(peers))
     return rule
@@ -113,7 +114,7 @@ def realtime_policies(
                 namespace,
                 owner,
                 routers,
-                ingress=[_from(config.ingress_from)],
+                ingress=[_from(config.ingress_from), _from(config.metrics_from, "metrics")],
                 egress=_egress(config, to_models),
             )
         )

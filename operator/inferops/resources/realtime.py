@@ -12,6 +12,7 @@ from inferops.api.catalog import Catalog
 from inferops.api.names import KIND_REALTIME, LABEL_APPLICATION, LABEL_POOL, LABEL_VERSION
 from inferops.api.realtime import RealTimeServiceSpec, ServiceVersion
 from inferops.contract import agent as agent_contract
+from inferops.contract import router as router_contract
 from inferops.resources.labels import (
     LABEL_COMPONENT,
     OwnerInputs,
@@ -21,7 +22,17 @@ from inferops.resources.labels import (
 )
 from inferops.resources.naming import child_name
 from inferops.resources.network import realtime_policies
-from inferops.resources.nginx import HEALTH_PATH, ROUTER_PORT, Backend, RateLimit, nginx_config
+from inferops.resources.nginx import (
+    HEALTH_PATH,
+    ROUTER_PORT,
+    VERSION_HEADER,
+    VERSIONS_PATH,
+    AgentLink,
+    Backend,
+    RateLimit,
+    Routing,
+    nginx_config,
+)
 from inferops.resources.security import container_security_context, pod_security_context
 from inferops.resources.workload import (
     merge_env,
@@ -36,6 +47,8 @@ VERSION_PORT = 8080
 ROUTER_REPLICAS = 2
 ROUTER_UID = 101  # the nginx user of the router image (images/router/Dockerfile)
 CONFIG_HASH = "serving.inferops.dev/config-hash"
+CONFIG_DIR = "/etc/inferops"
+METRICS_PORT = router_contract.DEFAULT_METRICS_PORT
 
 VersionKey = tuple[str, str]
 
@@ -209,13 +222,45 @@ def backends(inputs: Inputs) -> list[Backend]:
             version_service_name(inputs.name, e) + suffix,
             e.traffic_ratio,
             f"{e.application}:{e.version}",
+            e.shadow.sample_percent if e.shadow is not None else None,
         )
         for e in inputs.spec.versions
     ]
 
 
+def pairing(inputs: Inputs) -> router_contract.Pairing | None:
+    """With data collection on, shadowed requests are written with both answers."""
+    collect = inputs.spec.data_collection
+    if collect is None or not collect.enabled or collect.output_path is None:
+        return None
+    if not inputs.spec.shadows():
+        return None
+    return router_contract.Pairing(
+        output=collect.output_path,
+        sample_ratio=collect.sample_ratio,
+        redact_headers=agent_contract.name_list(collect.redact_headers or ()),
+        redact_query_parameters=agent_contract.name_list(collect.redact_query_parameters or ()),
+    )
+
+
+def router_agent_config(inputs: Inputs) -> router_contract.RouterAgentConfig:
+    """What the router agent beside nginx runs with (router.json of the ConfigMap)."""
+    return router_contract.RouterAgentConfig(
+        service=inputs.name,
+        targets=tuple(
+            router_contract.Target(
+                upstream=b.name, label=b.shown, address=b.address, shadow_percent=b.shadow_percent
+            )
+            for b in backends(inputs)
+        ),
+        pairing=pairing(inputs),
+    )
+
+
 def router_config(inputs: Inputs) -> str:
     limit = inputs.spec.traffic_limit
+    routing = inputs.spec.routing_or_default()
+    sticky = routing.sticky_by
     return nginx_config(
         backends(inputs),
         websocket=inputs.spec.websocket,
@@ -223,24 +268,20 @@ def router_config(inputs: Inputs) -> str:
         replicas=ROUTER_REPLICAS,
         worker_processes="2",
         version_header=inputs.catalog.router.version_header,
+        routing=Routing(
+            pin_header=routing.pin_header,
+            sticky_header=sticky.header if sticky else None,
+            sticky_cookie=sticky.cookie if sticky else None,
+        ),
+        link=AgentLink(pairing=pairing(inputs) is not None),
     )
 
 
-def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
-    name = router_name(inputs.name)
-    labels = {**owner_labels(KIND_REALTIME, inputs.name), LABEL_COMPONENT: "router"}
-    config = router_config(inputs)
-    digest = hashlib.sha256(config.encode()).hexdigest()[:16]
-    config_map = {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": metadata(name, inputs.namespace, labels, inputs.obj),
-        "data": {"nginx.conf": config},
-    }
-    container = {
+def _nginx_container(inputs: Inputs) -> dict[str, Any]:
+    return {
         "name": "nginx",
         "image": inputs.catalog.images.router,
-        "args": ["nginx", "-g", "daemon off;", "-c", "/etc/inferops/nginx.conf"],
+        "args": ["nginx", "-g", "daemon off;", "-c", f"{CONFIG_DIR}/nginx.conf"],
         "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"}],
         "readinessProbe": {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 5},
         "livenessProbe": {"httpGet": {"path": HEALTH_PATH, "port": "http"}, "periodSeconds": 10},
@@ -250,9 +291,58 @@ def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
         },
         "securityContext": container_security_context(read_only_root=True),
         "volumeMounts": [
-            {"name": "config", "mountPath": "/etc/inferops", "readOnly": True},
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
+            {"name": "run", "mountPath": router_contract.RUNTIME_DIR},
         ],
+    }
+
+
+def _agent_container(inputs: Inputs, pairs: bool) -> dict[str, Any]:
+    """`inferops router-agent`: metrics from nginx's log, the shadow relay, pairs."""
+    env: list[dict[str, Any]] = [
+        {"name": agent_contract.POD_ENV, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}
+    ]
+    if pairs:
+        env += storage_env(inputs.spec.storage)
+    return {
+        "name": "agent",
+        "image": inputs.catalog.images.inferops,
+        "args": [
+            router_contract.COMMAND,
+            "--config",
+            f"{CONFIG_DIR}/{router_contract.CONFIG_FILE}",
+        ],
+        "env": env,
+        "ports": [{"name": "metrics", "containerPort": METRICS_PORT, "protocol": "TCP"}],
+        "readinessProbe": {
+            "httpGet": {"path": router_contract.HEALTH_PATH, "port": "metrics"},
+            "periodSeconds": 10,
+        },
+        "resources": {
+            "requests": {"cpu": "50m", "memory": "64Mi"},
+            "limits": {"cpu": "1", "memory": "256Mi" if not pairs else "512Mi"},
+        },
+        "securityContext": container_security_context(read_only_root=True),
+        "volumeMounts": [
+            {"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+            {"name": "run", "mountPath": router_contract.RUNTIME_DIR},
+        ],
+    }
+
+
+def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
+    name = router_name(inputs.name)
+    labels = {**owner_labels(KIND_REALTIME, inputs.name), LABEL_COMPONENT: "router"}
+    config = router_config(inputs)
+    agent_config = router_agent_config(inputs)
+    agent_json = agent_config.to_json()
+    digest = hashlib.sha256((config + agent_json).encode()).hexdigest()[:16]
+    config_map = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": metadata(name, inputs.namespace, labels, inputs.obj),
+        "data": {"nginx.conf": config, router_contract.CONFIG_FILE: agent_json},
     }
     deployment = {
         "apiVersion": "apps/v1",
@@ -266,12 +356,16 @@ def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
                 "metadata": {"labels": labels, "annotations": {CONFIG_HASH: digest}},
                 "spec": {
                     "securityContext": pod_security_context(ROUTER_UID),
-                    "containers": [container],
+                    "containers": [
+                        _nginx_container(inputs),
+                        _agent_container(inputs, agent_config.pairing is not None),
+                    ],
                     "automountServiceAccountToken": False,
                     "enableServiceLinks": False,
                     "volumes": [
                         {"name": "config", "configMap": {"name": name}},
                         {"name": "tmp", "emptyDir": {}},
+                        {"name": "run", "emptyDir": {"sizeLimit": "1Mi"}},
                     ],
                 },
             },
@@ -285,7 +379,13 @@ def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
             "type": "ClusterIP",
             "selector": labels,
             "ports": [
-                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"}
+                {"name": "http", "port": SERVICE_PORT, "targetPort": "http", "protocol": "TCP"},
+                {
+                    "name": "metrics",
+                    "port": METRICS_PORT,
+                    "targetPort": "metrics",
+                    "protocol": "TCP",
+                },
             ],
         },
     }
@@ -298,53 +398,101 @@ def route_prefix(namespace: str, name: str) -> str:
     return f"/{namespace}/{name}"
 
 
+def _backend_ref(inputs: Inputs, entry: ServiceVersion, weight: int | None) -> dict[str, Any]:
+    ref: dict[str, Any] = {"name": version_service_name(inputs.name, entry), "port": VERSION_PORT}
+    if weight is not None:
+        ref["weight"] = weight
+    if inputs.catalog.router.version_header:
+        ref["filters"] = [
+            {
+                "type": "ResponseHeaderModifier",
+                "responseHeaderModifier": {
+                    "set": [
+                        {"name": VERSION_HEADER, "value": f"{entry.application}:{entry.version}"}
+                    ]
+                },
+            }
+        ]
+    return ref
+
+
+def _rewrite() -> dict[str, Any]:
+    # The prefix the rule matched is cut off: the model serves its API at /.
+    return {
+        "type": "URLRewrite",
+        "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+    }
+
+
 def http_route(inputs: Inputs) -> dict[str, Any]:
     """Gateway API mode: weighted backendRefs instead of the nginx router, under the
     service's own path prefix, which is cut off again before the request reaches a model
-    (the model serves its API at /)."""
+    (the model serves its API at /). Pinning is a rule per version (the pin header's exact
+    value, or the version's path); a pin header naming no version matches a rule without
+    backends, which the Gateway answers 404. Shadows are RequestMirror filters of the split
+    rule with their sample percent."""
     gateway = inputs.catalog.router.gateway
     if gateway is None:
         raise ValueError("router.gateway is required in gateway-api mode")
     parent: dict[str, Any] = {"name": gateway.name}
     if gateway.namespace:
         parent["namespace"] = gateway.namespace
+    prefix = route_prefix(inputs.namespace, inputs.name)
+    pin = inputs.spec.routing_or_default().pin_header
+    split_filters = [_rewrite()] + [
+        {
+            "type": "RequestMirror",
+            "requestMirror": {
+                "backendRef": {"name": version_service_name(inputs.name, e), "port": VERSION_PORT},
+                "percent": e.shadow.sample_percent,
+            },
+        }
+        for e in inputs.spec.versions
+        if e.shadow is not None
+    ]
+    rules: list[dict[str, Any]] = [
+        {
+            "matches": [{"path": {"type": "PathPrefix", "value": prefix}}],
+            "filters": split_filters,
+            "backendRefs": [
+                _backend_ref(inputs, e, e.traffic_ratio)
+                for e in inputs.spec.versions
+                if e.shadow is None
+            ],
+        }
+    ]
+    for e in inputs.spec.versions:
+        label = f"{e.application}:{e.version}"
+        rules.append(
+            {
+                "matches": [
+                    {
+                        "path": {"type": "PathPrefix", "value": prefix},
+                        "headers": [{"type": "Exact", "name": pin, "value": label}],
+                    },
+                    {"path": {"type": "PathPrefix", "value": f"{prefix}{VERSIONS_PATH}{label}"}},
+                ],
+                "filters": [_rewrite()],
+                "backendRefs": [_backend_ref(inputs, e, None)],
+            }
+        )
+    rules.append(
+        {
+            "matches": [
+                {
+                    "path": {"type": "PathPrefix", "value": prefix},
+                    "headers": [{"type": "RegularExpression", "name": pin, "value": ".*"}],
+                }
+            ]
+        }
+    )
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": metadata(
             inputs.name, inputs.namespace, owner_labels(KIND_REALTIME, inputs.name), inputs.obj
         ),
-        "spec": {
-            "parentRefs": [parent],
-            "rules": [
-                {
-                    "matches": [
-                        {
-                            "path": {
-                                "type": "PathPrefix",
-                                "value": route_prefix(inputs.namespace, inputs.name),
-                            }
-                        }
-                    ],
-                    "filters": [
-                        {
-                            "type": "URLRewrite",
-                            "urlRewrite": {
-                                "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}
-                            },
-                        }
-                    ],
-                    "backendRefs": [
-                        {
-                            "name": version_service_name(inputs.name, e),
-                            "port": VERSION_PORT,
-                            "weight": e.traffic_ratio,
-                        }
-                        for e in inputs.spec.versions
-                    ],
-                }
-            ],
-        },
+        "spec": {"parentRefs": [parent], "rules": rules},
     }
 
 

@@ -48,8 +48,18 @@ def _usable_pools(
 GATEWAY_REFUSES = "not supported with the gateway-api router (the catalog's router.mode)"
 
 
+MAX_GATEWAY_VERSIONS = 14  # an HTTPRoute holds 16 rules: the split, one per version, unknown
+
+
 def _gateway_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
     """What an HTTPRoute cannot express; silently not doing it would be worse."""
+    if len(spec.versions) > MAX_GATEWAY_VERSIONS:
+        yield (
+            "spec.versions",
+            f"{GATEWAY_REFUSES}: at most {MAX_GATEWAY_VERSIONS} versions (an HTTPRoute holds "
+            f"16 rules: the split, one per version for pinning, one for unknown pins); "
+            f"this service has {len(spec.versions)}",
+        )
     if spec.traffic_limit is not None:
         yield "spec.trafficLimit", f"{GATEWAY_REFUSES}; limit the rate at the Gateway instead"
     routing = spec.routing
