@@ -94,7 +94,7 @@ def routes(api_client: Any, namespace: str) -> dict[str, Any]:
 
 
 def backends(route: dict[str, Any]) -> list[tuple[str, int]]:
-    [rule] = route["spec"]["rules"]
+    rule = route["spec"]["rules"][0]  # the split; then one per version, then unknown pins
     return [(b["name"], b["weight"]) for b in rule["backendRefs"]]
 
 
@@ -122,7 +122,7 @@ def test_without_the_gateway_api_the_service_waits_for_it(
     route_crd.install()
     status = cluster.phase("Running", timeout=120)  # the 30 s retry timer, on a busy machine
     assert status["url"] == f"{GATEWAY_URL}/{cluster.ns}/svc"
-    assert list(routes(api_client, cluster.ns)) == ["svc"]
+    assert sorted(routes(api_client, cluster.ns)) == ["svc", "svc-versions"]
 
 
 def test_routes_are_accepted_weighted_and_follow_the_spec(
@@ -139,7 +139,7 @@ def test_routes_are_accepted_weighted_and_follow_the_spec(
     assert not any(d.endswith("-router") for d in cluster.deployments())  # no nginx
 
     found = routes(api_client, ns)
-    assert sorted(found) == ["other", "svc"]
+    assert sorted(found) == ["other", "other-versions", "svc", "svc-versions"]
     route = found["svc"]
     assert route["spec"]["parentRefs"] == [
         {
@@ -149,7 +149,11 @@ def test_routes_are_accepted_weighted_and_follow_the_spec(
             "namespace": "gateways",
         }
     ]  # the API server's defaults filled in
-    [rule] = route["spec"]["rules"]
+    rule, *pins, unknown = route["spec"]["rules"]
+    assert len(pins) == 2 and "backendRefs" not in unknown
+    assert pins[1]["matches"][0]["headers"][0]["value"] == "iris:2.0.0"
+    paths = found["svc-versions"]["spec"]["rules"]
+    assert paths[1]["matches"][0]["path"]["value"] == f"/{ns}/svc/versions/iris:2.0.0"
     assert rule["matches"] == [{"path": {"type": "PathPrefix", "value": f"/{ns}/svc"}}]
     assert rule["filters"] == [
         {
@@ -187,3 +191,22 @@ def test_traffic_limit_fails_in_gateway_mode(
     status = cluster.phase("Failed")
     assert "spec.trafficLimit: not supported with the gateway-api router" in status["message"]
     assert routes(api_client, cluster.ns) == {}
+
+
+def test_a_shadow_is_a_mirror_and_stickiness_is_refused_in_gateway_mode(
+    cluster: Cluster, operator: Operator, route_crd: RouteCrd, api_client: Any
+) -> None:
+    """The API server accepts the RequestMirror with its percent (the Gateway API's own
+    schema and CEL rules); what an HTTPRoute cannot do is refused with the field named."""
+    route_crd.install()
+    cluster.create(app("iris"))
+    shadow = version("2.0.0", 0, shadow={"samplePercent": 20})
+    cluster.create(rts(version("1.0.0", 100), shadow))
+    cluster.phase("Running")
+    split = routes(api_client, cluster.ns)["svc"]["spec"]["rules"][0]
+    [mirror] = [f for f in split["filters"] if f["type"] == "RequestMirror"]
+    assert mirror["requestMirror"]["percent"] == 20
+    assert [b["weight"] for b in split["backendRefs"]] == [100]
+    cluster.create(rts(routing={"stickyBy": {"header": "X-User"}}, name="sticky"))
+    status = cluster.phase("Failed", name="sticky")
+    assert "spec.routing.stickyBy: not supported with the gateway-api router" in status["message"]

@@ -206,13 +206,22 @@ def test_gateway_api_mode_builds_an_httproute_instead_of_nginx() -> None:
         [{"name": "X-Inferops-Version", "value": "iris:1.0.0"}],
         [{"name": "X-Inferops-Version", "value": "iris:2.0.0"}],
     ]
-    # Pinning: the header's exact value or the version's path, each to one version.
+    # Pinning: the header's exact value, or the version's path (a route of its own).
     assert pin_a["matches"] == [
         {
             "path": {"type": "PathPrefix", "value": "/ns/svc"},
             "headers": [{"type": "Exact", "name": "X-Inferops-Version", "value": "iris:1.0.0"}],
-        },
-        {"path": {"type": "PathPrefix", "value": "/ns/svc/versions/iris:1.0.0"}},
+        }
+    ]
+    paths = of_kind(children, "HTTPRoute")[1]
+    assert paths["metadata"]["name"] == "svc-versions"
+    assert [r["matches"] for r in paths["spec"]["rules"]] == [
+        [{"path": {"type": "PathPrefix", "value": "/ns/svc/versions/iris:1.0.0"}}],
+        [{"path": {"type": "PathPrefix", "value": "/ns/svc/versions/iris:2.0.0"}}],
+    ]
+    assert [r["backendRefs"] for r in paths["spec"]["rules"]] == [
+        pin_a["backendRefs"],
+        pin_b["backendRefs"],
     ]
     assert [b["name"] for b in pin_b["backendRefs"]] == [split["backendRefs"][1]["name"]]
     assert "weight" not in pin_b["backendRefs"][0]
@@ -233,7 +242,7 @@ def test_gateway_api_mode_mirrors_to_shadows_with_their_percent() -> None:
     obj = copy.deepcopy(CASES["two-versions"])
     obj["spec"]["versions"][0]["trafficRatio"] = 100
     obj["spec"]["versions"][1] |= {"trafficRatio": 0, "shadow": {"samplePercent": 25}}
-    [route] = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
+    route, _ = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
     split, pin_a, pin_b, _ = route["spec"]["rules"]
     # the shadow takes no share
     assert [b["name"] for b in split["backendRefs"]] == [pin_a["backendRefs"][0]["name"]]
@@ -253,7 +262,7 @@ def test_gateway_routes_of_two_services_never_overlap() -> None:
     for name, namespace in [("iris", "team-a"), ("iris", "team-b"), ("other", "team-a")]:
         obj = copy.deepcopy(CASES["two-versions"])
         obj["metadata"] |= {"name": name, "namespace": namespace}
-        [route] = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
+        route, _ = of_kind(realtime_children(inputs(obj, gateway_catalog())), "HTTPRoute")
         rule = route["spec"]["rules"][0]
         assert rule["matches"] == [
             {"path": {"type": "PathPrefix", "value": f"/{namespace}/{name}"}}

@@ -416,6 +416,16 @@ def _backend_ref(inputs: Inputs, entry: ServiceVersion, weight: int | None) -> d
     return ref
 
 
+def _parent(inputs: Inputs) -> dict[str, Any]:
+    gateway = inputs.catalog.router.gateway
+    if gateway is None:
+        raise ValueError("router.gateway is required in gateway-api mode")
+    parent: dict[str, Any] = {"name": gateway.name}
+    if gateway.namespace:
+        parent["namespace"] = gateway.namespace
+    return parent
+
+
 def _rewrite() -> dict[str, Any]:
     # The prefix the rule matched is cut off: the model serves its API at /.
     return {
@@ -427,16 +437,11 @@ def _rewrite() -> dict[str, Any]:
 def http_route(inputs: Inputs) -> dict[str, Any]:
     """Gateway API mode: weighted backendRefs instead of the nginx router, under the
     service's own path prefix, which is cut off again before the request reaches a model
-    (the model serves its API at /). Pinning is a rule per version (the pin header's exact
-    value, or the version's path); a pin header naming no version matches a rule without
-    backends, which the Gateway answers 404. Shadows are RequestMirror filters of the split
-    rule with their sample percent."""
-    gateway = inputs.catalog.router.gateway
-    if gateway is None:
-        raise ValueError("router.gateway is required in gateway-api mode")
-    parent: dict[str, Any] = {"name": gateway.name}
-    if gateway.namespace:
-        parent["namespace"] = gateway.namespace
+    (the model serves its API at /). Pinning is a rule per version matching the pin header's
+    exact value; a pin header naming no version matches a rule without backends, which the
+    Gateway answers 404 (the version paths are `versions_route`). Shadows are RequestMirror
+    filters of the split rule with their sample percent."""
+    parent = _parent(inputs)
     prefix = route_prefix(inputs.namespace, inputs.name)
     pin = inputs.spec.routing_or_default().pin_header
     split_filters = [_rewrite()] + [
@@ -469,8 +474,7 @@ def http_route(inputs: Inputs) -> dict[str, Any]:
                     {
                         "path": {"type": "PathPrefix", "value": prefix},
                         "headers": [{"type": "Exact", "name": pin, "value": label}],
-                    },
-                    {"path": {"type": "PathPrefix", "value": f"{prefix}{VERSIONS_PATH}{label}"}},
+                    }
                 ],
                 "filters": [_rewrite()],
                 "backendRefs": [_backend_ref(inputs, e, None)],
@@ -486,14 +490,47 @@ def http_route(inputs: Inputs) -> dict[str, Any]:
             ]
         }
     )
+    return _route(inputs, inputs.name, parent, rules)
+
+
+def _route(
+    inputs: Inputs, name: str, parent: dict[str, Any], rules: list[dict[str, Any]]
+) -> dict[str, Any]:
     return {
         "apiVersion": "gateway.networking.k8s.io/v1",
         "kind": "HTTPRoute",
         "metadata": metadata(
-            inputs.name, inputs.namespace, owner_labels(KIND_REALTIME, inputs.name), inputs.obj
+            name, inputs.namespace, owner_labels(KIND_REALTIME, inputs.name), inputs.obj
         ),
         "spec": {"parentRefs": [parent], "rules": rules},
     }
+
+
+def versions_route_name(service: str) -> str:
+    return f"{service}-versions"
+
+
+def versions_route(inputs: Inputs) -> dict[str, Any]:
+    """`/versions/<application>:<version>/` of every version, in a route of its own: a URL
+    rewrite needs a rule per path, and one HTTPRoute holds 16 rules."""
+    parent = _parent(inputs)
+    prefix = route_prefix(inputs.namespace, inputs.name)
+    rules = [
+        {
+            "matches": [
+                {
+                    "path": {
+                        "type": "PathPrefix",
+                        "value": f"{prefix}{VERSIONS_PATH}{e.application}:{e.version}",
+                    }
+                }
+            ],
+            "filters": [_rewrite()],
+            "backendRefs": [_backend_ref(inputs, e, None)],
+        }
+        for e in inputs.spec.versions
+    ]
+    return _route(inputs, versions_route_name(inputs.name), parent, rules)
 
 
 def realtime_children(inputs: Inputs) -> list[dict[str, Any]]:
@@ -507,7 +544,7 @@ def realtime_children(inputs: Inputs) -> list[dict[str, Any]]:
     if nginx:
         children += router_objects(inputs)
     else:
-        children.append(http_route(inputs))
+        children += [http_route(inputs), versions_route(inputs)]
     if inputs.catalog.network_policies.enabled:
         children += realtime_policies(inputs.obj, inputs.catalog.network_policies, router=nginx)
     return children
