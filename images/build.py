@@ -929,7 +929,16 @@ def import_images(
         args = [*base, "import", "--base-name", repository]
         if snapshotter:
             args += ["--snapshotter", snapshotter]
-        run([*args, str(archive)], quiet=True)
+        try:
+            run([*args, str(archive)], quiet=True)
+        except RuntimeError as exc:
+            # containerd's snapshotter now and then reports a parent snapshot "does not
+            # exist" while it is still being committed (an import right after the archive
+            # was rebuilt); the same import a moment later succeeds.
+            if "does not exist" not in str(exc):
+                raise
+            time.sleep(2)
+            run([*args, str(archive)], quiet=True)
     listed = set(run([*base, "ls", "--quiet"], quiet=True).split())
     missing = [ref for ref in archives if ref not in listed]
     if missing:
