@@ -96,6 +96,7 @@ class Router:
     config: str
     process: subprocess.Popen[bytes]
     metrics_port: int | None = None  # the router agent's, when it runs
+    agent_pid: int | None = None
 
     @property
     def url(self) -> str:
@@ -239,7 +240,7 @@ def running_router(
     agent = agent or pairing is not None or any(b.shadow_percent for b in backends)
     with contextlib.ExitStack() as stack:
         link = None
-        metrics_port = None
+        metrics_port = agent_pid = None
         if agent:
             runtime = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="ifr-")))
             os.chmod(runtime, 0o755)
@@ -265,7 +266,7 @@ def running_router(
                 shadow_timeout_seconds=10.0,
                 max_shadow_in_flight=max_shadow_in_flight,
             )
-            stack.enter_context(running_agent(config, runtime))
+            agent_pid = stack.enter_context(running_agent(config, runtime)).pid
 
         def make(listen: str, runtime_dir: str) -> str:
             return nginx_config(
@@ -282,7 +283,7 @@ def running_router(
             )
 
         router = stack.enter_context(running_nginx(make))
-        yield dataclasses.replace(router, metrics_port=metrics_port)
+        yield dataclasses.replace(router, metrics_port=metrics_port, agent_pid=agent_pid)
 
 
 @contextlib.contextmanager

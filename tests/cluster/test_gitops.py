@@ -17,7 +17,7 @@ from inferops.api.names import GROUP, VERSION
 from tests.cluster.operator_process import Operator, running_operator
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
-FILES = ("iris-application.yaml", "iris-realtime.yaml")
+FILES = ("iris-application.yaml", "iris-realtime.yaml", "iris-shadow-realtime.yaml")
 
 
 @pytest.fixture

@@ -88,8 +88,12 @@ def total(metrics: list[dict[str, float]], name: str) -> float:
 
 
 def pairs(s3: Any) -> list[dict[str, Any]]:
+    """The router agent's lines; the versions' own agents write beside them, under
+    pairs/<service>/<application>_<version>/."""
     out = []
     for item in s3.list_objects_v2(Bucket=COLLECT).get("Contents", []):
+        if "/shadow-" not in item["Key"]:
+            continue
         text = s3.get_object(Bucket=COLLECT, Key=item["Key"])["Body"].read().decode()
         out += [dict(json.loads(line), key=item["Key"]) for line in text.splitlines()]
     return out

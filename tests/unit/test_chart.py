@@ -22,9 +22,13 @@ import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from inferops.api.application import AIApplicationSpec
 from inferops.api.catalog import Catalog, default_catalog, load_catalog
+from inferops.api.realtime import RealTimeServiceSpec
 from inferops.certs import client_certificate
 from inferops.cli import build_parser
+from inferops.resources.realtime import Inputs, realtime_children
+from tests.unit import rules_table
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "inferops"
@@ -128,6 +132,12 @@ def render(values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
 
 def by_kind(docs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [d for d in docs if d["kind"] == kind]
+
+
+IRIS_VERSIONS = {
+    ("iris", v.version): v
+    for v in AIApplicationSpec.model_validate(rules_table.app()["spec"]).versions
+}
 
 
 def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
@@ -616,12 +626,24 @@ def test_metrics_service_and_service_monitor() -> None:
     assert service["spec"]["ports"][0]["targetPort"] == "metrics"
     assert by_kind(docs, "ServiceMonitor") == []
     docs = render(NON_DEFAULT)
-    monitor = one(docs, "ServiceMonitor")
+    monitor = one(docs, "ServiceMonitor", "mlops")
     assert monitor["metadata"]["labels"]["release"] == "prom"
     assert monitor["spec"]["endpoints"][0]["port"] == "metrics"
     selector = monitor["spec"]["selector"]["matchLabels"]
     labels = one(docs, "Service", "mlops-metrics")["metadata"]["labels"]
     assert selector.items() <= labels.items()
+    # The routers of every RealTimeService, as the operator labels their stable Services.
+    routers = one(docs, "ServiceMonitor", "mlops-routers")
+    assert routers["spec"]["namespaceSelector"] == {"any": True}
+    assert routers["spec"]["endpoints"][0]["port"] == "metrics"
+    spec = RealTimeServiceSpec.model_validate(rules_table.rts()["spec"])
+    obj = rules_table.rts() | {"metadata": {"name": "svc", "namespace": "ns", "uid": "1"}}
+    children = realtime_children(Inputs(obj, spec, IRIS_VERSIONS, default_catalog()))
+    stable = next(c for c in children if c["kind"] == "Service" and c["metadata"]["name"] == "svc")
+    assert (
+        routers["spec"]["selector"]["matchLabels"].items() <= stable["metadata"]["labels"].items()
+    )
+    assert "metrics" in [p["name"] for p in stable["spec"]["ports"]]
 
 
 def test_notes_tell_what_was_installed() -> None:
