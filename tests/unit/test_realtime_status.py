@@ -9,7 +9,7 @@ import pytest
 
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.reconcile.common import status_fields
-from inferops.reconcile.realtime_status import Observed
+from inferops.reconcile.realtime_status import Observed, traffic_summary
 from inferops.reconcile.realtime_status import realtime_status as realtime_status_model
 from tests.unit.rules_table import rts, version
 
@@ -286,3 +286,25 @@ def test_stopped_and_per_version_nodes() -> None:
         now=NOW,
     )
     assert [(v["readyNodes"], v["desiredNodes"]) for v in running["versions"]] == [(2, 2), (1, 1)]
+
+
+def test_the_traffic_column_shows_a_shadow_with_its_sample() -> None:
+    spec = RealTimeServiceSpec.model_validate(
+        {
+            "versions": [
+                {
+                    "application": "iris",
+                    "version": "1.0.0",
+                    "trafficRatio": 100,
+                    "specification": "cpu.2u4g",
+                },
+                {
+                    "application": "iris",
+                    "version": "2.0.0",
+                    "specification": "cpu.2u4g",
+                    "shadow": {"samplePercent": 10},
+                },
+            ]
+        }
+    )
+    assert traffic_summary(spec) == "iris:1.0.0=100,iris:2.0.0=shadow10%"

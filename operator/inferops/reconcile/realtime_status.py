@@ -143,7 +143,12 @@ def version_statuses(
 
 
 def traffic_summary(spec: RealTimeServiceSpec) -> str:
-    return ",".join(f"{v.application}:{v.version}={v.traffic_ratio}" for v in spec.versions)
+    """`iris:1.0.0=70,iris:2.0.0=30`; a shadow shows its sample: `iris:3.0.0=shadow10%`."""
+    return ",".join(
+        f"{v.application}:{v.version}="
+        + (f"shadow{v.shadow.sample_percent}%" if v.shadow else str(v.traffic_ratio))
+        for v in spec.versions
+    )
 
 
 def realtime_status(

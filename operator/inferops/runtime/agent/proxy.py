@@ -58,7 +58,9 @@ SESSION_KEY = web.AppKey("inferops_agent_session", aiohttp.ClientSession)
 REDACTION_KEY = web.AppKey("inferops_agent_redaction", Redaction)
 
 
-def _forward_headers(headers: CIMultiDictProxy[str], skip: frozenset[str]) -> CIMultiDict[str]:
+def forward_headers(
+    headers: CIMultiDictProxy[str] | CIMultiDict[str], skip: frozenset[str]
+) -> CIMultiDict[str]:
     """The headers minus hop-by-hop ones (and those the Connection header names)."""
     named = {
         token.strip().lower()
@@ -155,7 +157,7 @@ async def _proxy(request: web.Request) -> web.StreamResponse:
     cap = options.max_capture_bytes if sampled else 0  # an unsampled body is only counted
     exchange = _Exchange(BodyTap(cap), BodyTap(cap))
     body = _RequestBody(request, limit, exchange.sent) if request.body_exists else None
-    headers = _forward_headers(request.headers, _REQUEST_SKIP)
+    headers = forward_headers(request.headers, _REQUEST_SKIP)
     if body is not None and request.content_length is not None:
         headers[hdrs.CONTENT_LENGTH] = str(request.content_length)  # else sent chunked
     try:
@@ -193,7 +195,7 @@ async def _relay(
     response = web.StreamResponse(
         status=upstream.status,
         reason=upstream.reason,
-        headers=_forward_headers(upstream.headers, HOP_BY_HOP),
+        headers=forward_headers(upstream.headers, HOP_BY_HOP),
     )
     await response.prepare(request)
     if request.method == hdrs.METH_HEAD:
@@ -245,7 +247,7 @@ def _record(request: web.Request, exchange: _Exchange, response: web.StreamRespo
         "request": sent.value,
         "requestBytes": exchange.sent.size,
         "requestTruncated": sent.truncated,
-        "requestHeaders": redaction.headers_of(_forward_headers(request.headers, _REQUEST_SKIP)),
+        "requestHeaders": redaction.headers_of(forward_headers(request.headers, _REQUEST_SKIP)),
         "status": response.status,
         "response": answered.value,
         "responseBytes": exchange.answered.size,

@@ -36,9 +36,9 @@ from inferops.contract.router import (
     RouterAgentConfig,
     Target,
 )
+from inferops.runtime.agent import proxy as agent_proxy
 from inferops.runtime.agent.capture import BodyTap, capture_body, rfc3339
 from inferops.runtime.agent.collector import Collector, utc_now
-from inferops.runtime.agent.proxy import HOP_BY_HOP
 from inferops.runtime.agent.redact import Redaction
 from inferops.runtime.router.metrics import RouterMetrics
 
@@ -48,23 +48,13 @@ _INTERNAL = frozenset(
     h.lower()
     for h in (SHADOW_HEADER, PRODUCTION_HEADER, PAIRED_SHADOWS_HEADER, ORIGINAL_URI_HEADER)
 )
-_SKIP = HOP_BY_HOP | _INTERNAL | {"host", "content-length", "expect"}
+_SKIP = agent_proxy.HOP_BY_HOP | _INTERNAL | {"host", "content-length", "expect"}
 _NO_AUTO_HEADERS = (hdrs.ACCEPT, hdrs.ACCEPT_ENCODING, hdrs.USER_AGENT, hdrs.CONTENT_TYPE)
 
 
 def forward_headers(headers: CIMultiDictProxy[str] | CIMultiDict[str]) -> CIMultiDict[str]:
     """The client's headers for a version: no hop-by-hop ones, none of the router's own."""
-    named = {
-        token.strip().lower()
-        for value in headers.getall(hdrs.CONNECTION, ())
-        for token in value.split(",")
-    }
-    out: CIMultiDict[str] = CIMultiDict()
-    for name, value in headers.items():
-        lowered = name.lower()
-        if lowered not in _SKIP and lowered not in named:
-            out.add(name, value)
-    return out
+    return agent_proxy.forward_headers(headers, _SKIP)
 
 
 def version_url(address: str, uri: str) -> URL:
@@ -155,6 +145,19 @@ class Relay:
         for collector in self.collectors.values():
             await collector.close()
 
+    def send(self, target: Target, sent: Sent) -> Any:
+        """The request to a version (an aiohttp request context: await it or use it in
+        `async with`)."""
+        assert self.session is not None
+        return self.session.request(
+            sent.method,
+            version_url(target.address, sent.uri),
+            headers=sent.headers,
+            data=sent.body or None,
+            skip_auto_headers=_NO_AUTO_HEADERS,
+            allow_redirects=False,
+        )
+
     async def call(self, target: Target, sent: Sent) -> Answer:
         """Sends the request to a version and reads its whole answer (bounded)."""
         assert self.session is not None
@@ -163,15 +166,10 @@ class Relay:
         digest = hashlib.sha256()
         started = time.perf_counter()
         try:
-            async with self.session.request(
-                sent.method,
-                version_url(target.address, sent.uri),
-                headers=sent.headers,
-                data=sent.body or None,
-                skip_auto_headers=_NO_AUTO_HEADERS,
-                allow_redirects=False,
-                timeout=aiohttp.ClientTimeout(total=self.config.shadow_timeout_seconds),
-            ) as response:
+            async with (
+                asyncio.timeout(self.config.shadow_timeout_seconds),
+                self.send(target, sent) as response,
+            ):
                 async for chunk in response.content.iter_any():
                     if tap.size + len(chunk) > self.config.max_body_bytes:
                         raise _TooLargeError
@@ -357,14 +355,7 @@ async def _stream_production(
     digest = hashlib.sha256()
     started = time.perf_counter()
     try:
-        upstream = await relay.session.request(
-            sent.method,
-            version_url(target.address, sent.uri),
-            headers=sent.headers,
-            data=sent.body or None,
-            skip_auto_headers=_NO_AUTO_HEADERS,
-            allow_redirects=False,
-        )
+        upstream = await relay.send(target, sent)
     except (TimeoutError, aiohttp.ClientError) as exc:
         why = f"the version {target.label} is unreachable: {type(exc).__name__}"
         answer = Answer(target.label, None, time.perf_counter() - started, tap, error=why)
