@@ -361,7 +361,11 @@ def test_model_pods_take_traffic_only_from_their_router_on_the_service_port() ->
     assert router == {
         "podSelector": {"matchLabels": {**owner, "app.kubernetes.io/component": "router"}},
         "policyTypes": ["Ingress"],
-        "ingress": [{"ports": [{"protocol": "TCP", "port": "http"}]}],
+        # the service port, and the router agent's metrics (metricsFrom; empty: any source)
+        "ingress": [
+            {"ports": [{"protocol": "TCP", "port": "http"}]},
+            {"ports": [{"protocol": "TCP", "port": "metrics"}]},
+        ],
     }
     [deployment] = [
         c
@@ -406,7 +410,8 @@ def test_restricted_egress_allows_dns_the_models_and_the_store_only() -> None:
         {
             "ports": [{"protocol": "TCP", "port": "http"}],
             "from": [{"namespaceSelector": {"matchLabels": {"team": "web"}}}],
-        }
+        },
+        {"ports": [{"protocol": "TCP", "port": "metrics"}]},
     ]
     [batch] = policies(children(SERVICES["batch"], RESTRICTED)).values()
     assert batch["egress"] == [dns, {"to": [STORE]}]
