@@ -4,7 +4,8 @@
    of the same upstream: throughput, latency, and the CPU time of nginx and the agent per
    request (from /proc);
 2. shadow: client latency without a shadow versus with a shadow that takes 1 s to answer
-   (mirrored through the agent), and versus the same shadow with paired capture;
+   (mirrored through the agent), and versus the same shadow with paired capture, at a
+   steady request rate (open loop) and as fast as the machine goes (closed loop);
 3. sticky: 10,000 keys asked 5 times each through a 70/30 sticky split: keys answered by
    more than one version, and the shares.
 
@@ -134,20 +135,58 @@ async def load(url: str, seconds: float, concurrency: int, body: bytes) -> Run:
     return run
 
 
+async def paced(url: str, seconds: float, rate: float, body: bytes) -> Run:
+    """Open loop: one request every 1/rate s whatever the answers, each on a free
+    keep-alive connection; latency from its send to its last byte."""
+    run = Run()
+    connector = aiohttp.TCPConnector(limit=256)
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one() -> None:
+            start = time.perf_counter()
+            try:
+                async with session.post(url, data=body) as response:
+                    await response.read()
+                    good = response.status == 200
+            except (aiohttp.ClientError, TimeoutError):
+                good = False
+            if good:
+                run.latencies.append(time.perf_counter() - start)
+                run.ok += 1
+            else:
+                run.errors += 1
+
+        began = time.perf_counter()
+        tasks = []
+        for i in range(int(seconds * rate)):
+            delay = began + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one()))
+        await asyncio.gather(*tasks)
+        run.seconds = time.perf_counter() - began
+    return run
+
+
 def measure(
-    routers: dict[str, Router], args: argparse.Namespace, label: str
+    routers: dict[str, Router], args: argparse.Namespace, label: str, rate: float | None = None
 ) -> dict[str, dict[str, Any]]:
+    """Closed loop (`args.concurrency` connections back to back), or open loop at `rate`."""
     body = json.dumps({"data": {"req_data": [{"input_1": 5.1}]}}).encode()
-    warm = {
-        name: asyncio.run(load(router.url, args.warmup, args.concurrency, body)).ok
-        for name, router in routers.items()
-    }
+
+    def drive(url: str, seconds: float) -> Run:
+        if rate is not None:
+            return asyncio.run(paced(url, seconds, rate, body))
+        return asyncio.run(load(url, seconds, args.concurrency, body))
+
+    warm = {name: drive(router.url, args.warmup).ok for name, router in routers.items()}
     totals = {name: Run() for name in routers}
     processes = {name: groups(r) for name, r in routers.items()}
     for number in range(args.rounds):
         for name, router in routers.items():
             before = cpu_now(processes[name])
-            run = asyncio.run(load(router.url, args.duration / args.rounds, args.concurrency, body))
+            run = drive(router.url, args.duration / args.rounds)
             after = cpu_now(processes[name])
             run.cpu = {k: after[k] - before[k] for k in after}
             totals[name].add(run)
@@ -205,12 +244,15 @@ def metrics_part(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
 
 def shadow_part(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
     up = stack.enter_context(running_upstreams("one"))
-    slow = stack.enter_context(running_upstreams("slow-shadow"))
+    slow = stack.enter_context(running_upstreams("slow-shadow", "quick-shadow"))
     production = Backend("one", up["one"], 100, A)
     shadow = Backend("slow-shadow", slow["slow-shadow"], 0, Z, shadow_percent=args.sample)
+    quick = Backend("quick-shadow", slow["quick-shadow"], 0, Z, shadow_percent=args.sample)
     output = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="traffic-pairs-")))
     routers = {
         "no shadow": stack.enter_context(running_router([production], agent=True)),
+        # the same copies to a shadow that answers at once: what mirroring itself costs
+        "quick shadow": stack.enter_context(running_router([production, quick])),
         "shadow": stack.enter_context(running_router([production, shadow])),
         "shadow+pairs": stack.enter_context(
             running_router(
@@ -218,7 +260,8 @@ def shadow_part(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
             )
         ),
     }
-    results = measure(routers, args, "shadow")
+    closed = measure(routers, args, "shadow, saturated")
+    results = measure(routers, args, f"shadow, {args.rate:g} req/s", rate=args.rate)
     mirrored = {}
     for name, router in routers.items():
         metrics = scrape(router)
@@ -230,22 +273,38 @@ def shadow_part(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
                 f'inferops_router_shadow_dropped_total{{reason="busy",version="{Z}"}}', 0
             ),
         }
-    base = results["no shadow"]
     return {
         "sample_percent": args.sample,
         "shadow_latency_s": 1.0,
-        "results": results,
-        "shadow_requests": mirrored,
-        "ratios": {
-            name: {
-                "p50": ratio(r["p50_ms"], base["p50_ms"]),
-                "p99": ratio(r["p99_ms"], base["p99_ms"]),
-                "rps": ratio(r["rps"], base["rps"]),
-            }
-            for name, r in results.items()
-            if name != "no shadow"
+        # at a steady rate (what a router in service sees): the shadow's effect on latency
+        "paced": {"rate": args.rate, "results": results, "ratios": _ratios(results)},
+        # as fast as the machine goes: what the copies cost in CPU and throughput
+        "saturated": {
+            "concurrency": args.concurrency,
+            "results": closed,
+            "ratios": _ratios(closed),
         },
+        # both loads: copies answered by the shadow, and dropped (more than 64 waiting)
+        "shadow_requests": mirrored,
     }
+
+
+def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
+    """Each against no shadow; and the 1 s shadow against the quick one: how much the
+    shadow's own latency reaches the client."""
+
+    def versus(r: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
+        return {
+            "p50": ratio(r["p50_ms"], base["p50_ms"]),
+            "p99": ratio(r["p99_ms"], base["p99_ms"]),
+            "rps": ratio(r["rps"], base["rps"]),
+        }
+
+    out = {
+        name: versus(r, results["no shadow"]) for name, r in results.items() if name != "no shadow"
+    }
+    out["shadow vs quick shadow"] = versus(results["shadow"], results["quick shadow"])
+    return out
 
 
 def sticky_part(stack: ExitStack, keys: int = 10_000, repeats: int = 5) -> dict[str, Any]:
@@ -286,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds per target first")
     parser.add_argument("--rounds", type=int, default=5, help="alternations of the targets")
     parser.add_argument("--sample", type=int, default=10, help="the shadow's samplePercent")
+    parser.add_argument("--rate", type=float, default=500.0, help="req/s of the paced load")
     parser.add_argument("--out", type=Path, help="write the result as JSON here")
     args = parser.parse_args(argv)
     document: dict[str, Any] = {

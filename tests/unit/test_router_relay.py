@@ -10,6 +10,7 @@ import aiohttp
 import pytest
 
 from inferops.contract.router import (
+    MIRROR_SOCKET,
     ORIGINAL_URI_HEADER,
     PRODUCTION_HEADER,
     RELAY_SOCKET,
@@ -19,6 +20,7 @@ from inferops.contract.router import (
 )
 from inferops.runtime.agent.capture import BodyTap
 from inferops.runtime.router.command import running_agent
+from inferops.runtime.router.intake import BAD_REQUEST, NO_CONTENT, Copy, MirrorIntake
 from inferops.runtime.router.relay import Answer, _same_body, version_url
 from tests.router_support import free_port, free_udp_port
 
@@ -73,21 +75,82 @@ def test_the_relay_refuses_what_nginx_would_never_send(tmp_path: Path) -> None:
         ),
     )
 
-    async def run() -> list[int]:
+    async def run() -> tuple[list[int], list[int]]:
         async with running_agent(config):
-            connector = aiohttp.UnixConnector(path=str(tmp_path / RELAY_SOCKET))
+            copies = []
+            connector = aiohttp.UnixConnector(path=str(tmp_path / MIRROR_SOCKET))
             async with aiohttp.ClientSession(connector=connector) as session:
-                statuses = []
                 for headers in (
-                    {},  # a plain request
+                    {},  # no shadow named
                     {SHADOW_HEADER: "prod", ORIGINAL_URI_HEADER: "/"},  # not a shadow
                     {SHADOW_HEADER: "nowhere", ORIGINAL_URI_HEADER: "/"},
                     {SHADOW_HEADER: "dark", ORIGINAL_URI_HEADER: "http://evil/"},
-                    {PRODUCTION_HEADER: "dark"},  # a shadow is not production
-                    {SHADOW_HEADER: "dark", ORIGINAL_URI_HEADER: "/ok"},  # accepted
+                    {SHADOW_HEADER: "dark", ORIGINAL_URI_HEADER: "/ok"},  # taken
                 ):
                     async with session.post("http://relay/x", headers=headers, data=b"{}") as r:
-                        statuses.append(r.status)
-                return statuses
+                        copies.append(r.status)
+            pairs = []
+            connector = aiohttp.UnixConnector(path=str(tmp_path / RELAY_SOCKET))
+            async with aiohttp.ClientSession(connector=connector) as session:
+                for headers in ({}, {PRODUCTION_HEADER: "dark"}, {PRODUCTION_HEADER: "nowhere"}):
+                    async with session.post("http://relay/x", headers=headers, data=b"{}") as r:
+                        pairs.append(r.status)
+            return copies, pairs
 
-    assert asyncio.run(run()) == [400, 400, 400, 400, 400, 204]
+    assert asyncio.run(run()) == ([400, 400, 400, 400, 204], [400, 400, 400])
+
+
+def copies_of(*chunks: bytes, max_body: int = 100) -> tuple[list[Copy], bytes, bool]:
+    """Feeds the intake these chunks: the copies it took, what it wrote, whether it closed."""
+    taken: list[Copy] = []
+
+    class Transport:
+        written = b""
+        closed = False
+
+        def write(self, data: bytes) -> None:
+            self.written += data
+
+        def close(self) -> None:
+            self.closed = True
+
+    transport = Transport()
+    intake = MirrorIntake(lambda c: taken.append(c) is None, max_body)
+    intake.transport = transport  # type: ignore[assignment]
+    for chunk in chunks:
+        intake.data_received(chunk)
+    return taken, transport.written, transport.closed
+
+
+HEAD = b"POST /inferops-mirror/0 HTTP/1.1\r\nHost: x\r\nX-Inferops-Shadow: dark\r\n"
+
+
+def test_the_intake_reads_copies_across_chunks_and_keeps_the_connection() -> None:
+    one = HEAD + b"Content-Length: 5\r\n\r\nhello"
+    two = HEAD + b"Content-Length: 0\r\n\r\n"
+    stream = one + two
+    taken, written, closed = copies_of(stream[:7], stream[7:40], stream[40:])
+    assert [(c.method, c.path, c.body) for c in taken] == [
+        ("POST", "/inferops-mirror/0", b"hello"),
+        ("POST", "/inferops-mirror/0", b""),
+    ]
+    assert taken[0].headers["x-inferops-shadow"] == "dark"
+    assert written == NO_CONTENT * 2 and not closed
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        HEAD + b"Transfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+        HEAD + b"Content-Length: 101\r\n\r\n",  # over the bound
+        HEAD + b"Content-Length: -1\r\n\r\n",
+        HEAD + b"Content-Length: x\r\n\r\n",
+        b"GARBAGE\r\n\r\n",
+        b"GET http://evil/ HTTP/1.1\r\n\r\n",
+        HEAD + b" bad: header\r\n\r\n",
+        b"POST / HTTP/1.1\r\n" + b"X: " + b"y" * 70_000,  # a head that never ends
+    ],
+)
+def test_the_intake_refuses_what_nginx_never_sends_and_closes(data: bytes) -> None:
+    taken, written, closed = copies_of(data)
+    assert taken == [] and written == BAD_REQUEST and closed

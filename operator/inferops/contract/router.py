@@ -22,7 +22,8 @@ RUNTIME_DIR = "/run/inferops"  # an emptyDir shared by nginx and the agent
 # datagram socket: those queue 10 datagrams (net.unix.max_dgram_qlen, not settable in a
 # pod), a UDP socket as many as its receive buffer holds.
 DEFAULT_LOG_PORT = 5140
-RELAY_SOCKET = "relay.sock"  # nginx -> agent: mirrored and paired requests (HTTP)
+RELAY_SOCKET = "relay.sock"  # nginx -> agent: paired requests (HTTP)
+MIRROR_SOCKET = "mirror.sock"  # nginx -> agent: copies for shadows (HTTP, answered 204)
 STATUS_SOCKET = "status.sock"  # agent -> nginx: stub_status, for requests in flight
 LOG_TAG = "inferops"
 STATUS_PATH = "/inferops-router/status"

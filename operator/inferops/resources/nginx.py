@@ -29,6 +29,7 @@ HEALTH_PATH = "/inferops-router/healthz"
 VERSION_HEADER = "X-Inferops-Version"
 VERSIONS_PATH = "/versions/"
 AGENT_UPSTREAM = "inferops_agent"
+MIRROR_UPSTREAM = "inferops_mirror"
 _UNKNOWN = "?"  # $inferops_pinned of a pin header that names no version
 
 
@@ -103,11 +104,15 @@ def _upstreams(backends: Sequence[Backend], link: AgentLink | None) -> str:
         for b in backends
     ]
     if link is not None:
-        blocks.append(
-            f"    upstream {AGENT_UPSTREAM} {{\n"
-            f"        server unix:{link.socket(agent.RELAY_SOCKET)} max_fails=0;\n"
-            "        keepalive 32;\n    }"
-        )
+        for name, sock in (
+            (AGENT_UPSTREAM, agent.RELAY_SOCKET),
+            (MIRROR_UPSTREAM, agent.MIRROR_SOCKET),
+        ):
+            blocks.append(
+                f"    upstream {name} {{\n"
+                f"        server unix:{link.socket(sock)} max_fails=0;\n"
+                "        keepalive 32;\n    }"
+            )
     return "\n".join(blocks)
 
 
@@ -235,7 +240,7 @@ def _mirror_locations(shadows: Sequence[Backend]) -> str:
             "            internal;\n"
             f'            if ($inferops_shadow_{i} = "") {{\n                return 204;\n'
             "            }\n"
-            f"            proxy_pass http://{AGENT_UPSTREAM};\n"
+            f"            proxy_pass http://{MIRROR_UPSTREAM};\n"
             "            proxy_http_version 1.1;\n"
             '            proxy_set_header Connection "";\n'
             "            proxy_set_header Host $host;\n"

@@ -35,6 +35,7 @@ from inferops.contract.agent import (
 from inferops.contract.router import (
     HEALTH_PATH,
     METRICS_PATH,
+    MIRROR_SOCKET,
     RELAY_SOCKET,
     STATUS_PATH,
     STATUS_SOCKET,
@@ -42,6 +43,7 @@ from inferops.contract.router import (
 )
 from inferops.runtime.agent.collector import Collector
 from inferops.runtime.agent.redact import Redaction
+from inferops.runtime.router.intake import MirrorIntake
 from inferops.runtime.router.metrics import RouterMetrics
 from inferops.runtime.router.relay import Relay, build_relay_app
 from inferops.storage import Storage, StorageError, parse_location
@@ -176,15 +178,23 @@ async def running_agent(config: RouterAgentConfig, pod: str = UNKNOWN) -> AsyncI
     await relay.start()
     relay_runner = web.AppRunner(build_relay_app(relay), access_log=None)
     metrics_runner = web.AppRunner(metrics_app(config, metrics), access_log=None)
+    intake: asyncio.Server | None = None
     try:
         await relay_runner.setup()
         relay_path = config.socket(RELAY_SOCKET)
         await web.UnixSite(relay_runner, _fresh(relay_path)).start()
         os.chmod(relay_path, SOCKET_MODE)
+        mirror_path = config.socket(MIRROR_SOCKET)
+        intake = await asyncio.get_running_loop().create_unix_server(
+            lambda: MirrorIntake(relay.take_copy, config.max_body_bytes), _fresh(mirror_path)
+        )
+        os.chmod(mirror_path, SOCKET_MODE)
         await metrics_runner.setup()
         await web.TCPSite(metrics_runner, config.metrics_host, config.metrics_port).start()
         yield relay
     finally:
+        if intake is not None:
+            intake.close()
         await metrics_runner.cleanup()
         await relay_runner.cleanup()
         await relay.close()

@@ -2,7 +2,7 @@
 collection, the sampled requests themselves so that production's and the shadows' answers
 can be written side by side.
 
-Mirror (`SHADOW_HEADER`): the copy's body is read, nginx gets 204 at once and the copy goes
+Mirror (`take_copy`, from `intake.MirrorIntake`): nginx has had its 204 and the copy goes
 to the shadow in the background, so neither the client nor nginx ever waits for a shadow.
 Pairing (`PRODUCTION_HEADER`): the request goes to production, whose answer streams back
 to the client as it comes; the shadows get the same request at the same moment; once all
@@ -40,6 +40,7 @@ from inferops.runtime.agent import proxy as agent_proxy
 from inferops.runtime.agent.capture import BodyTap, capture_body, rfc3339
 from inferops.runtime.agent.collector import Collector, utc_now
 from inferops.runtime.agent.redact import Redaction
+from inferops.runtime.router.intake import Copy
 from inferops.runtime.router.metrics import RouterMetrics
 
 log = logging.getLogger(__name__)
@@ -109,6 +110,20 @@ class Relay:
     def shadow(self, upstream: str) -> Target | None:
         target = self.targets.get(upstream)
         return target if target is not None and target.shadow_percent is not None else None
+
+    def take_copy(self, copy: Copy) -> bool:
+        """A copy from the mirror intake: relayed to its shadow in the background (dropped
+        and counted when too many wait); False when it names no shadow of this router."""
+        target = self.shadow(copy.headers.get(SHADOW_HEADER, ""))
+        uri = copy.headers.get(ORIGINAL_URI_HEADER, "")
+        if target is None or not uri.startswith("/"):
+            return False
+        if self.busy():
+            self.metrics.shadow_dropped.labels(target.label, "busy").inc()
+            return True
+        sent = Sent(copy.method, uri, forward_headers(copy.headers), copy.body, utc_now())
+        self.spawn(self.mirror(target, sent))
+        return True
 
     def production(self, upstream: str) -> Target | None:
         target = self.targets.get(upstream)
@@ -310,19 +325,6 @@ async def _sent(request: web.Request, uri: str) -> Sent:
     )
 
 
-async def _mirror(request: web.Request, relay: Relay, upstream: str) -> web.StreamResponse:
-    target = relay.shadow(upstream)
-    uri = request.headers.get(ORIGINAL_URI_HEADER, "")
-    if target is None or not uri.startswith("/"):
-        return _error(400, "not a shadow of this router, or no original URI")
-    sent = await _sent(request, uri)
-    if relay.busy():
-        relay.metrics.shadow_dropped.labels(target.label, "busy").inc()
-    else:
-        relay.spawn(relay.mirror(target, sent))
-    return web.Response(status=204)
-
-
 async def _pair(request: web.Request, relay: Relay, upstream: str) -> web.StreamResponse:
     production = relay.production(upstream)
     if production is None:
@@ -393,9 +395,6 @@ async def _stream_production(
 
 async def _handle(request: web.Request) -> web.StreamResponse:
     relay = request.app[RELAY_KEY]
-    shadow = request.headers.get(SHADOW_HEADER)
-    if shadow:
-        return await _mirror(request, relay, shadow)
     production = request.headers.get(PRODUCTION_HEADER)
     if production:
         return await _pair(request, relay, production)
