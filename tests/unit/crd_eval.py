@@ -2,13 +2,14 @@
 
 It does what kube-apiserver does with a CRD's openAPIV3Schema, in order: apply defaults,
 refuse unknown fields (kubectl's default strict field validation), check the OpenAPI
-constraints, and evaluate every CEL rule (cel-python, with Kubernetes' list `sum()`).
+constraints, and evaluate every CEL rule (cel-python, with Kubernetes' list `sum()` and `isSorted()`).
 The cluster tests then check the real API server against the same table.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 import re
 from typing import Any
 
@@ -32,9 +33,15 @@ def _k8s_sum(values: Any) -> Any:
     return total
 
 
+def _k8s_is_sorted(values: Any) -> Any:
+    items = list(values)
+    return celtypes.BoolType(all(a <= b for a, b in itertools.pairwise(items)))
+
+
 def _program(rule: str) -> Any:
     if rule not in _PROGRAMS:
-        _PROGRAMS[rule] = _ENV.program(_ENV.compile(rule), functions={"sum": _k8s_sum})
+        functions = {"sum": _k8s_sum, "isSorted": _k8s_is_sorted}
+        _PROGRAMS[rule] = _ENV.program(_ENV.compile(rule), functions=functions)
     return _PROGRAMS[rule]
 
 

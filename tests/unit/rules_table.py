@@ -161,6 +161,18 @@ R, T = "spec.versions", "traffic ratios must sum to exactly 100"
 SHADOW = {"samplePercent": 10}
 
 
+CANARY: Obj = {
+    "version": "iris:2.0.0",
+    "steps": [{"percent": 5}, {"percent": 25}, {"percent": 100, "bakeSeconds": 0}],
+    "gates": {"maxErrorRatePercent": 5},
+}
+
+
+def canary(**change: Any) -> Obj:
+    """iris 2.0.0 introduced by steps, ending at 100%."""
+    return rts(version("1.0.0", 0), version("2.0.0", 100), rollout=CANARY | change)
+
+
 def no_ratio(version: Obj) -> None:
     version.pop("trafficRatio")
 
@@ -380,6 +392,57 @@ ROWS: list[Row] = [
         "sticky-neither",
         rts(routing={"stickyBy": {}}),
         [("spec.routing.stickyBy", "exactly one of header or cookie")],
+    ),
+    # Progressive delivery (issue 17).
+    Row("rollout-ok", canary()),
+    Row(
+        "rollout-steps-decrease",
+        canary(steps=[{"percent": 25}, {"percent": 5}, {"percent": 100}]),
+        [("spec.rollout.steps", "steps must increase")],
+    ),
+    Row(
+        "rollout-steps-repeat",
+        canary(steps=[{"percent": 5}, {"percent": 5}, {"percent": 100}]),
+        [("spec.rollout.steps", "steps must increase")],
+    ),
+    Row(
+        "rollout-no-gate",
+        canary(gates={"minRequests": 10}),
+        [("spec.rollout.gates", "at least one gate")],
+    ),
+    Row(
+        "rollout-unknown-version",
+        canary(version="iris:9.0.0"),
+        [("spec.rollout.version", "must name one of the service's versions")],
+    ),
+    Row(
+        "rollout-bad-version-name",
+        canary(version="iris"),
+        [("spec.rollout.version", "does not match")],
+    ),
+    Row(
+        "rollout-of-a-shadow",
+        rts(
+            version("1.0.0", 100),
+            version("2.0.0", 0, shadow=SHADOW),
+            rollout=CANARY | {"steps": [{"percent": 100}]},
+        ),
+        [("spec.rollout.version", "not a shadow")],
+    ),
+    Row(
+        "rollout-ends-elsewhere",
+        rts(version("1.0.0", 50), version("2.0.0", 50), rollout=CANARY),
+        [("spec.rollout.steps", "last step's percent must be the rollout version's")],
+    ),
+    Row(
+        "rollout-websocket",
+        echo_rts(True, rollout=CANARY | {"version": "echo:1.0.0", "steps": [{"percent": 100}]}),
+        [("spec.rollout", "cannot be used on a websocket service")],
+    ),
+    Row(
+        "rollout-step-zero",
+        canary(steps=[{"percent": 0}, {"percent": 100}]),
+        [("spec.rollout.steps[0].percent", ">= 1")],
     ),
     Row("traffic-limit-ok", rts(trafficLimit={"requestsPerSecond": 10, "burst": 5})),
     Row(

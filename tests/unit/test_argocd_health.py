@@ -262,6 +262,39 @@ def test_generation_and_phase_table(
     assert health(obj)[0] == expected
 
 
+RUNNING = {"phase": "Running", "observedGeneration": 2, "conditions": [READY]}
+
+
+@pytest.mark.parametrize(
+    ("phase", "rollout", "expected"),
+    [
+        ("Running", "Progressing", "Progressing"),
+        ("Running", "Waiting", "Progressing"),
+        ("Running", "Paused", "Suspended"),
+        ("Running", "RolledBack", "Degraded"),
+        ("Running", "Failed", "Degraded"),
+        ("Running", "Succeeded", "Healthy"),
+        ("Deploying", "Progressing", "Progressing"),
+        ("Stopped", "Progressing", "Suspended"),  # the phase wins: stopped, then abnormal
+        ("Abnormal", "Progressing", "Degraded"),
+    ],
+)
+def test_a_rollout_shows_in_the_health(phase: str, rollout: str, expected: str) -> None:
+    """Progressing during a rollout, Suspended while paused, Degraded after a rollback
+    with the gate that failed and its measure (from the rollout state machine's words)."""
+    message = "rolled back at step 1 of 3: maxErrorRatePercent 20 > 5; traffic back to ..."
+    obj = {
+        "apiVersion": "serving.inferops.dev/v1alpha1",
+        "kind": "RealTimeService",
+        "metadata": {"name": "svc", "generation": 2},
+        "status": {**RUNNING, "phase": phase, "rollout": {"phase": rollout, "message": message}},
+    }
+    got, said = health(obj)
+    assert got == expected, said
+    if expected == "Degraded" and phase == "Running":
+        assert said == f"Rollout {rollout}: {message}"
+
+
 def test_messages_carry_the_operators_words() -> None:
     obj = {
         "metadata": {"generation": 1},

@@ -96,7 +96,16 @@ def test_names_categories_columns_and_status() -> None:
         c["name"]
         for c in crds["RealTimeService"]["spec"]["versions"][0]["additionalPrinterColumns"]
     ]
-    assert rts_columns == ["Phase", "Reason", "Traffic", "Ready", "URL", "Age", "Message"]
+    assert rts_columns == [
+        "Phase",
+        "Reason",
+        "Traffic",
+        "Rollout",
+        "Ready",
+        "URL",
+        "Age",
+        "Message",
+    ]
     bs_columns = [
         c["name"] for c in crds["BatchService"]["spec"]["versions"][0]["additionalPrinterColumns"]
     ]

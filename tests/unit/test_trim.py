@@ -51,6 +51,7 @@ POD = {
             {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
         ],
         "podIP": "10.0.0.1",
+        "hostIP": "192.168.0.2",
         "containerStatuses": [
             {
                 "name": "model",
@@ -85,7 +86,12 @@ CONFIGMAP = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": META, "data": 
 @pytest.mark.parametrize(
     ("obj", "kept", "dropped"),
     [
-        (POD, ["status.phase", "status.containerStatuses"], ["status.podIP"]),
+        (
+            # podIP: where a rollout reads a router's counters
+            POD,
+            ["status.phase", "status.containerStatuses", "status.podIP"],
+            ["status.hostIP"],
+        ),
         (DEPLOYMENT, ["spec.replicas", "status.readyReplicas"], ["spec.template"]),
         (CONFIGMAP, ["metadata.labels"], ["data"]),
     ],

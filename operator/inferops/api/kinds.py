@@ -81,6 +81,7 @@ REALTIME: Final = KindInfo(
         _column("Phase", ".status.phase", "Lifecycle phase."),
         REASON,
         _column("Traffic", ".status.traffic", "Traffic split between versions."),
+        _column("Rollout", ".status.rollout.summary", "Where spec.rollout stands."),
         _column("Ready", ".status.ready", "Ready instances out of desired."),
         _column("URL", ".status.url", "In-cluster URL."),
         AGE,

@@ -17,6 +17,7 @@ from inferops.api.base import (
 )
 from inferops.api.paths import FLAVOR_NAME_PATTERN, POOL_NAME_PATTERN, STORAGE_PATH_PATTERN
 from inferops.api.refs import ApplicationRef, VersionRef
+from inferops.api.rollout import Rollout, RolloutStatus
 
 MAX_SERVICE_VERSIONS = 20
 MAX_COMPUTE_NODES = 1000
@@ -39,6 +40,15 @@ MSG_SHADOW_COUNT = f"at most {MAX_SHADOWS} versions may be shadows"
 MSG_WEBSOCKET_SHADOW = "shadow versions cannot be used on a websocket service"
 MSG_STICKY_ONE = "stickyBy names exactly one of header or cookie"
 DEFAULT_PIN_HEADER = "X-Inferops-Version"
+MSG_ROLLOUT_VERSION = "rollout.version must name one of the service's versions, not a shadow"
+MSG_ROLLOUT_END = (
+    "the last step's percent must be the rollout version's trafficRatio (where it ends)"
+)
+MSG_WEBSOCKET_ROLLOUT = "a rollout cannot be used on a websocket service"
+ROLLOUT_VERSION = (
+    "self.versions.exists(v, v.application + ':' + v.version == self.rollout.version "
+    "&& !has(v.shadow)"
+)
 
 RATIO_SUM = "self.versions.map(v, v.trafficRatio).sum()"
 
@@ -284,6 +294,23 @@ class RealTimeServiceSpec(ApiModel):
                 MSG_SHADOW_COUNT,
                 field_path=".versions",
             ),
+            cel(
+                f"!has(self.rollout) || {ROLLOUT_VERSION})",
+                MSG_ROLLOUT_VERSION,
+                field_path=".rollout.version",
+            ),
+            cel(
+                f"!has(self.rollout) || !{ROLLOUT_VERSION}) || self.versions.exists(v, "
+                "v.application + ':' + v.version == self.rollout.version && v.trafficRatio "
+                "== self.rollout.steps[self.rollout.steps.size() - 1].percent)",
+                MSG_ROLLOUT_END,
+                field_path=".rollout.steps",
+            ),
+            cel(
+                "!self.websocket || !has(self.rollout)",
+                MSG_WEBSOCKET_ROLLOUT,
+                field_path=".rollout",
+            ),
         )
     )
 
@@ -311,6 +338,11 @@ class RealTimeServiceSpec(ApiModel):
     )
     routing: Routing | None = Field(
         None, description="Version pinning and sticky assignment (nginx router)."
+    )
+    rollout: Rollout | None = Field(
+        None,
+        description="Introduce one version by steps behind metric gates; the versions' "
+        "ratios say where it ends, status.rollout where it stands.",
     )
     traffic_limit: TrafficLimit | None = Field(None, description="Request rate limit.")
     data_collection: DataCollection | None = Field(None, description="Request/response capture.")
@@ -347,3 +379,4 @@ class RealTimeServiceStatus(ApiModel):
     conditions: list[Condition] = Field(default_factory=list, description="Ready, Progressing.")
     observed_generation: int | None = Field(None, description="Generation last reconciled.")
     message: str = Field("", description="Why the service is in its phase.")
+    rollout: RolloutStatus | None = Field(None, description="Where spec.rollout stands.")

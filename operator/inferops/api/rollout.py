@@ -28,6 +28,16 @@ class Gates(ApiModel):
     """What the new version must hold at every step, measured by the router over the step
     (split requests only: pinned ones do not count)."""
 
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            cel(
+                "has(self.maxErrorRatePercent) || has(self.maxLatencyMs) || "
+                "has(self.maxErrorRateIncrease) || has(self.maxLatencyIncreasePercent)",
+                MSG_GATE_NEEDED,
+            )
+        )
+    )
+
     max_error_rate_percent: float | None = Field(
         None, ge=0, le=100, description="Most 5xx answers, in percent of its requests."
     )
@@ -131,3 +141,4 @@ class RolloutStatus(ApiModel):
     ratios: dict[str, int] = Field(description="The ratios in effect.")
     gates: list[GateReading] = Field(default_factory=list, description="Last readings.")
     message: str = Field("", description="What happened last, in words.")
+    summary: str = Field("", description="For kubectl get, e.g. Progressing 2/3 iris:2.0.0=25%.")

@@ -125,10 +125,14 @@ def status_fields(status: ApiModel) -> dict[str, Any]:
     return status.model_dump(by_alias=True, exclude_unset=True, exclude_none=True, mode="json")
 
 
-def write_status(kube: Cluster, obj: Mapping[str, Any], status: ApiModel) -> Outcome:
-    """Patches the fields the status model sets, when any of them changed."""
-    fields = status_fields(status)
+def write_status(
+    kube: Cluster, obj: Mapping[str, Any], status: ApiModel, cleared: tuple[str, ...] = ()
+) -> Outcome:
+    """Patches the fields the status model sets, when any of them changed, and removes the
+    `cleared` ones that the status still has (a merge patch removes a field set to null)."""
+    fields: dict[str, Any] = status_fields(status)
     old = obj.get("status") or {}
+    fields.update({k: None for k in cleared if old.get(k) is not None and k not in fields})
     meta = obj["metadata"]
     if any(old.get(k) != v for k, v in fields.items()):
         kube.patch_status(obj["kind"], meta["namespace"], meta["name"], fields)

@@ -31,6 +31,9 @@ from inferops.reconcile.errors import apply_children
 from inferops.reconcile.kube import Cluster, prune
 from inferops.reconcile.lifecycle import with_detail
 from inferops.reconcile.realtime_status import Observed, realtime_status
+from inferops.reconcile.rollout import Decision
+from inferops.reconcile.rollout_pass import previous_rollout, rollout_step
+from inferops.reconcile.router_metrics import HttpMetrics, MetricsSource
 from inferops.resources.desired import (
     CHILD_KINDS,
     desired_state,
@@ -46,6 +49,8 @@ CONFLICT = (
     "(only stopped is followed) until the spec is changed to what the catalog offers"
 )
 ROUTE_KIND = ("gateway.networking.k8s.io/v1", "HTTPRoute")
+# Where passes read the router pods' counters during a rollout (tests put a fake here).
+METRICS: MetricsSource = HttpMetrics()
 ROUTE_MISSING = (
     "the catalog's router.mode is gateway-api, but this cluster does not serve "
     "gateway.networking.k8s.io/v1 HTTPRoute: install the Gateway API CRDs (the operator "
@@ -70,13 +75,16 @@ def reconcile_realtime(
     if catalog.router.mode == "gateway-api" and not kube.served(*ROUTE_KIND):
         # Checked before anything is applied: models without a route would serve nobody.
         return write_blocked(kube, obj, Blocker(phases.ROUTER_UNAVAILABLE, ROUTE_MISSING))
-    # Parsed once: the builders and the status read the same spec.
+    # Parsed once: the builders and the status read the same spec (with a rollout's
+    # ratios in effect, when one runs).
     service = parse_service(obj, version_specs(apps, namespace))
+    labels = owner_labels(KIND_REALTIME, name)
+    pods = kube.list_objects("v1", "Pod", namespace, labels)
+    service, rollout = rollout_step(service, catalog, pods, METRICS, now())
     desired = desired_state(service, catalog)
     apply_children(kube, desired)
-    labels = owner_labels(KIND_REALTIME, name)
     pruned = prune(kube, CHILD_KINDS[KIND_REALTIME], namespace, labels, desired)
-    outcome = _report(kube, obj, realtime_inputs(service, catalog))
+    outcome = _report(kube, obj, realtime_inputs(service, catalog), rollout=rollout)
     return replace(outcome, pruned=tuple(pruned))
 
 
@@ -110,7 +118,7 @@ def _keep_running(
                 meta["name"],
                 {"spec": {"replicas": wanted}},
             )
-    return _report(kube, obj, inputs, block.message)
+    return _report(kube, obj, inputs, block.message, rollout=KEEP)
 
 
 def without_condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
@@ -119,8 +127,15 @@ def without_condition(status: Mapping[str, Any], type_: str) -> dict[str, Any]:
 
 
 def _report(
-    kube: Cluster, obj: Mapping[str, Any], inputs: Inputs, conflict: str | None = None
+    kube: Cluster,
+    obj: Mapping[str, Any],
+    inputs: Inputs,
+    conflict: str | None = None,
+    *,
+    rollout: Decision | str | None = None,
 ) -> Outcome:
+    """Writes the status; `rollout` is this pass's rollout decision, None without a
+    rollout, KEEP to leave status.rollout as it was (children kept as applied)."""
     labels = owner_labels(KIND_REALTIME, inputs.name)
     deployments = kube.list_objects("apps/v1", "Deployment", inputs.namespace, labels)
     models = [d for d in deployments if d["metadata"]["labels"].get(LABEL_COMPONENT) == "model"]
@@ -141,8 +156,22 @@ def _report(
         now=now(),
     )
     recheck = recheck_in(pods, now())
+    notes: tuple[Event, ...] = ()
+    cleared: tuple[str, ...] = ()
+    if isinstance(rollout, Decision):
+        cleared = ("rollout",)
+        status.rollout = rollout.status
+        if rollout.recheck is not None:
+            recheck = min(recheck or rollout.recheck, rollout.recheck)
+        if rollout.event is not None:
+            event = rollout.event
+            notes = (Event(event.reason, event.message, warning=event.type == "Warning"),)
+    elif rollout == KEEP:
+        status.rollout = previous_rollout(old)
+    else:
+        cleared = ("rollout",)
     if conflict is None:
-        return replace(write_status(kube, obj, status), recheck=recheck)
+        return replace(write_status(kube, obj, status, cleared), recheck=recheck, notes=notes)
     was = condition(old.get("conditions"), phases.CATALOG_CONFLICT)
     text = f"{CONFLICT}: {conflict}"
     status.conditions.append(
@@ -161,3 +190,6 @@ def _report(
         return replace(outcome, recheck=recheck)
     notes = (Event(phases.CATALOG_CHANGED, text, warning=True),)
     return replace(outcome, notes=notes, recheck=recheck)
+
+
+KEEP = "keep"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from inferops.api.rollout import ACTIVE_PHASES, GateReading, Rollout, RolloutStatus
@@ -149,6 +149,28 @@ def decide(
     """The next status.rollout and ratios. `target`: the spec's ratios (shadows left out);
     `running`: the ratios the router runs now (None for a service not deployed yet);
     `reading`: the router's counts over the current step (None when not read)."""
+    decision = _decide(rollout, target, previous, running, reading, now)
+    if decision.status is None or rollout is None:
+        return decision
+    status = decision.status
+    shown = f"{status.version}={status.ratios.get(status.version, 0)}%"
+    steps = f"{status.step + 1}/{len(rollout.steps)}"
+    summary = {
+        "Succeeded": f"Succeeded {shown}",
+        "RolledBack": f"RolledBack at {steps}",
+        "Failed": f"Failed at {steps}",
+    }.get(status.phase, f"{status.phase} {steps} {shown}")
+    return replace(decision, status=status.model_copy(update={"summary": summary}))
+
+
+def _decide(  # noqa: PLR0917 - the inputs of one decision, named at the one call
+    rollout: Rollout | None,
+    target: Mapping[str, int],
+    previous: RolloutStatus | None,
+    running: Mapping[str, int] | None,
+    reading: Reading | None,
+    now: datetime,
+) -> Decision:
     target = dict(target)
     if rollout is None or rollout.version not in target:
         return Decision(None, target)

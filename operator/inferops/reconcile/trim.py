@@ -120,7 +120,7 @@ def pod(obj: Mapping[str, Any]) -> Obj:
             ]
         },
         "status": {
-            **_pick(status, ("phase",)),
+            **_pick(status, ("phase", "podIP")),
             **({"conditions": conditions} if conditions else {}),
             "containerStatuses": [_container(c) for c in containers if isinstance(c, Mapping)],
         },

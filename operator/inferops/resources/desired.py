@@ -47,6 +47,7 @@ class Service:
     obj: Mapping[str, Any]
     spec: Spec
     versions: AppVersions
+    router_note: str = ""  # a line of the router config (a rollout's step: a new config)
 
     @property
     def kind(self) -> str:
@@ -69,7 +70,7 @@ def parse_service(obj: Mapping[str, Any], lookup: AppVersions) -> Service:
 
 def realtime_inputs(service: Service, catalog: Catalog) -> Inputs:
     assert isinstance(service.spec, RealTimeServiceSpec)
-    return Inputs(service.obj, service.spec, service.versions, catalog)
+    return Inputs(service.obj, service.spec, service.versions, catalog, service.router_note)
 
 
 def batch_inputs(service: Service, catalog: Catalog) -> BatchInputs:

@@ -61,6 +61,7 @@ class Inputs(OwnerInputs):
     spec: RealTimeServiceSpec
     versions: Mapping[VersionKey, AppVersion]
     catalog: Catalog
+    router_note: str = ""
 
 
 def version_service_name(service: str, entry: ServiceVersion) -> str:
@@ -274,6 +275,7 @@ def router_config(inputs: Inputs) -> str:
             sticky_cookie=sticky.cookie if sticky else None,
         ),
         link=AgentLink(pairing=pairing(inputs) is not None),
+        note=inputs.router_note,
     )
 
 
@@ -331,13 +333,19 @@ def _agent_container(inputs: Inputs, pairs: bool) -> dict[str, Any]:
     }
 
 
+def router_digest(inputs: Inputs) -> str:
+    """The config hash of the router pods running what these inputs build."""
+    config = router_config(inputs) + router_agent_config(inputs).to_json()
+    return hashlib.sha256(config.encode()).hexdigest()[:16]
+
+
 def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
     name = router_name(inputs.name)
     labels = {**owner_labels(KIND_REALTIME, inputs.name), LABEL_COMPONENT: "router"}
     config = router_config(inputs)
     agent_config = router_agent_config(inputs)
     agent_json = agent_config.to_json()
-    digest = hashlib.sha256((config + agent_json).encode()).hexdigest()[:16]
+    digest = router_digest(inputs)
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",

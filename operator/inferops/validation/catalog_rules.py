@@ -68,6 +68,11 @@ def _gateway_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
             "spec.routing.stickyBy",
             f"{GATEWAY_REFUSES}: an HTTPRoute splits by weight only and cannot hash a key",
         )
+    if spec.rollout is not None:
+        yield (
+            "spec.rollout",
+            f"{GATEWAY_REFUSES}: the gates read the nginx router's per-version metrics",
+        )
     collection = spec.data_collection
     if spec.shadows() and collection is not None and collection.enabled:
         i = next(i for i, v in enumerate(spec.versions) if v.shadow is not None)

@@ -6,6 +6,7 @@ agree with the CEL rules in crds/.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from collections.abc import Iterator, Sequence
 
@@ -18,6 +19,8 @@ from inferops.api.realtime import (
     MSG_MULTIPOOL_NODES,
     MSG_MULTIPOOL_POOLS,
     MSG_RATIO_SUM,
+    MSG_ROLLOUT_END,
+    MSG_ROLLOUT_VERSION,
     MSG_SHADOW_COUNT,
     MSG_SHADOW_RATIO,
     MSG_STICKY_ONE,
@@ -25,9 +28,11 @@ from inferops.api.realtime import (
     MSG_WEBSOCKET_COLLECTION,
     MSG_WEBSOCKET_IMMUTABLE,
     MSG_WEBSOCKET_LIMIT,
+    MSG_WEBSOCKET_ROLLOUT,
     MSG_WEBSOCKET_SHADOW,
     RealTimeServiceSpec,
 )
+from inferops.api.rollout import MSG_GATE_NEEDED, MSG_STEPS_INCREASE
 
 Finding = tuple[str, str]
 
@@ -65,6 +70,7 @@ def realtime_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
     if collection is not None and collection.enabled and collection.output_path is None:
         yield "spec.dataCollection.outputPath", MSG_COLLECTION_OUTPUT
     yield from _routing_rules(spec)
+    yield from _rollout_rules(spec)
     for i, version in enumerate(spec.versions):
         yield from env_rules(version.env, f"spec.versions[{i}].env")
 
@@ -82,6 +88,31 @@ def _routing_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
     for i, version in enumerate(spec.versions):
         if version.shadow is not None and version.traffic_ratio != 0:
             yield f"spec.versions[{i}].trafficRatio", MSG_SHADOW_RATIO
+
+
+def _rollout_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
+    rollout = spec.rollout
+    if rollout is None:
+        return
+    percents = [s.percent for s in rollout.steps]
+    if any(b <= a for a, b in itertools.pairwise(percents)):
+        yield "spec.rollout.steps", MSG_STEPS_INCREASE
+    if not rollout.gates.any_gate():
+        yield "spec.rollout.gates", MSG_GATE_NEEDED
+    version = next(
+        (
+            v
+            for v in spec.versions
+            if f"{v.application}:{v.version}" == rollout.version and v.shadow is None
+        ),
+        None,
+    )
+    if version is None:
+        yield "spec.rollout.version", MSG_ROLLOUT_VERSION
+    elif version.traffic_ratio != percents[-1]:
+        yield "spec.rollout.steps", MSG_ROLLOUT_END
+    if spec.websocket:
+        yield "spec.rollout", MSG_WEBSOCKET_ROLLOUT
 
 
 def realtime_transition_rules(

@@ -1,0 +1,101 @@
+"""A RealTimeService pass's part of a rollout: read what it needs (status.rollout, the
+ratios that ran, the router pods' counters), ask the state machine, and hand back the
+service as the builders must see it (the ratios in effect, the step's mark on the
+router config) with what the status and the events must say."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from typing import Any
+
+from pydantic import ValidationError
+
+from inferops.api.catalog import Catalog
+from inferops.api.realtime import RealTimeServiceSpec
+from inferops.api.rollout import RolloutStatus
+from inferops.reconcile.rollout import Decision, Ratios, decide, is_active
+from inferops.reconcile.router_metrics import MetricsSource, read_step
+from inferops.resources.desired import Service, realtime_inputs
+from inferops.resources.realtime import router_digest
+
+
+def label(application: str, version: str) -> str:
+    return f"{application}:{version}"
+
+
+def target_ratios(spec: RealTimeServiceSpec) -> Ratios:
+    """The spec's ratios: where a rollout ends (shadows take no share)."""
+    return {label(v.application, v.version): v.traffic_ratio for v in spec.versions if not v.shadow}
+
+
+def running_ratios(status: Mapping[str, Any]) -> Ratios | None:
+    """The ratios of the last pass (status.versions), None before the first."""
+    found = {}
+    for entry in status.get("versions") or ():
+        if isinstance(entry, Mapping) and isinstance(entry.get("trafficRatio"), int):
+            found[label(str(entry.get("application")), str(entry.get("version")))] = int(
+                entry["trafficRatio"]
+            )
+    return found or None
+
+
+def previous_rollout(status: Mapping[str, Any]) -> RolloutStatus | None:
+    try:
+        raw = status.get("rollout")
+        return RolloutStatus.model_validate(raw, strict=False) if raw else None
+    except ValidationError:
+        return None  # unreadable (edited by hand): the rollout starts again from what runs
+
+
+def router_note(status: RolloutStatus | None) -> str:
+    """A line in the router config for each step, so that every step rolls the router
+    pods and their counters count that step alone."""
+    if status is None or not is_active(status):
+        return ""
+    return f"rollout {status.id} step {status.step}"
+
+
+def with_ratios(service: Service, ratios: Mapping[str, int], note: str) -> Service:
+    """The service as the builders see it during a rollout."""
+    spec = service.spec
+    assert isinstance(spec, RealTimeServiceSpec)
+    versions = [
+        v
+        if v.shadow is not None
+        else v.model_copy(update={"traffic_ratio": ratios.get(label(v.application, v.version), 0)})
+        for v in spec.versions
+    ]
+    return replace(service, spec=spec.model_copy(update={"versions": versions}), router_note=note)
+
+
+def rollout_step(
+    service: Service,
+    catalog: Catalog,
+    pods: Sequence[Mapping[str, Any]],
+    metrics: MetricsSource,
+    now: datetime.datetime,
+) -> tuple[Service, Decision | None]:
+    """The service to build and the rollout's decision (None: no rollout, now or before)."""
+    spec = service.spec
+    assert isinstance(spec, RealTimeServiceSpec)
+    status = service.obj.get("status") or {}
+    previous = previous_rollout(status)
+    if spec.rollout is None and previous is None:
+        return service, None
+    reading = None
+    if spec.rollout is not None and previous is not None and is_active(previous):
+        running_step = with_ratios(service, previous.ratios, router_note(previous))
+        digest = router_digest(realtime_inputs(running_step, catalog))
+        q = spec.rollout.gates.latency_quantile
+        reading = read_step(metrics, pods, digest, spec.rollout.version, q)
+    decision = decide(
+        spec.rollout,
+        target_ratios(spec),
+        previous=previous,
+        running=running_ratios(status),
+        reading=reading,
+        now=now,
+    )
+    return with_ratios(service, decision.ratios, router_note(decision.status)), decision

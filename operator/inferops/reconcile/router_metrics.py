@@ -1,0 +1,178 @@
+"""What the routers measured over a rollout's step, read by the operator from the router
+pods themselves (no Prometheus needed).
+
+Each router pod's agent serves its counters on port 9090. A step's ratios are a new router
+config, and a new config rolls the router pods, so the pods that run the current config
+(their config-hash annotation) have counted exactly the step's traffic: their counters,
+summed, are the step's window. Only split requests count (pinned ones are not part of a
+share). Reading is bounded (size, time) and goes only to the pod IPs the API server gives.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+import urllib.request
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from inferops.contract.router import DEFAULT_METRICS_PORT, METRICS_PATH, ROUTE_SPLIT
+from inferops.reconcile.rollout import Reading, Window
+
+MAX_BYTES = 2 * 1024 * 1024
+TIMEOUT_SECONDS = 2.0
+CONFIG_HASH = "serving.inferops.dev/config-hash"
+_REQUESTS = "inferops_router_requests_total"
+_BUCKET = "inferops_router_request_duration_seconds_bucket"
+_SAMPLE = re.compile(r"^([a-z_]+)\{([^}]*)\} ([0-9.e+-]+|\+Inf|NaN)$")
+_LABEL = re.compile(r'([a-z_]+)="([^"]*)"')
+
+
+@dataclass
+class Counts:
+    """Split requests of one version as counted by some router pods."""
+
+    requests: float = 0.0
+    errors: float = 0.0
+    buckets: dict[float, float] = field(default_factory=dict)  # le -> cumulative count
+
+    def add(self, other: Counts) -> None:
+        self.requests += other.requests
+        self.errors += other.errors
+        for le, n in other.buckets.items():
+            self.buckets[le] = self.buckets.get(le, 0.0) + n
+
+
+def parse(text: str) -> dict[str, Counts]:
+    """version -> its split counts, from one pod's /metrics text (other lines ignored)."""
+    out: dict[str, Counts] = {}
+    for line in text.splitlines():
+        if not line.startswith((_REQUESTS, _BUCKET)):
+            continue
+        found = _SAMPLE.match(line)
+        if found is None:
+            continue
+        labels = dict(_LABEL.findall(found[2]))
+        if labels.get("route") != ROUTE_SPLIT or "version" not in labels:
+            continue
+        try:
+            value = float(found[3])
+        except ValueError:
+            continue
+        if not math.isfinite(value) or value < 0:
+            continue
+        counts = out.setdefault(labels["version"], Counts())
+        if found[1] == _REQUESTS:
+            counts.requests += value
+            if labels.get("code") == "5xx":
+                counts.errors += value
+        elif "le" in labels:
+            le = math.inf if labels["le"] == "+Inf" else float(labels["le"])
+            counts.buckets[le] = counts.buckets.get(le, 0.0) + value
+    return out
+
+
+def quantile(buckets: Mapping[float, float], q: float) -> float | None:
+    """Prometheus' histogram_quantile over cumulative buckets, in seconds (None when
+    empty); an answer in the last finite bucket's range is that bucket's bound."""
+    if not buckets:
+        return None
+    bounds = sorted(buckets)
+    total = buckets[bounds[-1]]
+    if total <= 0:
+        return None
+    rank = q * total
+    below, lower = 0.0, 0.0
+    for le in bounds:
+        count = buckets[le]
+        if count >= rank:
+            if math.isinf(le):
+                return lower
+            share = (rank - below) / (count - below) if count > below else 1.0
+            return lower + (le - lower) * share
+        below, lower = count, le
+    return lower
+
+
+def window(counts: Iterable[Counts], q: float) -> Window:
+    merged = Counts()
+    for c in counts:
+        merged.add(c)
+    seconds = quantile(merged.buckets, q)
+    return Window(
+        int(merged.requests),
+        int(merged.errors),
+        None if seconds is None else round(seconds * 1000, 3),
+    )
+
+
+def reading(per_pod: Iterable[Mapping[str, Counts]], candidate: str, q: float) -> Reading:
+    """The candidate's window and the other versions' together (the stable side)."""
+    mine: list[Counts] = []
+    theirs: list[Counts] = []
+    for pod in per_pod:
+        for version, counts in pod.items():
+            (mine if version == candidate else theirs).append(counts)
+    return Reading(window(mine, q), window(theirs, q))
+
+
+class MetricsSource(Protocol):
+    """Where a pass reads router pods' counters (the real one fetches them over HTTP)."""
+
+    def fetch(self, pod_ip: str) -> str | None: ...
+
+
+class HttpMetrics:
+    """GET http://<pod IP>:9090/metrics, bounded; None when the pod does not answer."""
+
+    def __init__(self, timeout: float = TIMEOUT_SECONDS) -> None:
+        self.timeout = timeout
+        # No proxy from the environment: the pod network is reached directly.
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+    def fetch(self, pod_ip: str) -> str | None:
+        try:
+            address = ipaddress.ip_address(pod_ip)
+        except ValueError:
+            return None
+        host = f"[{address}]" if address.version == 6 else str(address)
+        url = f"http://{host}:{DEFAULT_METRICS_PORT}{METRICS_PATH}"
+        try:
+            with self.opener.open(url, timeout=self.timeout) as response:
+                body: bytes = response.read(MAX_BYTES + 1)
+        except OSError:
+            return None
+        if len(body) > MAX_BYTES:
+            return None
+        return body.decode("utf-8", errors="replace")
+
+
+def router_pods(pods: Iterable[Mapping[str, Any]], config_hash: str) -> list[str]:
+    """IPs of the router pods that run this config."""
+    ips = []
+    for pod in pods:
+        meta = pod.get("metadata") or {}
+        if (meta.get("labels") or {}).get("app.kubernetes.io/component") != "router":
+            continue
+        if (meta.get("annotations") or {}).get(CONFIG_HASH) != config_hash:
+            continue
+        ip = (pod.get("status") or {}).get("podIP")
+        if isinstance(ip, str) and ip:
+            ips.append(ip)
+    return ips
+
+
+def read_step(
+    source: MetricsSource,
+    pods: Iterable[Mapping[str, Any]],
+    config_hash: str,
+    candidate: str,
+    q: float,
+) -> Reading | None:
+    """The step's reading from every router pod of the config that answers; None when
+    none does (no reading is not a breach)."""
+    texts = [source.fetch(ip) for ip in router_pods(pods, config_hash)]
+    parsed = [parse(t) for t in texts if t is not None]
+    return reading(parsed, candidate, q) if parsed else None

@@ -1,0 +1,196 @@
+"""A rollout through real passes over the in-memory cluster: the router config follows the
+steps, status.rollout and the Events say where it stands, and the counters come from the
+router agent's own exporter (its text format, parsed by the operator). The clock is
+injected; the router pods' counters are served by a fake at the pods' IPs."""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import Any
+
+import pytest
+from prometheus_client import generate_latest
+
+from inferops.api.catalog import default_catalog
+from inferops.reconcile import realtime
+from inferops.reconcile.realtime import reconcile_realtime
+from inferops.reconcile.router_metrics import parse, quantile
+from inferops.resources.realtime import CONFIG_HASH
+from inferops.runtime.router.metrics import RouterMetrics
+from tests.unit.fake_kube import FakeKube
+from tests.unit.rules_table import app, rts, version
+from tests.unit.test_reconcile_table import NAMESPACE, placed
+
+T0 = datetime.datetime(2026, 11, 30, 9, 0, tzinfo=datetime.UTC)
+OLD, NEW = "iris:1.0.0", "iris:2.0.0"
+ROLLOUT = {
+    "version": NEW,
+    "steps": [{"percent": 5, "bakeSeconds": 300}, {"percent": 25}, {"percent": 100}],
+    "gates": {"maxErrorRatePercent": 5, "minRequests": 100},
+}
+
+
+def exporter_text(counts: dict[str, tuple[int, int]], seconds: float = 0.02) -> str:
+    """What a router agent serves after `counts` (version -> (ok, 5xx)) split requests."""
+    metrics = RouterMetrics([OLD, NEW])
+    for label, (ok, failed) in counts.items():
+        for code, n in (("2xx", ok), ("5xx", failed)):
+            for _ in range(n):
+                metrics.observe(label, "split", code, seconds)
+        metrics.observe(label, "pinned", "5xx", 9.0)  # pinned requests never count
+    return generate_latest(metrics.registry).decode()
+
+
+class PodMetrics:
+    def __init__(self) -> None:
+        self.texts: dict[str, str] = {}
+        self.asked: list[str] = []
+
+    def fetch(self, pod_ip: str) -> str | None:
+        self.asked.append(pod_ip)
+        return self.texts.get(pod_ip)
+
+
+class Bench:
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.clock = T0
+        self.metrics = PodMetrics()
+        monkeypatch.setattr(realtime, "now", lambda: self.clock)
+        monkeypatch.setattr(realtime, "METRICS", self.metrics)
+        self.kube = FakeKube([NAMESPACE, placed(app())])
+        self.generation = 0
+
+    def apply(self, obj: dict[str, Any]) -> None:
+        self.generation += 1
+        current = self.kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", "ns", "svc")
+        status = (current or {}).get("status")
+        self.kube.apply(placed(obj, generation=self.generation, status=status))
+
+    def pass_(self, seconds: float = 0.0) -> Any:
+        self.clock = T0 + datetime.timedelta(seconds=seconds)
+        outcome = reconcile_realtime(self.kube, default_catalog(), "ns", "svc")
+        assert outcome is not None
+        return outcome
+
+    def split(self) -> dict[str, int]:
+        config = self.kube.get("v1", "ConfigMap", "ns", "svc-router")
+        assert config is not None
+        found = re.findall(r"(\d+)% svc-iris-(\d)-0-0", config["data"]["nginx.conf"])
+        return {f"iris:{v}.0.0": int(p) for p, v in found}
+
+    def rollout(self) -> dict[str, Any]:
+        obj = self.kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", "ns", "svc")
+        assert obj is not None
+        return dict(obj["status"]["rollout"])
+
+    def router_pods(self, ip: str, counts: dict[str, tuple[int, int]]) -> None:
+        """A router pod of the current config, counting `counts`."""
+        router = self.kube.get("apps/v1", "Deployment", "ns", "svc-router")
+        assert router is not None
+        digest = router["spec"]["template"]["metadata"]["annotations"][CONFIG_HASH]
+        labels = router["spec"]["template"]["metadata"]["labels"]
+        self.kube.apply(
+            {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {
+                    "name": f"svc-router-{ip.replace('.', '-')}",
+                    "namespace": "ns",
+                    "labels": labels,
+                    "annotations": {CONFIG_HASH: digest},
+                },
+                "status": {"phase": "Running", "podIP": ip},
+            }
+        )
+        self.metrics.texts[ip] = exporter_text(counts)
+
+
+def test_a_rollout_steps_through_passes_and_a_breach_rolls_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = Bench(monkeypatch)
+    bench.apply(rts(version("1.0.0", 100), version("2.0.0", 0)))
+    bench.pass_()
+    assert bench.split() == {OLD: 100}
+    # The commit a user pushes: where to end, and how to get there.
+    bench.apply(rts(version("1.0.0", 0), version("2.0.0", 100), rollout=ROLLOUT))
+    outcome = bench.pass_(10)
+    assert bench.split() == {OLD: 95, NEW: 5}
+    state = bench.rollout()
+    assert (state["phase"], state["step"], state["summary"]) == (
+        "Progressing",
+        0,
+        "Progressing 1/3 iris:2.0.0=5%",
+    )
+    assert [n.reason for n in outcome.notes] == ["RolloutStarted"]
+    assert outcome.recheck is not None and outcome.recheck <= 10
+    # The router pods of this step count requests; two pods, summed.
+    bench.router_pods("10.1.0.1", {OLD: (950, 0), NEW: (60, 0)})
+    bench.router_pods("10.1.0.2", {OLD: (940, 0), NEW: (50, 1)})
+    bench.pass_(200)  # baking
+    gates = bench.rollout()["gates"]
+    assert gates == [{"gate": "maxErrorRatePercent", "value": 0.901, "limit": 5.0, "passed": True}]
+    assert sorted(bench.metrics.asked[-2:]) == ["10.1.0.1", "10.1.0.2"]
+    outcome = bench.pass_(320)  # bake over, 111 requests >= 100: next step
+    assert bench.split() == {OLD: 75, NEW: 25}
+    assert [n.reason for n in outcome.notes] == ["RolloutStepped"]
+    config = bench.kube.get("v1", "ConfigMap", "ns", "svc-router")
+    assert (
+        config is not None
+        and f"# rollout {bench.rollout()['id']} step 1" in (config["data"]["nginx.conf"])
+    )
+    # The new step's pods: 20% of the new version's answers are 5xx.
+    bench.router_pods("10.1.0.3", {OLD: (750, 0), NEW: (200, 50)})
+    outcome = bench.pass_(330)
+    assert bench.split() == {OLD: 100}
+    state = bench.rollout()
+    assert state["phase"] == "RolledBack" and state["summary"] == "RolledBack at 2/3"
+    [note] = outcome.notes
+    assert note.warning and note.reason == "RolloutRolledBack"
+    assert "maxErrorRatePercent 20 > 5" in note.message
+    status = bench.kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", "ns", "svc")
+    assert status is not None and status["status"]["traffic"] == "iris:1.0.0=100,iris:2.0.0=0"
+    # It stays there until the spec changes.
+    bench.pass_(5000)
+    assert bench.split() == {OLD: 100}
+
+
+def test_removing_the_rollout_from_the_spec_applies_the_spec(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = Bench(monkeypatch)
+    bench.apply(rts(version("1.0.0", 100), version("2.0.0", 0)))
+    bench.pass_()
+    bench.apply(rts(version("1.0.0", 0), version("2.0.0", 100), rollout=ROLLOUT))
+    bench.pass_(10)
+    bench.apply(rts(version("1.0.0", 100), version("2.0.0", 0)))  # git revert
+    bench.pass_(20)
+    assert bench.split() == {OLD: 100}
+    obj = bench.kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", "ns", "svc")
+    assert obj is not None and obj["status"].get("rollout") is None
+
+
+@pytest.mark.parametrize(
+    ("buckets", "q", "expected"),
+    [
+        ({0.1: 50.0, 0.5: 100.0, float("inf"): 100.0}, 0.5, 0.1),
+        ({0.1: 50.0, 0.5: 100.0, float("inf"): 100.0}, 0.75, 0.3),  # interpolated
+        ({0.1: 0.0, 1.0: 90.0, float("inf"): 100.0}, 0.95, 1.0),  # in +Inf: the last bound
+        ({}, 0.95, None),
+    ],
+)
+def test_quantile_as_prometheus_computes_it(
+    buckets: dict[float, float], q: float, expected: float | None
+) -> None:
+    got = quantile(buckets, q)
+    assert got == expected or (
+        got is not None and expected is not None and abs(got - expected) < 1e-9
+    )
+
+
+def test_the_parser_reads_only_split_requests_of_our_metrics() -> None:
+    text = exporter_text({NEW: (10, 2)}) + 'other_total{version="iris:2.0.0"} 99\ngarbage line\n'
+    counts = parse(text)
+    assert (counts[NEW].requests, counts[NEW].errors) == (12, 2)
+    assert counts[NEW].buckets[float("inf")] == 12
