@@ -20,6 +20,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import random
 import select
 import shutil
 import signal
@@ -97,6 +98,7 @@ class Router:
     process: subprocess.Popen[bytes]
     metrics_port: int | None = None  # the router agent's, when it runs
     agent_pid: int | None = None
+    link: AgentLink | None = None  # how nginx reaches the agent (for a new config)
 
     @property
     def url(self) -> str:
@@ -283,7 +285,7 @@ def running_router(
             )
 
         router = stack.enter_context(running_nginx(make))
-        yield dataclasses.replace(router, metrics_port=metrics_port, agent_pid=agent_pid)
+        yield dataclasses.replace(router, metrics_port=metrics_port, agent_pid=agent_pid, link=link)
 
 
 @contextlib.contextmanager
@@ -314,6 +316,20 @@ def running_agent(config: RouterAgentConfig, runtime: Path) -> Iterator[subproce
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(STOP_TIMEOUT)
+
+
+def reload(router: Router, backends: Sequence[Backend], **options: Any) -> None:
+    """nginx of `router` on a new config for these backends (SIGHUP: new workers, the old
+    ones finish what they serve)."""
+    config = nginx_config(
+        backends,
+        listen=f"127.0.0.1:{router.port}",
+        runtime_dir=str(router.runtime_dir),
+        link=router.link,
+        **options,
+    )
+    (router.runtime_dir / "nginx.conf").write_text(config, encoding="utf-8")
+    router.process.send_signal(signal.SIGHUP)
 
 
 def _answers(url: str) -> bool:
@@ -371,6 +387,8 @@ def _upstream_app(name: str) -> web.Application:
             text = '{"b": 2, "a": 1}' if name.startswith("json-b") else '{"a":1,"b":2}'
             return web.Response(text=text, content_type="application/json", headers=headers)
         if name.startswith("fail"):
+            return web.Response(status=500, text=name, headers=headers)
+        if name.startswith("flaky") and random.random() < 0.2:  # a fifth of its answers fail
             return web.Response(status=500, text=name, headers=headers)
         return web.Response(text=name, headers=headers)
 

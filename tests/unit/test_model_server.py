@@ -262,3 +262,32 @@ def test_cli_reports_a_bad_model_dir_without_traceback(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "Traceback" not in result.stderr and "cannot read" in result.stderr
+
+
+def test_fail_percent_answers_that_share_500_and_never_the_health_check() -> None:
+    async def run() -> tuple[int, set[int]]:
+        app = build_app(IRIS, fail_percent=20)
+        async with TestClient(TestServer(app)) as client:
+            codes = []
+            for _ in range(500):
+                async with client.post("/", json=SEED_BODY) as response:
+                    codes.append(response.status)
+                    if response.status == 500:
+                        body = await response.json()
+                        assert body == {"error": "failing on purpose (--fail-percent 20)"}
+            health = set()
+            for _ in range(50):
+                async with client.get("/health") as response:
+                    health.add(response.status)
+            return codes.count(500), health
+
+    failed, health = asyncio.run(run())
+    assert 50 <= failed <= 150  # 20% of 500, +-5 standard deviations
+    assert health == {200}
+
+
+def test_fail_percent_out_of_range_is_refused(capsys: Any) -> None:
+    from inferops.cli import main
+
+    assert main(["model-server", "--model", str(IRIS), "--fail-percent", "120"]) != 0
+    assert "--fail-percent must be between 0 and 100, got 120" in capsys.readouterr().err

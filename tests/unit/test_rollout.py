@@ -84,7 +84,7 @@ def test_a_rollout_starts_from_the_ratios_that_run_and_gives_the_first_step() ->
     assert d.status is not None and d.status.phase == "Progressing" and d.status.step == 0
     assert d.status.from_ratios == BEFORE and d.status.started == "2026-11-30T09:00:00Z"
     assert d.event is not None and d.event.reason == "RolloutStarted"
-    assert d.recheck == 10.0
+    assert d.recheck == 5.0
 
 
 @pytest.mark.parametrize("running", [None, TARGET])
@@ -102,7 +102,7 @@ def test_a_good_version_goes_through_every_step_to_the_target() -> None:
     assert d.ratios == {OLD: 95, NEW: 5} and d.status is not None
     assert d.status.phase == "Progressing" and d.event is None
     assert [g.gate for g in d.status.gates] == ["maxErrorRatePercent", "maxLatencyMs"]
-    assert all(g.passed for g in d.status.gates) and d.recheck == 10.0
+    assert all(g.passed for g in d.status.gates) and d.recheck == 5.0
     d = run.at(300, good())
     assert d.ratios == {OLD: 75, NEW: 25} and d.event is not None
     assert d.event.reason == "RolloutStepped" and d.status is not None

@@ -17,8 +17,10 @@ def cmd_model_server(args: argparse.Namespace) -> int:
     from inferops.runtime.models import ModelError
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if not 0 <= args.fail_percent <= 100:
+        return fail(f"--fail-percent must be between 0 and 100, got {args.fail_percent:g}")
     try:
-        serve(Path(args.model), args.host, args.port, args.max_body_bytes)
+        serve(Path(args.model), args.host, args.port, args.max_body_bytes, args.fail_percent)
     except ModelError as exc:
         return fail(str(exc))
     return 0
@@ -53,6 +55,14 @@ def register(subparsers: Any) -> None:
         type=int,
         default=16 * 1024 * 1024,
         help="largest request body (default 16 MiB)",
+    )
+    server.add_argument(
+        "--fail-percent",
+        type=float,
+        default=0.0,
+        metavar="P",
+        help="answer P%% of the API requests 500, on purpose (a bad version, to rehearse "
+        "a rollout's rollback; default 0)",
     )
     server.set_defaults(func=cmd_model_server)
 

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from inferops.api.rollout import ACTIVE_PHASES, GateReading, Rollout, RolloutStatus
 
 Ratios = dict[str, int]
-POLL_SECONDS = 10.0  # how often a baking step's gates are read
+POLL_SECONDS = 5.0  # how often a baking step's gates are read
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import zlib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -361,6 +362,19 @@ async def _health(_: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def failing(percent: float, draw: Callable[[], float] = random.random) -> Any:
+    """A middleware answering that share of the API requests 500 (never /health): a bad
+    version on purpose, to rehearse a rollout's rollback."""
+
+    @web.middleware
+    async def fail(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path != "/health" and draw() * 100 < percent:
+            return _error(500, f"failing on purpose (--fail-percent {percent:g})")
+        return await handler(request)
+
+    return fail
+
+
 def build_app(
     directory: Path,
     max_body: int = DEFAULT_MAX_BODY,
@@ -368,14 +382,16 @@ def build_app(
     max_message: int = DEFAULT_MAX_MESSAGE,
     heartbeat: float = DEFAULT_HEARTBEAT,
     model: Model | None = None,
+    fail_percent: float = 0.0,
 ) -> web.Application:
     """The aiohttp application serving one model directory (its model.json, unless
     `model` is given: a Model of one's own behind the same APIs)."""
     model = model if model is not None else load_model(directory)
     endpoints = read_endpoints(directory)
+    middlewares = [_errors] + ([failing(fail_percent)] if fail_percent > 0 else [])
     app = web.Application(
         client_max_size=max_body,
-        middlewares=[_errors],
+        middlewares=middlewares,
         # Request bodies are decompressed by decode_content (bounded, 4xx on bad data).
         handler_args={"auto_decompress": False},
     )
@@ -391,6 +407,12 @@ def build_app(
     return app
 
 
-def serve(directory: Path, host: str, port: int, max_body: int = DEFAULT_MAX_BODY) -> None:
-    app = build_app(directory, max_body)
+def serve(
+    directory: Path,
+    host: str,
+    port: int,
+    max_body: int = DEFAULT_MAX_BODY,
+    fail_percent: float = 0.0,
+) -> None:
+    app = build_app(directory, max_body, fail_percent=fail_percent)
     web.run_app(app, host=host, port=port, access_log=None, print=None)
