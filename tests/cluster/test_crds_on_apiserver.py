@@ -222,10 +222,11 @@ def test_printer_columns(api_client: Any, kubectl: Kubectl, namespace: str) -> N
     out = kubectl("get", "rts,bs,aiapp", "-n", namespace)
     lines = [line.split() for line in out.splitlines() if line.strip()]
     headers = [line for line in lines if line[0] == "NAME"]
-    assert headers[0] == ["NAME", "PHASE", "REASON", "TRAFFIC", "READY", "URL", "AGE"]
+    assert headers[0] == ["NAME", "PHASE", "REASON", "TRAFFIC", "ROLLOUT", "READY", "URL", "AGE"]
     assert headers[1] == ["NAME", "PHASE", "REASON", "PROGRESS", "AGE"]
     assert headers[2] == ["NAME", "VERSIONS", "READY", "AGE"]
     row = next(line for line in lines if line[0].endswith("/iris-online"))
+    # ROLLOUT is empty without a rollout: the split row goes on with READY
     assert row[1:6] == [
         "Running",
         "Running",

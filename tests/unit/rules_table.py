@@ -435,6 +435,17 @@ ROWS: list[Row] = [
         [("spec.rollout.steps", "last step's percent must be the rollout version's")],
     ),
     Row(
+        "rollout-query-gate-without-prometheus",
+        canary(gates={"queries": [{"name": "errors", "query": "vector(0)", "max": 1}]}),
+        [("spec.rollout.gates.queries", "names no Prometheus (prometheus.url) to query")],
+        layer="catalog",
+    ),
+    Row(
+        "rollout-query-gate-bad-name",
+        canary(gates={"queries": [{"name": "1x", "query": "vector(0)", "max": 1}]}),
+        [("spec.rollout.gates.queries[0].name", "does not match")],
+    ),
+    Row(
         "rollout-websocket",
         echo_rts(True, rollout=CANARY | {"version": "echo:1.0.0", "steps": [{"percent": 100}]}),
         [("spec.rollout", "cannot be used on a websocket service")],

@@ -151,6 +151,9 @@ def test_a_rollout_steps_through_passes_and_a_breach_rolls_back(
     assert "maxErrorRatePercent 20 > 5" in note.message
     status = bench.kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", "ns", "svc")
     assert status is not None and status["status"]["traffic"] == "iris:1.0.0=100,iris:2.0.0=0"
+    [cond] = [c for c in status["status"]["conditions"] if c["type"] == "Rollout"]
+    assert (cond["status"], cond["reason"]) == ("False", "RolledBack")
+    assert "maxErrorRatePercent 20 > 5" in cond["message"]
     # It stays there until the spec changes.
     bench.pass_(5000)
     assert bench.split() == {OLD: 100}
@@ -169,6 +172,7 @@ def test_removing_the_rollout_from_the_spec_applies_the_spec(
     assert bench.split() == {OLD: 100}
     obj = bench.kube.get("serving.inferops.dev/v1alpha1", "RealTimeService", "ns", "svc")
     assert obj is not None and obj["status"].get("rollout") is None
+    assert "Rollout" not in [c["type"] for c in obj["status"]["conditions"]]
 
 
 @pytest.mark.parametrize(

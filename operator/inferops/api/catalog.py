@@ -170,6 +170,17 @@ class NetworkPolicies(ApiModel):
     )
 
 
+class PrometheusConfig(ApiModel):
+    """A Prometheus the operator may query for rollout gates (spec.rollout.gates.queries).
+    Set by the operator's admin: services name queries, never addresses."""
+
+    url: str = Field(
+        pattern=r"^https?://[^/\s?#@]+(/[^\s?#]*)?$",
+        max_length=2048,
+        description="Base URL of the Prometheus HTTP API, e.g. http://prometheus.monitoring:9090.",
+    )
+
+
 class Catalog(ApiModel):
     """The whole operator configuration."""
 
@@ -181,6 +192,9 @@ class Catalog(ApiModel):
     batch: BatchLimits = Field(default_factory=BatchLimits, description="Batch limits.")
     network_policies: NetworkPolicies = Field(
         default_factory=NetworkPolicies, description="NetworkPolicies of the services' pods."
+    )
+    prometheus: PrometheusConfig | None = Field(
+        None, description="Where rollout gates' own queries go (none: no such gates)."
     )
 
     @model_validator(mode="after")

@@ -22,6 +22,7 @@ INVALID: Final = "Invalid"  # an AIApplication version they may not
 # Condition types.
 READY: Final = "Ready"
 PROGRESSING: Final = "Progressing"
+ROLLOUT: Final = "Rollout"  # condition: spec.rollout's state (reason: its phase)
 
 # Condition reasons beyond the phase names (a phase is also the reason of its condition).
 INVALID_SPEC: Final = "InvalidSpec"

@@ -24,6 +24,19 @@ class RolloutStep(ApiModel):
     )
 
 
+MAX_QUERIES = 8
+
+
+class GateQuery(ApiModel):
+    """A gate of one's own: a PromQL query to the catalog's Prometheus whose value must
+    stay at or under max. `$version`, `$service`, `$namespace` and `$window` (the time
+    since the step started, e.g. 95s) are filled in before it is sent."""
+
+    name: str = Field(pattern=r"^[a-zA-Z][a-zA-Z0-9_-]{0,62}$", description="Shown in status.")
+    query: str = Field(min_length=1, max_length=4096, description="PromQL, one number out.")
+    max: float = Field(description="The highest value the step may see.")
+
+
 class Gates(ApiModel):
     """What the new version must hold at every step, measured by the router over the step
     (split requests only: pinned ones do not count)."""
@@ -32,7 +45,8 @@ class Gates(ApiModel):
         json_schema_extra=rules(
             cel(
                 "has(self.maxErrorRatePercent) || has(self.maxLatencyMs) || "
-                "has(self.maxErrorRateIncrease) || has(self.maxLatencyIncreasePercent)",
+                "has(self.maxErrorRateIncrease) || has(self.maxLatencyIncreasePercent) || "
+                "(has(self.queries) && self.queries.size() > 0)",
                 MSG_GATE_NEEDED,
             )
         )
@@ -59,6 +73,11 @@ class Gates(ApiModel):
         le=10_000,
         description="Most percent of latency above the stable versions' at the quantile.",
     )
+    queries: list[GateQuery] | None = Field(
+        None,
+        max_length=MAX_QUERIES,
+        description="Gates of one's own, queried from the catalog's Prometheus.",
+    )
     min_requests: int = Field(
         100,
         ge=0,
@@ -76,7 +95,7 @@ class Gates(ApiModel):
                 self.max_error_rate_increase,
                 self.max_latency_increase_percent,
             )
-        )
+        ) or bool(self.queries)
 
 
 class Rollout(ApiModel):

@@ -26,7 +26,7 @@ from inferops.reconcile.common import (
     write_blocked,
     write_status,
 )
-from inferops.reconcile.conditions import condition, format_time
+from inferops.reconcile.conditions import condition, format_time, set_condition
 from inferops.reconcile.errors import apply_children
 from inferops.reconcile.kube import Cluster, prune
 from inferops.reconcile.lifecycle import with_detail
@@ -161,6 +161,7 @@ def _report(
     if isinstance(rollout, Decision):
         cleared = ("rollout",)
         status.rollout = rollout.status
+        status.conditions = rollout_condition(status.conditions, old, rollout, generation)
         if rollout.recheck is not None:
             recheck = min(recheck or rollout.recheck, rollout.recheck)
         if rollout.event is not None:
@@ -193,3 +194,27 @@ def _report(
 
 
 KEEP = "keep"
+
+
+def rollout_condition(
+    conditions: list[Condition], old: Mapping[str, Any], rollout: Decision, generation: Any
+) -> list[Condition]:
+    """Condition Rollout: True while a rollout holds or once it succeeded, False after a
+    rollback (its message names the gate and the value), Unknown while paused; gone with
+    spec.rollout."""
+    current = [c.to_dict() for c in conditions if c.type != phases.ROLLOUT]
+    state = rollout.status
+    if state is None:
+        return [Condition.model_validate(c) for c in current]
+    was = condition(old.get("conditions"), phases.ROLLOUT)
+    ok = None if state.phase == "Paused" else state.phase not in ("RolledBack", "Failed")
+    updated = set_condition(
+        [*current, *([dict(was)] if was else [])],
+        phases.ROLLOUT,
+        ok,
+        reason=state.phase,
+        message=state.message,
+        generation=generation if isinstance(generation, int) else None,
+        timestamp=format_time(now()),
+    )
+    return [Condition.model_validate(c, strict=False) for c in updated]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 from inferops.api.rollout import ACTIVE_PHASES, GateReading, Rollout, RolloutStatus
@@ -42,6 +42,7 @@ class Window:
 class Reading:
     candidate: Window
     stable: Window
+    queries: Mapping[str, float | None] = field(default_factory=dict)  # gates.queries
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,10 @@ def gate_readings(rollout: Rollout, reading: Reading) -> list[GateReading]:
             100.0 * (cand.latency_ms / stable.latency_ms - 1),
             gates.max_latency_increase_percent,
         )
+    for query in gates.queries or ():
+        value = reading.queries.get(query.name)
+        if value is not None:  # no data yet is no reading
+            add(f"query:{query.name}", value, query.max)
     return found
 
 

@@ -6,7 +6,7 @@ router config) with what the status and the events must say."""
 from __future__ import annotations
 
 import datetime
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -15,7 +15,16 @@ from pydantic import ValidationError
 from inferops.api.catalog import Catalog
 from inferops.api.realtime import RealTimeServiceSpec
 from inferops.api.rollout import RolloutStatus
-from inferops.reconcile.rollout import Decision, Ratios, decide, is_active
+from inferops.reconcile.prometheus import HttpPrometheus, QuerySource, fill
+from inferops.reconcile.rollout import (
+    Decision,
+    Ratios,
+    Reading,
+    Window,
+    decide,
+    is_active,
+    parse_time,
+)
 from inferops.reconcile.router_metrics import MetricsSource, read_step
 from inferops.resources.desired import Service, realtime_inputs
 from inferops.resources.realtime import router_digest
@@ -70,12 +79,37 @@ def with_ratios(service: Service, ratios: Mapping[str, int], note: str) -> Servi
     return replace(service, spec=spec.model_copy(update={"versions": versions}), router_note=note)
 
 
+def gate_queries(
+    service: Service,
+    previous: RolloutStatus,
+    url: str,
+    now: datetime.datetime,
+    prometheus: Callable[[str], QuerySource] | None,
+) -> dict[str, float | None]:
+    """Each gates.queries value, placeholders filled, from the catalog's Prometheus."""
+    spec = service.spec
+    assert isinstance(spec, RealTimeServiceSpec)
+    assert spec.rollout is not None
+    meta = service.obj["metadata"]
+    elapsed = (now - parse_time(previous.step_started)).total_seconds()
+    values = {
+        "version": spec.rollout.version,
+        "service": str(meta["name"]),
+        "namespace": str(meta["namespace"]),
+        "window": f"{max(int(elapsed), 30)}s",  # at least two scrapes of most setups
+    }
+    source = (prometheus or HttpPrometheus)(url)
+    return {q.name: source.query(fill(q.query, values)) for q in spec.rollout.gates.queries or ()}
+
+
 def rollout_step(
     service: Service,
     catalog: Catalog,
     pods: Sequence[Mapping[str, Any]],
     metrics: MetricsSource,
     now: datetime.datetime,
+    *,
+    prometheus: Callable[[str], QuerySource] | None = None,
 ) -> tuple[Service, Decision | None]:
     """The service to build and the rollout's decision (None: no rollout, now or before)."""
     spec = service.spec
@@ -90,6 +124,11 @@ def rollout_step(
         digest = router_digest(realtime_inputs(running_step, catalog))
         q = spec.rollout.gates.latency_quantile
         reading = read_step(metrics, pods, digest, spec.rollout.version, q)
+        if spec.rollout.gates.queries and catalog.prometheus is not None:
+            reading = replace(
+                reading or Reading(Window(), Window()),
+                queries=gate_queries(service, previous, catalog.prometheus.url, now, prometheus),
+            )
     decision = decide(
         spec.rollout,
         target_ratios(spec),

@@ -87,6 +87,11 @@ def _gateway_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
 def realtime_catalog_rules(spec: RealTimeServiceSpec, catalog: Catalog) -> Iterator[Finding]:
     if catalog.router.mode == "gateway-api":
         yield from _gateway_rules(spec)
+    if spec.rollout is not None and spec.rollout.gates.queries and catalog.prometheus is None:
+        yield (
+            "spec.rollout.gates.queries",
+            "the operator's catalog names no Prometheus (prometheus.url) to query",
+        )
     pools: list[str] = []
     yield from _usable_pools(spec, catalog, pools)
     for i, version in enumerate(spec.versions):
