@@ -83,9 +83,10 @@ class Load:
 
 
 def counts(router: Router) -> dict[str, Counts]:
+    """Each version's split counts, as the agent serves them now."""
     assert router.metrics_port is not None
     with urllib.request.urlopen(router.metrics_url, timeout=5) as r:
-        return parse(r.read().decode())
+        return {k: v.split for k, v in parse(r.read().decode()).items()}
 
 
 def delta(now: dict[str, Counts], base: dict[str, Counts], version: str) -> Counts:

@@ -107,13 +107,18 @@ def rollout_state(api: Any, ns: str) -> dict[str, Any]:
     return dict(status.get("rollout") or {})
 
 
-def watch_rollout(api: Any, ns: str, until: set[str], timeout: float) -> list[dict[str, Any]]:
-    """status.rollout each time it changes, until its phase is one of `until`."""
+def watch_rollout(
+    api: Any, ns: str, version: str, until: set[str], timeout: float
+) -> list[dict[str, Any]]:
+    """status.rollout of `version` each time it changes, until its phase is in `until`."""
     seen: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         state = rollout_state(api, ns)
-        if state and (not seen or state.get("summary") != seen[-1].get("summary")):
+        if state.get("version") != version:  # the operator has not seen the new spec yet
+            time.sleep(1)
+            continue
+        if not seen or state.get("summary") != seen[-1].get("summary"):
             seen.append(state)
             print(f"  rollout: {state.get('summary')} - {state.get('message')}")
         if state.get("phase") in until:
@@ -164,7 +169,8 @@ def test_a_good_version_is_promoted_and_a_bad_one_rolled_back(
             "gates": GATES,
         }
         apply_objects(kubectl, ns, [service(entry("1.0.0", 0), entry("2.0.0", 100), rollout=good)])
-        seen = watch_rollout(api_client, ns, {"Succeeded", "RolledBack", "Failed"}, 420)
+        done = {"Succeeded", "RolledBack", "Failed"}
+        seen = watch_rollout(api_client, ns, f"{APP}:2.0.0", done, 420)
         assert seen[-1]["phase"] == "Succeeded", seen[-1]
         steps = [s["summary"] for s in seen]
         for shown in ("canary:2.0.0=20%", "canary:2.0.0=50%"):
@@ -191,7 +197,7 @@ def test_a_good_version_is_promoted_and_a_bad_one_rolled_back(
             ns,
             [service(entry("2.0.0", 0), entry("3.0.0", 100), rollout=bad)],
         )
-        seen = watch_rollout(api_client, ns, {"Succeeded", "RolledBack", "Failed"}, 300)
+        seen = watch_rollout(api_client, ns, f"{APP}:3.0.0", done, 300)
         took = time.monotonic() - started
         final = seen[-1]
         assert final["phase"] == "RolledBack", final

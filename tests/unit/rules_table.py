@@ -451,9 +451,35 @@ ROWS: list[Row] = [
         [("spec.rollout", "cannot be used on a websocket service")],
     ),
     Row(
-        "rollout-step-zero",
+        "rollout-step-zero-without-shadow",
         canary(steps=[{"percent": 0}, {"percent": 100}]),
-        [("spec.rollout.steps[0].percent", ">= 1")],
+        [("spec.rollout.steps[0]", "either a share (percent above 0) or a shadow")],
+    ),
+    Row(
+        "rollout-shadow-step",
+        canary(
+            steps=[{"percent": 0, "shadowPercent": 50}, {"percent": 10}, {"percent": 100}],
+            gates={"minAgreementPercent": 95},
+        ),
+    ),
+    Row(
+        "rollout-share-and-shadow",
+        canary(steps=[{"percent": 10, "shadowPercent": 50}, {"percent": 100}]),
+        [("spec.rollout.steps[0]", "either a share (percent above 0) or a shadow")],
+    ),
+    Row(
+        "rollout-shadow-step-not-idempotent",
+        rts(
+            version("1.0.0", 0) | {"application": "ledger"},
+            version("2.0.0", 100) | {"application": "ledger"},
+            rollout=CANARY
+            | {
+                "version": "ledger:2.0.0",
+                "steps": [{"percent": 0, "shadowPercent": 5}, {"percent": 100}],
+            },
+        ),
+        [("spec.rollout.steps", "a shadow step would repeat its effects")],
+        layer="reference",
     ),
     Row("traffic-limit-ok", rts(trafficLimit={"requestsPerSecond": 10, "burst": 5})),
     Row(

@@ -235,3 +235,39 @@ def test_step_ratios(
 ) -> None:
     got = step_ratios(before, target, candidate, percent)
     assert got == expected and sum(got.values()) == 100
+
+
+def shadow_first(**gates: Any) -> Rollout:
+    return rollout(
+        steps=[
+            {"percent": 0, "shadowPercent": 50, "bakeSeconds": 300},
+            {"percent": 10, "bakeSeconds": 300},
+            {"percent": 100, "bakeSeconds": 0},
+        ],
+        gates={"minAgreementPercent": 95, "minRequests": 100, **gates},
+    )
+
+
+def agreeing(same: int, compared: int = 200) -> Reading:
+    return Reading(Window(compared, 0, 100.0), Window(2000, 0, 100.0), agreement=(same, compared))
+
+
+def test_a_shadow_step_keeps_the_ratios_and_gates_on_agreement_first() -> None:
+    run = Run(spec=shadow_first())
+    d = run.at(0)
+    assert d.ratios == BEFORE and d.status is not None  # no share while it is a shadow
+    assert d.status.summary == "Progressing 1/3 iris:2.0.0 shadow 50%"
+    assert "iris:2.0.0 as a shadow of 50% of the requests" in d.status.message
+    d = run.at(100, agreeing(198))
+    assert d.status is not None and d.status.gates[0].gate == "minAgreementPercent"
+    assert d.status.gates[0].passed and d.ratios == BEFORE
+    d = run.at(300, agreeing(198))  # agreed: its first share
+    assert d.ratios == {OLD: 90, NEW: 10}
+
+
+def test_a_shadow_that_disagrees_never_gets_a_share() -> None:
+    run = Run(spec=shadow_first())
+    run.at(0)
+    d = run.at(60, agreeing(180))
+    assert d.status is not None and d.status.phase == "RolledBack" and d.ratios == BEFORE
+    assert "minAgreementPercent 90 < 95" in d.status.message

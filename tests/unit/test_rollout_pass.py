@@ -76,7 +76,9 @@ class Bench:
     def split(self) -> dict[str, int]:
         config = self.kube.get("v1", "ConfigMap", "ns", "svc-router")
         assert config is not None
-        found = re.findall(r"(\d+)% svc-iris-(\d)-0-0", config["data"]["nginx.conf"])
+        block = re.search(r"\$inferops_split \{([^}]*)\}", config["data"]["nginx.conf"])
+        assert block is not None
+        found = re.findall(r"(\d+)% svc-iris-(\d)-0-0", block[1])
         return {f"iris:{v}.0.0": int(p) for p, v in found}
 
     def rollout(self) -> dict[str, Any]:
@@ -195,6 +197,47 @@ def test_quantile_as_prometheus_computes_it(
 
 def test_the_parser_reads_only_split_requests_of_our_metrics() -> None:
     text = exporter_text({NEW: (10, 2)}) + 'other_total{version="iris:2.0.0"} 99\ngarbage line\n'
-    counts = parse(text)
-    assert (counts[NEW].requests, counts[NEW].errors) == (12, 2)
-    assert counts[NEW].buckets[float("inf")] == 12
+    counts = parse(text)[NEW].split
+    assert (counts.requests, counts.errors) == (12, 2)
+    assert counts.buckets[float("inf")] == 12
+
+
+def test_a_shadow_step_mirrors_the_new_version_and_reads_its_agreement(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from inferops.contract.router import RouterAgentConfig
+
+    bench = Bench(monkeypatch)
+    bench.apply(rts(version("1.0.0", 100), version("2.0.0", 0)))
+    bench.pass_()
+    shadow_first = {
+        **ROLLOUT,
+        "steps": [{"percent": 0, "shadowPercent": 50, "bakeSeconds": 60}, {"percent": 100}],
+        "gates": {"minAgreementPercent": 95, "minRequests": 100},
+    }
+    bench.apply(rts(version("1.0.0", 0), version("2.0.0", 100), rollout=shadow_first))
+    bench.pass_(10)
+    assert bench.split() == {OLD: 100}  # the new version takes no share
+    config = bench.kube.get("v1", "ConfigMap", "ns", "svc-router")
+    assert config is not None
+    agent = RouterAgentConfig.from_json(config["data"]["router.json"])
+    assert [t.shadow_percent for t in agent.targets] == [None, 50]
+    assert agent.pairing is not None and agent.pairing.output is None  # compared, not written
+    # Its shadow answers and how they compared, as the agent exports them.
+    metrics = RouterMetrics([OLD, NEW])
+    for _ in range(150):
+        metrics.observe(OLD, "split", "2xx", 0.01)
+        metrics.observe_shadow(NEW, 200, 0.02)
+    metrics.comparisons.labels(NEW, OLD, "same", "same").inc(120)
+    metrics.comparisons.labels(NEW, OLD, "same", "different").inc(30)
+    bench.router_pods("10.1.0.9", {})
+    bench.metrics.texts["10.1.0.9"] = generate_latest(metrics.registry).decode()
+    outcome = bench.pass_(20)
+    state = bench.rollout()
+    assert state["phase"] == "RolledBack", state
+    assert "minAgreementPercent 80 < 95" in state["message"]
+    assert [n.reason for n in outcome.notes] == ["RolloutRolledBack"]
+    assert bench.split() == {OLD: 100}
+    config = bench.kube.get("v1", "ConfigMap", "ns", "svc-router")
+    assert config is not None
+    assert RouterAgentConfig.from_json(config["data"]["router.json"]).pairing is None

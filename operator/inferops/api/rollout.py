@@ -15,10 +15,30 @@ MSG_STEPS_INCREASE = "steps must increase: each percent above the one before"
 MSG_GATE_NEEDED = "a rollout needs at least one gate (maxErrorRatePercent, maxLatencyMs, ...)"
 
 
-class RolloutStep(ApiModel):
-    """One step: the new version's share of the split, held for bakeSeconds."""
+MSG_SHADOW_STEP = (
+    "a step is either a share (percent above 0) or a shadow (percent 0 and shadowPercent)"
+)
 
-    percent: int = Field(ge=1, le=100, description="The new version's percent of the traffic.")
+
+class RolloutStep(ApiModel):
+    """One step: the new version's share of the split, held for bakeSeconds; or, with
+    percent 0 and shadowPercent, a shadow step: it answers copies only, and
+    gates.minAgreementPercent compares its answers with production's."""
+
+    model_config = ConfigDict(
+        json_schema_extra=rules(
+            cel("(self.percent > 0) != has(self.shadowPercent)", MSG_SHADOW_STEP)
+        )
+    )
+
+    percent: int = Field(ge=0, le=100, description="The new version's percent of the traffic.")
+    shadow_percent: int | None = Field(
+        None,
+        ge=1,
+        le=100,
+        description="With percent 0: the share of the split requests copied to the new "
+        "version, whose answers are compared with production's and discarded.",
+    )
     bake_seconds: int = Field(
         300, ge=0, le=7 * 24 * 3600, description="How long the step is watched before the next."
     )
@@ -46,7 +66,7 @@ class Gates(ApiModel):
             cel(
                 "has(self.maxErrorRatePercent) || has(self.maxLatencyMs) || "
                 "has(self.maxErrorRateIncrease) || has(self.maxLatencyIncreasePercent) || "
-                "(has(self.queries) && self.queries.size() > 0)",
+                "has(self.minAgreementPercent) || (has(self.queries) && self.queries.size() > 0)",
                 MSG_GATE_NEEDED,
             )
         )
@@ -73,6 +93,13 @@ class Gates(ApiModel):
         le=10_000,
         description="Most percent of latency above the stable versions' at the quantile.",
     )
+    min_agreement_percent: float | None = Field(
+        None,
+        ge=0,
+        le=100,
+        description="Shadow steps: the least share of copies whose status and body equal "
+        "production's answer.",
+    )
     queries: list[GateQuery] | None = Field(
         None,
         max_length=MAX_QUERIES,
@@ -94,6 +121,7 @@ class Gates(ApiModel):
                 self.max_latency_ms,
                 self.max_error_rate_increase,
                 self.max_latency_increase_percent,
+                self.min_agreement_percent,
             )
         ) or bool(self.queries)
 

@@ -59,9 +59,10 @@ class Target(_Model):
 
 
 class Pairing(_Model):
-    """Data collection of shadowed requests: where the paired answers go."""
+    """Shadowed requests go through the agent, which compares both answers (the agreement
+    metrics) and, with an output (data collection), writes them side by side."""
 
-    output: str = Field(min_length=1, max_length=2048)
+    output: str | None = Field(None, min_length=1, max_length=2048)
     sample_ratio: float = Field(1.0, ge=0, le=1)
     endpoint: str | None = None
     region: str | None = None

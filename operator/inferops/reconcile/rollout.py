@@ -43,6 +43,7 @@ class Reading:
     candidate: Window
     stable: Window
     queries: Mapping[str, float | None] = field(default_factory=dict)  # gates.queries
+    agreement: tuple[int, int] | None = None  # shadow steps: (same answers, compared)
 
 
 @dataclass(frozen=True)
@@ -101,15 +102,20 @@ def step_ratios(
     return {k: (percent if k == candidate else out[k]) for k in target}
 
 
-def gate_readings(rollout: Rollout, reading: Reading) -> list[GateReading]:
+def gate_readings(rollout: Rollout, reading: Reading, step: int = 0) -> list[GateReading]:
     gates = rollout.gates
     cand, stable = reading.candidate, reading.stable
     found = []
 
-    def add(name: str, value: float, limit: float) -> None:
-        found.append(
-            GateReading(gate=name, value=round(value, 3), limit=limit, passed=value <= limit)
-        )
+    def add(name: str, value: float, limit: float, least: bool = False) -> None:
+        passed = value >= limit if least else value <= limit
+        found.append(GateReading(gate=name, value=round(value, 3), limit=limit, passed=passed))
+
+    shadowing = rollout.steps[step].shadow_percent is not None
+    if shadowing and gates.min_agreement_percent is not None and reading.agreement:
+        same, compared = reading.agreement
+        if compared:
+            add("minAgreementPercent", 100.0 * same / compared, gates.min_agreement_percent, True)
 
     if gates.max_error_rate_percent is not None:
         add("maxErrorRatePercent", cand.error_percent, gates.max_error_rate_percent)
@@ -139,7 +145,8 @@ def gate_readings(rollout: Rollout, reading: Reading) -> list[GateReading]:
 
 
 def _describe(reading: GateReading) -> str:
-    return f"{reading.gate} {reading.value:g} > {reading.limit:g}"
+    sign = "<" if reading.gate.startswith("min") else ">"
+    return f"{reading.gate} {reading.value:g} {sign} {reading.limit:g}"
 
 
 def decide(
@@ -159,6 +166,9 @@ def decide(
         return decision
     status = decision.status
     shown = f"{status.version}={status.ratios.get(status.version, 0)}%"
+    shadowing = shadow_step(rollout, status)
+    if shadowing is not None:
+        shown = f"{status.version} shadow {shadowing}%"
     steps = f"{status.step + 1}/{len(rollout.steps)}"
     summary = {
         "Succeeded": f"Succeeded {shown}",
@@ -221,10 +231,26 @@ def _start(
         step_started=stamp,
         from_ratios=before,
         ratios=ratios,
-        message=f"step 1 of {len(rollout.steps)}: {rollout.version} at {ratios[rollout.version]}%",
+        message=f"step 1 of {len(rollout.steps)}: {_share(rollout, 0, ratios)}",
     )
     event = Event("Normal", "RolloutStarted", f"{rollout.version}: {status.message}")
     return Decision(status, ratios, event, None if rollout.paused else _first_look(rollout, 0))
+
+
+def _share(rollout: Rollout, step: int, ratios: Mapping[str, int]) -> str:
+    shadow = rollout.steps[step].shadow_percent
+    if shadow is not None:
+        return f"{rollout.version} as a shadow of {shadow}% of the requests"
+    return f"{rollout.version} at {ratios.get(rollout.version, 0)}%"
+
+
+def shadow_step(rollout: Rollout | None, status: RolloutStatus | None) -> int | None:
+    """The shadow percent of the current step, when it is a shadow step under way."""
+    if rollout is None or status is None or not is_active(status):
+        return None
+    if status.step >= len(rollout.steps):
+        return None
+    return rollout.steps[status.step].shadow_percent
 
 
 def _ratios_at(rollout: Rollout, step: int, before: Mapping[str, int], target: Ratios) -> Ratios:
@@ -262,7 +288,7 @@ def _active(
     spec_step = rollout.steps[step]
     counted = reading.candidate.requests if reading is not None else 0
     enough = counted >= rollout.gates.min_requests
-    readings = gate_readings(rollout, reading) if reading is not None and enough else []
+    readings = gate_readings(rollout, reading, step) if reading is not None and enough else []
     breached = [r for r in readings if not r.passed]
     if breached:
         return _roll_back(
@@ -277,8 +303,8 @@ def _active(
             return _roll_back(rollout, previous, readings, "Failed", why)
         phase = "Progressing" if enough or elapsed < spec_step.bake_seconds else "Waiting"
         message = (
-            f"step {step + 1} of {len(rollout.steps)}: {rollout.version} at "
-            f"{ratios.get(rollout.version, 0)}%, {counted} requests"
+            f"step {step + 1} of {len(rollout.steps)}: {_share(rollout, step, ratios)}, "
+            f"{counted} requests"
         )
         if phase == "Waiting":
             message += f", waiting for {rollout.gates.min_requests}"
@@ -304,8 +330,7 @@ def _active(
             "step_started": rfc3339(now),
             "ratios": ratios,
             "gates": readings,
-            "message": f"step {nxt + 1} of {len(rollout.steps)}: {rollout.version} at "
-            f"{ratios[rollout.version]}%",
+            "message": f"step {nxt + 1} of {len(rollout.steps)}: {_share(rollout, nxt, ratios)}",
         }
     )
     event = Event("Normal", "RolloutStepped", f"{rollout.version}: {status.message}")

@@ -13,7 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from inferops.api.catalog import Catalog
-from inferops.api.realtime import RealTimeServiceSpec
+from inferops.api.realtime import RealTimeServiceSpec, Shadow
 from inferops.api.rollout import RolloutStatus
 from inferops.reconcile.prometheus import HttpPrometheus, QuerySource, fill
 from inferops.reconcile.rollout import (
@@ -24,6 +24,7 @@ from inferops.reconcile.rollout import (
     decide,
     is_active,
     parse_time,
+    shadow_step,
 )
 from inferops.reconcile.router_metrics import MetricsSource, read_step
 from inferops.resources.desired import Service, realtime_inputs
@@ -66,17 +67,33 @@ def router_note(status: RolloutStatus | None) -> str:
     return f"rollout {status.id} step {status.step}"
 
 
-def with_ratios(service: Service, ratios: Mapping[str, int], note: str) -> Service:
-    """The service as the builders see it during a rollout."""
+def with_ratios(
+    service: Service, ratios: Mapping[str, int], note: str, shadowing: int | None = None
+) -> Service:
+    """The service as the builders see it during a rollout: the ratios in effect, and in
+    a shadow step the new version as a shadow of that percent, its answers compared."""
     spec = service.spec
     assert isinstance(spec, RealTimeServiceSpec)
-    versions = [
-        v
-        if v.shadow is not None
-        else v.model_copy(update={"traffic_ratio": ratios.get(label(v.application, v.version), 0)})
-        for v in spec.versions
-    ]
-    return replace(service, spec=spec.model_copy(update={"versions": versions}), router_note=note)
+    candidate = spec.rollout.version if spec.rollout is not None else None
+    versions = []
+    for v in spec.versions:
+        name = label(v.application, v.version)
+        if v.shadow is not None:
+            versions.append(v)
+        elif shadowing is not None and name == candidate:
+            versions.append(
+                v.model_copy(
+                    update={"traffic_ratio": 0, "shadow": Shadow(sample_percent=shadowing)}
+                )
+            )
+        else:
+            versions.append(v.model_copy(update={"traffic_ratio": ratios.get(name, 0)}))
+    return replace(
+        service,
+        spec=spec.model_copy(update={"versions": versions}),
+        router_note=note,
+        compare_shadows=shadowing is not None,
+    )
 
 
 def gate_queries(
@@ -120,10 +137,12 @@ def rollout_step(
         return service, None
     reading = None
     if spec.rollout is not None and previous is not None and is_active(previous):
-        running_step = with_ratios(service, previous.ratios, router_note(previous))
+        shadowing = shadow_step(spec.rollout, previous)
+        running_step = with_ratios(service, previous.ratios, router_note(previous), shadowing)
         digest = router_digest(realtime_inputs(running_step, catalog))
         q = spec.rollout.gates.latency_quantile
-        reading = read_step(metrics, pods, digest, spec.rollout.version, q)
+        shadowed = shadowing is not None
+        reading = read_step(metrics, pods, digest, spec.rollout.version, q, shadowed)
         if spec.rollout.gates.queries and catalog.prometheus is not None:
             reading = replace(
                 reading or Reading(Window(), Window()),
@@ -137,4 +156,6 @@ def rollout_step(
         reading=reading,
         now=now,
     )
-    return with_ratios(service, decision.ratios, router_note(decision.status)), decision
+    shadowing = shadow_step(spec.rollout, decision.status)
+    note = router_note(decision.status)
+    return with_ratios(service, decision.ratios, note, shadowing), decision

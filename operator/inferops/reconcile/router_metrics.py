@@ -18,7 +18,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from inferops.contract.router import DEFAULT_METRICS_PORT, METRICS_PATH, ROUTE_SPLIT
+from inferops.contract.router import (
+    DEFAULT_METRICS_PORT,
+    METRICS_PATH,
+    ROUTE_SHADOW,
+    ROUTE_SPLIT,
+)
 from inferops.reconcile.rollout import Reading, Window
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -26,6 +31,7 @@ TIMEOUT_SECONDS = 2.0
 CONFIG_HASH = "serving.inferops.dev/config-hash"
 _REQUESTS = "inferops_router_requests_total"
 _BUCKET = "inferops_router_request_duration_seconds_bucket"
+_COMPARED = "inferops_router_shadow_comparisons_total"
 _SAMPLE = re.compile(r"^([a-z_]+)\{([^}]*)\} ([0-9.e+-]+|\+Inf|NaN)$")
 _LABEL = re.compile(r'([a-z_]+)="([^"]*)"')
 
@@ -45,28 +51,55 @@ class Counts:
             self.buckets[le] = self.buckets.get(le, 0.0) + n
 
 
-def parse(text: str) -> dict[str, Counts]:
-    """version -> its split counts, from one pod's /metrics text (other lines ignored)."""
-    out: dict[str, Counts] = {}
+@dataclass
+class VersionCounts:
+    """One version's counts: as part of the split, as a shadow, and how its shadow answers
+    compared with production's."""
+
+    split: Counts = field(default_factory=Counts)
+    shadow: Counts = field(default_factory=Counts)
+    agreed: float = 0.0
+    compared: float = 0.0
+
+
+def _sample(line: str) -> tuple[str, dict[str, str], float] | None:
+    """(metric, labels, value) of one of our sample lines; None for anything else."""
+    if not line.startswith((_REQUESTS, _BUCKET, _COMPARED)):
+        return None
+    found = _SAMPLE.match(line)
+    if found is None:
+        return None
+    try:
+        value = float(found[3])
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    labels = dict(_LABEL.findall(found[2]))
+    return (found[1], labels, value) if "version" in labels else None
+
+
+def parse(text: str) -> dict[str, VersionCounts]:
+    """version -> its counts, from one pod's /metrics text (other lines ignored)."""
+    out: dict[str, VersionCounts] = {}
     for line in text.splitlines():
-        if not line.startswith((_REQUESTS, _BUCKET)):
+        sample = _sample(line)
+        if sample is None:
             continue
-        found = _SAMPLE.match(line)
-        if found is None:
+        metric, labels, value = sample
+        entry = out.setdefault(labels["version"], VersionCounts())
+        if metric == _COMPARED:
+            entry.compared += value
+            if labels.get("status") == "same" and labels.get("body") == "same":
+                entry.agreed += value
             continue
-        labels = dict(_LABEL.findall(found[2]))
-        if labels.get("route") != ROUTE_SPLIT or "version" not in labels:
+        route = labels.get("route")
+        counts = {ROUTE_SPLIT: entry.split, ROUTE_SHADOW: entry.shadow}.get(route or "")
+        if counts is None:
             continue
-        try:
-            value = float(found[3])
-        except ValueError:
-            continue
-        if not math.isfinite(value) or value < 0:
-            continue
-        counts = out.setdefault(labels["version"], Counts())
-        if found[1] == _REQUESTS:
+        if metric == _REQUESTS:
             counts.requests += value
-            if labels.get("code") == "5xx":
+            if labels.get("code") in ("5xx", "error"):
                 counts.errors += value
         elif "le" in labels:
             le = math.inf if labels["le"] == "+Inf" else float(labels["le"])
@@ -108,14 +141,24 @@ def window(counts: Iterable[Counts], q: float) -> Window:
     )
 
 
-def reading(per_pod: Iterable[Mapping[str, Counts]], candidate: str, q: float) -> Reading:
-    """The candidate's window and the other versions' together (the stable side)."""
+def reading(
+    per_pod: Iterable[Mapping[str, VersionCounts]], candidate: str, q: float, shadow: bool = False
+) -> Reading:
+    """The candidate's window (its shadow answers in a shadow step) and the other versions'
+    split together (the stable side); in a shadow step, how its answers compared."""
     mine: list[Counts] = []
     theirs: list[Counts] = []
+    agreed = compared = 0.0
     for pod in per_pod:
         for version, counts in pod.items():
-            (mine if version == candidate else theirs).append(counts)
-    return Reading(window(mine, q), window(theirs, q))
+            if version == candidate:
+                mine.append(counts.shadow if shadow else counts.split)
+                agreed += counts.agreed
+                compared += counts.compared
+            else:
+                theirs.append(counts.split)
+    agreement = (int(agreed), int(compared)) if shadow else None
+    return Reading(window(mine, q), window(theirs, q), agreement=agreement)
 
 
 class MetricsSource(Protocol):
@@ -164,15 +207,16 @@ def router_pods(pods: Iterable[Mapping[str, Any]], config_hash: str) -> list[str
     return ips
 
 
-def read_step(
+def read_step(  # noqa: PLR0917 - what one step's reading depends on
     source: MetricsSource,
     pods: Iterable[Mapping[str, Any]],
     config_hash: str,
     candidate: str,
     q: float,
+    shadow: bool = False,
 ) -> Reading | None:
     """The step's reading from every router pod of the config that answers; None when
     none does (no reading is not a breach)."""
     texts = [source.fetch(ip) for ip in router_pods(pods, config_hash)]
     parsed = [parse(t) for t in texts if t is not None]
-    return reading(parsed, candidate, q) if parsed else None
+    return reading(parsed, candidate, q, shadow) if parsed else None

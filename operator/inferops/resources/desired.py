@@ -48,6 +48,7 @@ class Service:
     spec: Spec
     versions: AppVersions
     router_note: str = ""  # a line of the router config (a rollout's step: a new config)
+    compare_shadows: bool = False  # a rollout's shadow step: pair its answers to count them
 
     @property
     def kind(self) -> str:
@@ -70,7 +71,14 @@ def parse_service(obj: Mapping[str, Any], lookup: AppVersions) -> Service:
 
 def realtime_inputs(service: Service, catalog: Catalog) -> Inputs:
     assert isinstance(service.spec, RealTimeServiceSpec)
-    return Inputs(service.obj, service.spec, service.versions, catalog, service.router_note)
+    return Inputs(
+        service.obj,
+        service.spec,
+        service.versions,
+        catalog,
+        service.router_note,
+        service.compare_shadows,
+    )
 
 
 def batch_inputs(service: Service, catalog: Catalog) -> BatchInputs:

@@ -62,6 +62,7 @@ class Inputs(OwnerInputs):
     versions: Mapping[VersionKey, AppVersion]
     catalog: Catalog
     router_note: str = ""
+    compare_shadows: bool = False
 
 
 def version_service_name(service: str, entry: ServiceVersion) -> str:
@@ -230,12 +231,13 @@ def backends(inputs: Inputs) -> list[Backend]:
 
 
 def pairing(inputs: Inputs) -> router_contract.Pairing | None:
-    """With data collection on, shadowed requests are written with both answers."""
-    collect = inputs.spec.data_collection
-    if collect is None or not collect.enabled or collect.output_path is None:
-        return None
+    """With data collection on, shadowed requests are written with both answers; during
+    a rollout's shadow step they are compared (and counted) without being written."""
     if not inputs.spec.shadows():
         return None
+    collect = inputs.spec.data_collection
+    if collect is None or not collect.enabled or collect.output_path is None:
+        return router_contract.Pairing() if inputs.compare_shadows else None
     return router_contract.Pairing(
         output=collect.output_path,
         sample_ratio=collect.sample_ratio,

@@ -133,7 +133,13 @@ def realtime_reference_rules(
         if problem is not None:
             yield problem
         elif known is not None and entry.shadow is not None:
-            yield from _shadow_repeats_nothing(known, entry.version, entry.application, i)
+            yield from _shadow_repeats_nothing(
+                known, entry.version, entry.application, f"spec.versions[{i}].shadow", "a shadow"
+            )
+        if known is not None and _shadow_step_of(spec, entry.application, entry.version):
+            yield from _shadow_repeats_nothing(
+                known, entry.version, entry.application, "spec.rollout.steps", "a shadow step"
+            )
         if known is not None and spec.websocket and not known.spec.websocket:
             yield (
                 "spec.websocket",
@@ -144,18 +150,27 @@ def realtime_reference_rules(
             )
 
 
+def _shadow_step_of(spec: RealTimeServiceSpec, application: str, version: str) -> bool:
+    rollout = spec.rollout
+    return (
+        rollout is not None
+        and rollout.version == f"{application}:{version}"
+        and any(s.shadow_percent is not None for s in rollout.steps)
+    )
+
+
 def _shadow_repeats_nothing(
-    known: KnownVersion, version: str, application: str, i: int
+    known: KnownVersion, version: str, application: str, path: str, what: str
 ) -> Iterator[Finding]:
     """A shadow receives copies of production's requests: one that writes or charges would
     do it a second time."""
     for j, api in enumerate(known.spec.apis):
         if not api.idempotent:
             yield (
-                f"spec.versions[{i}].shadow",
+                path,
                 f"version {version!r} of application {application!r} marks API "
                 f"{api.method.upper()} {api.url} as not idempotent (apis[{j}].idempotent: false); "
-                "a shadow would repeat its effects",
+                f"{what} would repeat its effects",
             )
 
 

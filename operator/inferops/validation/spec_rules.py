@@ -32,7 +32,7 @@ from inferops.api.realtime import (
     MSG_WEBSOCKET_SHADOW,
     RealTimeServiceSpec,
 )
-from inferops.api.rollout import MSG_GATE_NEEDED, MSG_STEPS_INCREASE
+from inferops.api.rollout import MSG_GATE_NEEDED, MSG_SHADOW_STEP, MSG_STEPS_INCREASE
 
 Finding = tuple[str, str]
 
@@ -97,6 +97,9 @@ def _rollout_rules(spec: RealTimeServiceSpec) -> Iterator[Finding]:
     percents = [s.percent for s in rollout.steps]
     if any(b <= a for a, b in itertools.pairwise(percents)):
         yield "spec.rollout.steps", MSG_STEPS_INCREASE
+    for i, step in enumerate(rollout.steps):
+        if (step.percent > 0) == (step.shadow_percent is not None):
+            yield f"spec.rollout.steps[{i}]", MSG_SHADOW_STEP
     if not rollout.gates.any_gate():
         yield "spec.rollout.gates", MSG_GATE_NEEDED
     version = next(

@@ -140,7 +140,7 @@ def metrics_app(config: RouterAgentConfig, metrics: RouterMetrics) -> web.Applic
 def collectors(config: RouterAgentConfig, pod: str) -> dict[str, Collector]:
     """One writer per shadow under `<output>/<service>/shadow-<app>_<version>/`."""
     pairing = config.pairing
-    if pairing is None:
+    if pairing is None or pairing.output is None:
         return {}
     output = parse_location(pairing.output)
     if output.scheme == "https":

@@ -176,7 +176,7 @@ class Relay:
     async def call(self, target: Target, sent: Sent) -> Answer:
         """Sends the request to a version and reads its whole answer (bounded)."""
         assert self.session is not None
-        cap = self.config.max_capture_bytes if self.collectors else 0
+        cap = self.config.max_capture_bytes if self.config.pairing else 0
         tap = BodyTap(cap)
         digest = hashlib.sha256()
         started = time.perf_counter()
@@ -352,7 +352,7 @@ async def _stream_production(
     """Production's answer to the client as it comes, kept (up to the capture bound) and
     hashed for the comparison."""
     assert relay.session is not None
-    cap = relay.config.max_capture_bytes if relay.collectors else 0
+    cap = relay.config.max_capture_bytes if relay.config.pairing else 0
     tap = BodyTap(cap)
     digest = hashlib.sha256()
     started = time.perf_counter()
