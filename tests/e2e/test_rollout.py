@@ -203,6 +203,7 @@ def test_a_good_version_is_promoted_and_a_bad_one_rolled_back(
         assert final["phase"] == "RolledBack", final
         assert final["step"] == 0
         assert "maxErrorRatePercent" in final["message"]
+        assert "traffic back to canary:2.0.0=100,canary:3.0.0=0 " in final["message"]
         value = next(g["value"] for g in final["gates"] if g["gate"] == "maxErrorRatePercent")
         assert 5 < value < 60, final  # about 20%
         status = custom_object(api_client, ns, "realtimeservices", SERVICE)["status"]

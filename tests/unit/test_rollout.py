@@ -82,7 +82,7 @@ def test_a_rollout_starts_from_the_ratios_that_run_and_gives_the_first_step() ->
     d = Run().at(0)
     assert d.ratios == {OLD: 95, NEW: 5}
     assert d.status is not None and d.status.phase == "Progressing" and d.status.step == 0
-    assert d.status.from_ratios == BEFORE and d.status.started == "2026-11-30T09:00:00Z"
+    assert d.status.from_map() == BEFORE and d.status.started == "2026-11-30T09:00:00Z"
     assert d.event is not None and d.event.reason == "RolloutStarted"
     assert d.recheck == 5.0
 
@@ -184,7 +184,7 @@ def test_after_a_rollback_a_new_spec_starts_a_new_rollout_from_what_runs() -> No
     run.spec = rollout(steps=[{"percent": 10, "bakeSeconds": 60}, {"percent": 50}])
     d = run.at(30)
     assert d.status is not None and d.status.phase == "Progressing"
-    assert d.status.from_ratios == BEFORE and d.ratios == {OLD: 90, NEW: 10}
+    assert d.status.from_map() == BEFORE and d.ratios == {OLD: 90, NEW: 10}
 
 
 def test_reverting_the_spec_stops_the_rollout_and_returns_to_the_ratios_before() -> None:
@@ -271,3 +271,23 @@ def test_a_shadow_that_disagrees_never_gets_a_share() -> None:
     d = run.at(60, agreeing(180))
     assert d.status is not None and d.status.phase == "RolledBack" and d.ratios == BEFORE
     assert "minAgreementPercent 90 < 95" in d.status.message
+
+
+def test_a_rollout_waits_pending_until_the_new_version_is_ready() -> None:
+    d = decide(
+        rollout(),
+        TARGET,
+        previous=None,
+        running=BEFORE,
+        reading=None,
+        now=T0,
+        candidate_ready=False,
+    )
+    assert d.status is not None and d.status.phase == "Pending" and d.ratios == BEFORE
+    assert d.event is None and d.recheck == 5.0
+    pending = RolloutStatus.model_validate(d.status.to_dict())
+    later = T0 + timedelta(seconds=90)
+    d = decide(rollout(), TARGET, previous=pending, running=BEFORE, reading=None, now=later)
+    assert d.status is not None and d.status.phase == "Progressing"
+    assert d.ratios == {OLD: 95, NEW: 5} and d.status.started == "2026-11-30T09:01:30Z"
+    assert d.status.from_map() == BEFORE

@@ -58,7 +58,7 @@ class Bench:
         self.metrics = PodMetrics()
         monkeypatch.setattr(realtime, "now", lambda: self.clock)
         monkeypatch.setattr(realtime, "METRICS", self.metrics)
-        self.kube = FakeKube([NAMESPACE, placed(app())])
+        self.kube = FakeKube([NAMESPACE, placed(app(versions=("1.0.0", "2.0.0", "3.0.0")))])
         self.generation = 0
 
     def apply(self, obj: dict[str, Any]) -> None:
@@ -67,8 +67,13 @@ class Bench:
         status = (current or {}).get("status")
         self.kube.apply(placed(obj, generation=self.generation, status=status))
 
-    def pass_(self, seconds: float = 0.0) -> Any:
+    def pass_(self, seconds: float = 0.0, ready: bool = True) -> Any:
         self.clock = T0 + datetime.timedelta(seconds=seconds)
+        if ready:  # every model instance is up (what a rollout waits for before a step)
+            for d in self.kube.list_objects("apps/v1", "Deployment", "ns", {}):
+                replicas = d["spec"].get("replicas") or 0
+                ready = {"updatedReplicas": replicas, "readyReplicas": replicas}
+                self.kube.patch_status("Deployment", "ns", d["metadata"]["name"], ready)
         outcome = reconcile_realtime(self.kube, default_catalog(), "ns", "svc")
         assert outcome is not None
         return outcome
@@ -241,3 +246,53 @@ def test_a_shadow_step_mirrors_the_new_version_and_reads_its_agreement(
     config = bench.kube.get("v1", "ConfigMap", "ns", "svc-router")
     assert config is not None
     assert RouterAgentConfig.from_json(config["data"]["router.json"]).pairing is None
+
+
+def test_a_second_rollout_starts_clean_from_what_the_first_left(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """status.rollout is patched with a merge patch: ratios are lists (replaced whole), so
+    the versions of the first rollout do not linger in the second one's ratios."""
+    bench = Bench(monkeypatch)
+    bench.apply(rts(version("1.0.0", 100), version("2.0.0", 0)))
+    bench.pass_()
+    quick = {
+        **ROLLOUT,
+        "steps": [{"percent": 100, "bakeSeconds": 0}],
+        "gates": {"maxErrorRatePercent": 5, "minRequests": 0},
+    }
+    bench.apply(rts(version("1.0.0", 0), version("2.0.0", 100), rollout=quick))
+    bench.pass_(10)
+    bench.pass_(20)
+    assert bench.rollout()["phase"] == "Succeeded" and bench.split() == {NEW: 100}
+    third = {**ROLLOUT, "version": "iris:3.0.0", "steps": [{"percent": 10}, {"percent": 100}]}
+    bench.apply(rts(version("2.0.0", 0), version("3.0.0", 100), rollout=third))
+    bench.pass_(30)  # 3.0.0's instances are created: Pending
+    bench.pass_(31)  # and ready: step 1
+    state = bench.rollout()
+    assert state["fromRatios"] == [
+        {"version": NEW, "percent": 100},
+        {"version": "iris:3.0.0", "percent": 0},
+    ]
+    assert state["ratios"] == [
+        {"version": NEW, "percent": 90},
+        {"version": "iris:3.0.0", "percent": 10},
+    ]
+
+
+def test_no_step_starts_before_the_new_versions_instances_are_ready(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bench = Bench(monkeypatch)
+    bench.apply(rts(version("1.0.0", 100), version("2.0.0", 0)))
+    bench.pass_()
+    third = {**ROLLOUT, "version": "iris:3.0.0", "steps": [{"percent": 10}, {"percent": 100}]}
+    bench.apply(rts(version("1.0.0", 0), version("3.0.0", 100), rollout=third))
+    bench.pass_(10, ready=False)  # 3.0.0's Deployment was just created
+    state = bench.rollout()
+    assert state["phase"] == "Pending" and bench.split() == {OLD: 100}
+    assert "waiting for every instance of iris:3.0.0 to be ready" in state["message"]
+    bench.pass_(40)  # ready: step 1, its clock from now
+    state = bench.rollout()
+    assert (state["phase"], state["stepStarted"]) == ("Progressing", "2026-11-30T09:00:40Z")
+    assert bench.split() == {OLD: 90, "iris:3.0.0": 10}

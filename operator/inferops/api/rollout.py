@@ -4,6 +4,7 @@ the ratios in effect and the progress live in status.rollout, written by the ope
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import ConfigDict, Field
@@ -162,8 +163,10 @@ class Rollout(ApiModel):
     paused: bool = Field(False, description="Hold the current step (its bake restarts on resume).")
 
 
-RolloutPhase = Literal["Progressing", "Waiting", "Paused", "Succeeded", "RolledBack", "Failed"]
-ACTIVE_PHASES = frozenset({"Progressing", "Waiting", "Paused"})
+RolloutPhase = Literal[
+    "Pending", "Progressing", "Waiting", "Paused", "Succeeded", "RolledBack", "Failed"
+]
+ACTIVE_PHASES = frozenset({"Pending", "Progressing", "Waiting", "Paused"})
 
 
 class GateReading(ApiModel):
@@ -175,6 +178,18 @@ class GateReading(ApiModel):
     passed: bool = Field(description="value within limit.")
 
 
+class VersionRatio(ApiModel):
+    """A version's percent of the split (a list item: a merge patch replaces the list
+    whole, where it would merge a map's keys)."""
+
+    version: str = Field(description="<application>:<version>.")
+    percent: int = Field(description="Its percent of the split.")
+
+
+def as_list(ratios: Mapping[str, int]) -> list[VersionRatio]:
+    return [VersionRatio(version=k, percent=v) for k, v in ratios.items()]
+
+
 class RolloutStatus(ApiModel):
     """Where a rollout stands: written by the operator, read back after a restart."""
 
@@ -184,8 +199,14 @@ class RolloutStatus(ApiModel):
     step: int = Field(description="Index of the current step (0-based).")
     started: str = Field(description="When the rollout started (RFC 3339).")
     step_started: str = Field(description="When the current step started (RFC 3339).")
-    from_ratios: dict[str, int] = Field(description="The ratios before the rollout.")
-    ratios: dict[str, int] = Field(description="The ratios in effect.")
+    from_ratios: list[VersionRatio] = Field(description="The ratios before the rollout.")
+    ratios: list[VersionRatio] = Field(description="The ratios in effect.")
     gates: list[GateReading] = Field(default_factory=list, description="Last readings.")
     message: str = Field("", description="What happened last, in words.")
     summary: str = Field("", description="For kubectl get, e.g. Progressing 2/3 iris:2.0.0=25%.")
+
+    def from_map(self) -> dict[str, int]:
+        return {r.version: r.percent for r in self.from_ratios}
+
+    def ratio_map(self) -> dict[str, int]:
+        return {r.version: r.percent for r in self.ratios}

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
-from inferops.api.rollout import ACTIVE_PHASES, GateReading, Rollout, RolloutStatus
+from inferops.api.rollout import ACTIVE_PHASES, GateReading, Rollout, RolloutStatus, as_list
 
 Ratios = dict[str, int]
 POLL_SECONDS = 5.0  # how often a baking step's gates are read
@@ -157,15 +157,18 @@ def decide(
     running: Mapping[str, int] | None,
     reading: Reading | None,
     now: datetime,
+    candidate_ready: bool = True,
 ) -> Decision:
     """The next status.rollout and ratios. `target`: the spec's ratios (shadows left out);
     `running`: the ratios the router runs now (None for a service not deployed yet);
-    `reading`: the router's counts over the current step (None when not read)."""
-    decision = _decide(rollout, target, previous, running, reading, now)
+    `reading`: the router's counts over the current step (None when not read);
+    `candidate_ready`: every instance of the new version is ready (no step starts before:
+    requests to instances still starting would count as its errors)."""
+    decision = _decide(rollout, target, previous, running, reading, now, candidate_ready)
     if decision.status is None or rollout is None:
         return decision
     status = decision.status
-    shown = f"{status.version}={status.ratios.get(status.version, 0)}%"
+    shown = f"{status.version}={status.ratio_map().get(status.version, 0)}%"
     shadowing = shadow_step(rollout, status)
     if shadowing is not None:
         shown = f"{status.version} shadow {shadowing}%"
@@ -185,17 +188,23 @@ def _decide(  # noqa: PLR0917 - the inputs of one decision, named at the one cal
     running: Mapping[str, int] | None,
     reading: Reading | None,
     now: datetime,
+    candidate_ready: bool,
 ) -> Decision:
     target = dict(target)
     if rollout is None or rollout.version not in target:
         return Decision(None, target)
     rid = rollout_id(rollout, target)
+    if previous is not None and previous.id == rid and previous.phase == "Pending":
+        running = previous.from_map()  # what ran when the rollout appeared
+        previous = None
     if previous is None or previous.id != rid:
+        if not candidate_ready and running and sum(running.values()) == 100:
+            return _pending(rollout, rid, target, running, now)
         return _start(rollout, rid, target, running, now)
     if previous.phase == "Succeeded":
         return Decision(previous, target)
     if previous.phase in ("RolledBack", "Failed"):
-        return Decision(previous, dict(previous.from_ratios))
+        return Decision(previous, previous.from_map())
     return _active(rollout, target, previous, reading, now)
 
 
@@ -216,8 +225,8 @@ def _start(
             step=len(rollout.steps) - 1,
             started=stamp,
             step_started=stamp,
-            from_ratios=before,
-            ratios=target,
+            from_ratios=as_list(before),
+            ratios=as_list(target),
             message="nothing to roll out: the service runs the target ratios",
         )
         return Decision(status, target)
@@ -229,8 +238,8 @@ def _start(
         step=0,
         started=stamp,
         step_started=stamp,
-        from_ratios=before,
-        ratios=ratios,
+        from_ratios=as_list(before),
+        ratios=as_list(ratios),
         message=f"step 1 of {len(rollout.steps)}: {_share(rollout, 0, ratios)}",
     )
     event = Event("Normal", "RolloutStarted", f"{rollout.version}: {status.message}")
@@ -253,6 +262,26 @@ def shadow_step(rollout: Rollout | None, status: RolloutStatus | None) -> int | 
     return rollout.steps[status.step].shadow_percent
 
 
+def _pending(
+    rollout: Rollout, rid: str, target: Ratios, running: Mapping[str, int], now: datetime
+) -> Decision:
+    """A rollout whose version is not ready yet: the ratios that run stay."""
+    before = {k: running.get(k, 0) for k in target}
+    stamp = rfc3339(now)
+    status = RolloutStatus(
+        id=rid,
+        version=rollout.version,
+        phase="Pending",
+        step=0,
+        started=stamp,
+        step_started=stamp,
+        from_ratios=as_list(before),
+        ratios=as_list(before),
+        message=f"waiting for every instance of {rollout.version} to be ready before step 1",
+    )
+    return Decision(status, before, None, POLL_SECONDS)
+
+
 def _ratios_at(rollout: Rollout, step: int, before: Mapping[str, int], target: Ratios) -> Ratios:
     if step == len(rollout.steps) - 1:
         return dict(target)
@@ -270,7 +299,7 @@ def _active(
     reading: Reading | None,
     now: datetime,
 ) -> Decision:
-    ratios = dict(previous.ratios)
+    ratios = previous.ratio_map()
     step = previous.step
     if rollout.paused:
         paused = previous.model_copy(
@@ -315,20 +344,20 @@ def _active(
         status = previous.model_copy(
             update={
                 "phase": "Succeeded",
-                "ratios": dict(target),
+                "ratios": as_list(target),
                 "gates": readings,
                 "message": f"{rollout.version} rolled out: {_show(target)}",
             }
         )
         return Decision(status, dict(target), Event("Normal", "RolloutSucceeded", status.message))
     nxt = step + 1
-    ratios = _ratios_at(rollout, nxt, previous.from_ratios, target)
+    ratios = _ratios_at(rollout, nxt, previous.from_map(), target)
     status = previous.model_copy(
         update={
             "phase": "Progressing",
             "step": nxt,
             "step_started": rfc3339(now),
-            "ratios": ratios,
+            "ratios": as_list(ratios),
             "gates": readings,
             "message": f"step {nxt + 1} of {len(rollout.steps)}: {_share(rollout, nxt, ratios)}",
         }
@@ -344,13 +373,13 @@ def _roll_back(
     phase: str,
     why: str,
 ) -> Decision:
-    before = dict(previous.from_ratios)
+    before = previous.from_map()
     message = (
         f"rolled back at step {previous.step + 1} of {len(rollout.steps)}: {why}; "
         f"traffic back to {_show(before)} until the spec changes"
     )
     status = previous.model_copy(
-        update={"phase": phase, "ratios": before, "gates": readings, "message": message}
+        update={"phase": phase, "ratios": as_list(before), "gates": readings, "message": message}
     )
     reason = "RolloutRolledBack" if phase == "RolledBack" else "RolloutFailed"
     return Decision(status, before, Event("Warning", reason, f"{rollout.version}: {message}"))

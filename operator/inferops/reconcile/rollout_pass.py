@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from inferops.api.catalog import Catalog
+from inferops.api.names import LABEL_APPLICATION, LABEL_VERSION
 from inferops.api.realtime import RealTimeServiceSpec, Shadow
 from inferops.api.rollout import RolloutStatus
 from inferops.reconcile.prometheus import HttpPrometheus, QuerySource, fill
@@ -27,6 +28,7 @@ from inferops.reconcile.rollout import (
     shadow_step,
 )
 from inferops.reconcile.router_metrics import MetricsSource, read_step
+from inferops.reconcile.workload_health import rolled_out
 from inferops.resources.desired import Service, realtime_inputs
 from inferops.resources.realtime import router_digest
 
@@ -119,12 +121,29 @@ def gate_queries(
     return {q.name: source.query(fill(q.query, values)) for q in spec.rollout.gates.queries or ()}
 
 
-def rollout_step(
+def candidate_ready(spec: RealTimeServiceSpec, deployments: Sequence[Mapping[str, Any]]) -> bool:
+    """Every Deployment of the rollout's version exists and is rolled out."""
+    if spec.rollout is None:
+        return True
+    mine = [
+        d
+        for d in deployments
+        if label(
+            str((d.get("metadata") or {}).get("labels", {}).get(LABEL_APPLICATION)),
+            str((d.get("metadata") or {}).get("labels", {}).get(LABEL_VERSION)),
+        )
+        == spec.rollout.version
+    ]
+    return bool(mine) and all(rolled_out(d) for d in mine)
+
+
+def rollout_step(  # noqa: PLR0917 - a pass's inputs to its rollout
     service: Service,
     catalog: Catalog,
     pods: Sequence[Mapping[str, Any]],
     metrics: MetricsSource,
     now: datetime.datetime,
+    deployments: Sequence[Mapping[str, Any]] = (),
     *,
     prometheus: Callable[[str], QuerySource] | None = None,
 ) -> tuple[Service, Decision | None]:
@@ -138,7 +157,7 @@ def rollout_step(
     reading = None
     if spec.rollout is not None and previous is not None and is_active(previous):
         shadowing = shadow_step(spec.rollout, previous)
-        running_step = with_ratios(service, previous.ratios, router_note(previous), shadowing)
+        running_step = with_ratios(service, previous.ratio_map(), router_note(previous), shadowing)
         digest = router_digest(realtime_inputs(running_step, catalog))
         q = spec.rollout.gates.latency_quantile
         shadowed = shadowing is not None
@@ -155,6 +174,7 @@ def rollout_step(
         running=running_ratios(status),
         reading=reading,
         now=now,
+        candidate_ready=candidate_ready(spec, deployments),
     )
     shadowing = shadow_step(spec.rollout, decision.status)
     note = router_note(decision.status)
