@@ -270,6 +270,7 @@ RUNNING = {"phase": "Running", "observedGeneration": 2, "conditions": [READY]}
     [
         ("Running", "Progressing", "Progressing"),
         ("Running", "Waiting", "Progressing"),
+        ("Running", "Pending", "Progressing"),
         ("Running", "Paused", "Suspended"),
         ("Running", "RolledBack", "Degraded"),
         ("Running", "Failed", "Degraded"),
