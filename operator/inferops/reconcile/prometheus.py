@@ -11,9 +11,10 @@ import json
 import math
 import re
 import urllib.parse
-import urllib.request
 from collections.abc import Mapping
 from typing import Protocol
+
+from inferops.reconcile.http_get import bounded_get
 
 MAX_BYTES = 1024 * 1024
 _PLACEHOLDER = re.compile(r"\$([A-Za-z_]+)")
@@ -57,16 +58,11 @@ class HttpPrometheus:
     def __init__(self, url: str, timeout: float = TIMEOUT_SECONDS) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def query(self, promql: str) -> float | None:
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
-        try:
-            with self.opener.open(url, timeout=self.timeout) as response:
-                body: bytes = response.read(MAX_BYTES + 1)
-        except OSError:
-            return None
-        if len(body) > MAX_BYTES:
+        body = bounded_get(url, self.timeout, MAX_BYTES)
+        if body is None:
             return None
         try:
             return value_of(json.loads(body))

@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import math
 import re
-import urllib.request
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -24,6 +23,7 @@ from inferops.contract.router import (
     ROUTE_SHADOW,
     ROUTE_SPLIT,
 )
+from inferops.reconcile.http_get import bounded_get
 from inferops.reconcile.rollout import Reading, Window
 
 MAX_BYTES = 2 * 1024 * 1024
@@ -172,8 +172,6 @@ class HttpMetrics:
 
     def __init__(self, timeout: float = TIMEOUT_SECONDS) -> None:
         self.timeout = timeout
-        # No proxy from the environment: the pod network is reached directly.
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
     def fetch(self, pod_ip: str) -> str | None:
         try:
@@ -182,14 +180,8 @@ class HttpMetrics:
             return None
         host = f"[{address}]" if address.version == 6 else str(address)
         url = f"http://{host}:{DEFAULT_METRICS_PORT}{METRICS_PATH}"
-        try:
-            with self.opener.open(url, timeout=self.timeout) as response:
-                body: bytes = response.read(MAX_BYTES + 1)
-        except OSError:
-            return None
-        if len(body) > MAX_BYTES:
-            return None
-        return body.decode("utf-8", errors="replace")
+        body = bounded_get(url, self.timeout, MAX_BYTES)
+        return None if body is None else body.decode("utf-8", errors="replace")
 
 
 def router_pods(pods: Iterable[Mapping[str, Any]], config_hash: str) -> list[str]:
