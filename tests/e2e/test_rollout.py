@@ -127,6 +127,34 @@ def watch_rollout(
     raise AssertionError(f"rollout did not reach {until}: {seen[-1:] or 'no status'}")
 
 
+def router_counts(api: Any, ns: str) -> list[str]:
+    """The router pods' shadow and comparison counters (for a failure's message)."""
+    import urllib.request
+
+    pods = (
+        client.CoreV1Api(api)
+        .list_namespaced_pod(
+            ns,
+            label_selector=f"serving.inferops.dev/owner-name={SERVICE},app.kubernetes.io/component=router",
+        )
+        .items
+    )
+    lines = []
+    for pod in pods:
+        try:
+            with urllib.request.urlopen(f"http://{pod.status.pod_ip}:9090/metrics", timeout=5) as r:
+                text = r.read().decode()
+        except OSError as exc:
+            lines.append(f"{pod.metadata.name}: {exc}")
+            continue
+        lines += [
+            f"{pod.metadata.name}: {line}"
+            for line in text.splitlines()
+            if ('route="shadow"' in line and "_total" in line) or "comparisons_total{" in line
+        ]
+    return lines
+
+
 def events(api: Any, ns: str) -> list[tuple[str, str]]:
     items = (
         client.CoreV1Api(api)
@@ -216,3 +244,36 @@ def test_a_good_version_is_promoted_and_a_bad_one_rolled_back(
             f"bad version rolled back {took:.0f} s after the spec change, error rate {value}%; "
             f"answers {dict(traffic.answers)}, connection errors {traffic.errors}"
         )
+
+
+def test_a_shadow_step_compares_answers_before_any_share(
+    canary: str, operator: Operator, kubectl: Kubectl, api_client: Any
+) -> None:
+    """1.0.0 comes back shadow-first: it answers copies of every request (compared with
+    2.0.0's, the same model) and gets its share only once it agrees."""
+    ns = operator.apps
+    with Traffic(canary) as traffic:
+        wait_for(lambda: sum(traffic.answers.values()) > 20, timeout=60, what="traffic flowing")
+        shadow_first = {
+            "version": f"{APP}:1.0.0",
+            "steps": [
+                {"percent": 0, "shadowPercent": 100, "bakeSeconds": 10},
+                {"percent": 100, "bakeSeconds": 0},
+            ],
+            "gates": {"minAgreementPercent": 95, "minRequests": 20},
+        }
+        apply_objects(
+            kubectl, ns, [service(entry("1.0.0", 100), entry("2.0.0", 0), rollout=shadow_first)]
+        )
+        done = {"Succeeded", "RolledBack", "Failed"}
+        seen = watch_rollout(api_client, ns, f"{APP}:1.0.0", done, 300)
+        assert seen[-1]["phase"] == "Succeeded", (seen[-1], router_counts(api_client, ns))
+        shadowing = [s for s in seen if "shadow 100%" in s.get("summary", "")]
+        assert shadowing, [s["summary"] for s in seen]
+        agreement = [
+            g for s in seen for g in s.get("gates", []) if g["gate"] == "minAgreementPercent"
+        ]
+        assert agreement and all(g["value"] >= 95 for g in agreement), agreement
+        status = custom_object(api_client, ns, "realtimeservices", SERVICE)["status"]
+        assert status["traffic"] == "canary:1.0.0=100,canary:2.0.0=0"
+        print(f"shadow step: {[s['summary'] for s in seen]}; agreement {agreement[-1]['value']}%")

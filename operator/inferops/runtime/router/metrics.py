@@ -71,8 +71,9 @@ class RouterMetrics:
         )
         self.comparisons = Counter(
             "inferops_router_shadow_comparisons_total",
-            "Paired answers of a shadow and production (data collection on): whether the "
-            "statuses and the bodies were the same.",
+            "Answers of a shadow paired with production's (data collection on, or a "
+            "rollout's shadow step): whether the statuses and the bodies were the same. A "
+            "shadow that gave no answer is not compared (it counts as its error).",
             ["version", "production", "status", "body"],
             registry=self.registry,
         )

@@ -213,18 +213,21 @@ class Relay:
     async def compare(
         self, sent: Sent, production: Answer, shadows: list[asyncio.Task[Answer]]
     ) -> None:
-        """Waits for the shadows' answers, counts agreement, writes sampled pairs."""
+        """Waits for the shadows' answers, counts agreement, writes sampled pairs. Only
+        answers are compared: a shadow that gave none (unreachable, too slow) counts as
+        its error (code "error"), not as a disagreement."""
         for task in shadows:
             shadow = await task
             self.metrics.observe_shadow(shadow.version, shadow.status, shadow.seconds)
             same_status = shadow.status == production.status
             same_body = _same_body(production, shadow)
-            self.metrics.comparisons.labels(
-                shadow.version,
-                production.version,
-                "same" if same_status else "different",
-                "same" if same_body else "different",
-            ).inc()
+            if shadow.status is not None and production.status is not None:
+                self.metrics.comparisons.labels(
+                    shadow.version,
+                    production.version,
+                    "same" if same_status else "different",
+                    "same" if same_body else "different",
+                ).inc()
             pairing = self.config.pairing
             collector = self.collectors.get(shadow.version)
             if collector is None or pairing is None or random.random() >= pairing.sample_ratio:
