@@ -270,10 +270,11 @@ def test_a_shadow_step_compares_answers_before_any_share(
         assert seen[-1]["phase"] == "Succeeded", (seen[-1], router_counts(api_client, ns))
         shadowing = [s for s in seen if "shadow 100%" in s.get("summary", "")]
         assert shadowing, [s["summary"] for s in seen]
-        agreement = [
-            g for s in seen for g in s.get("gates", []) if g["gate"] == "minAgreementPercent"
+        # The step's Event says what it held (a status between two looks may pass unseen).
+        stepped = [
+            m for r, m in events(api_client, ns) if r == "RolloutStepped" and f"{APP}:1.0.0" in m
         ]
-        assert agreement and all(g["value"] >= 95 for g in agreement), agreement
+        assert stepped and "gates held: minAgreementPercent" in stepped[-1], stepped
         status = custom_object(api_client, ns, "realtimeservices", SERVICE)["status"]
         assert status["traffic"] == "canary:1.0.0=100,canary:2.0.0=0"
-        print(f"shadow step: {[s['summary'] for s in seen]}; agreement {agreement[-1]['value']}%")
+        print(f"shadow step: {[s['summary'] for s in seen]}; {stepped[-1]}")

@@ -263,6 +263,8 @@ def test_a_shadow_step_keeps_the_ratios_and_gates_on_agreement_first() -> None:
     assert d.status.gates[0].passed and d.ratios == BEFORE
     d = run.at(300, agreeing(198))  # agreed: its first share
     assert d.ratios == {OLD: 90, NEW: 10}
+    assert d.event is not None
+    assert d.event.message.endswith("(gates held: minAgreementPercent 99 >= 95)")
 
 
 def test_a_shadow_that_disagrees_never_gets_a_share() -> None:

@@ -144,6 +144,17 @@ def gate_readings(rollout: Rollout, reading: Reading, step: int = 0) -> list[Gat
     return found
 
 
+def _held(readings: list[GateReading]) -> str:
+    """What the step that passed measured, for its Event."""
+    if not readings:
+        return ""
+    shown = ", ".join(
+        f"{r.gate} {r.value:g} {'>=' if r.gate.startswith('min') else '<='} {r.limit:g}"
+        for r in readings
+    )
+    return f" (gates held: {shown})"
+
+
 def _describe(reading: GateReading) -> str:
     sign = "<" if reading.gate.startswith("min") else ">"
     return f"{reading.gate} {reading.value:g} {sign} {reading.limit:g}"
@@ -349,7 +360,8 @@ def _active(
                 "message": f"{rollout.version} rolled out: {_show(target)}",
             }
         )
-        return Decision(status, dict(target), Event("Normal", "RolloutSucceeded", status.message))
+        said = status.message + _held(readings)
+        return Decision(status, dict(target), Event("Normal", "RolloutSucceeded", said))
     nxt = step + 1
     ratios = _ratios_at(rollout, nxt, previous.from_map(), target)
     status = previous.model_copy(
@@ -362,7 +374,8 @@ def _active(
             "message": f"step {nxt + 1} of {len(rollout.steps)}: {_share(rollout, nxt, ratios)}",
         }
     )
-    event = Event("Normal", "RolloutStepped", f"{rollout.version}: {status.message}")
+    said = f"{rollout.version}: {status.message}{_held(readings)}"
+    event = Event("Normal", "RolloutStepped", said)
     return Decision(status, ratios, event, _first_look(rollout, nxt))
 
 
