@@ -108,6 +108,22 @@ def cpu_now(processes: dict[str, list[int]]) -> dict[str, float]:
     return {name: sum(_cpu_seconds(p) for p in pids) for name, pids in processes.items()}
 
 
+async def post(session: aiohttp.ClientSession, url: str, body: bytes, run: Run) -> None:
+    """One request, its latency (send to last byte) counted in `run` when it is a 200."""
+    start = time.perf_counter()
+    try:
+        async with session.post(url, data=body) as response:
+            await response.read()
+            good = response.status == 200
+    except (aiohttp.ClientError, TimeoutError):
+        good = False
+    if good:
+        run.latencies.append(time.perf_counter() - start)
+        run.ok += 1
+    else:
+        run.errors += 1
+
+
 async def load(url: str, seconds: float, concurrency: int, body: bytes) -> Run:
     run = Run()
     connector = aiohttp.TCPConnector(limit=concurrency)
@@ -116,18 +132,8 @@ async def load(url: str, seconds: float, concurrency: int, body: bytes) -> Run:
         stop = time.perf_counter() + seconds
 
         async def worker() -> None:
-            while (start := time.perf_counter()) < stop:
-                try:
-                    async with session.post(url, data=body) as response:
-                        await response.read()
-                        good = response.status == 200
-                except (aiohttp.ClientError, TimeoutError):
-                    good = False
-                if good:
-                    run.latencies.append(time.perf_counter() - start)
-                    run.ok += 1
-                else:
-                    run.errors += 1
+            while time.perf_counter() < stop:
+                await post(session, url, body, run)
 
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
@@ -142,28 +148,13 @@ async def paced(url: str, seconds: float, rate: float, body: bytes) -> Run:
     connector = aiohttp.TCPConnector(limit=256)
     timeout = aiohttp.ClientTimeout(total=30)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-
-        async def one() -> None:
-            start = time.perf_counter()
-            try:
-                async with session.post(url, data=body) as response:
-                    await response.read()
-                    good = response.status == 200
-            except (aiohttp.ClientError, TimeoutError):
-                good = False
-            if good:
-                run.latencies.append(time.perf_counter() - start)
-                run.ok += 1
-            else:
-                run.errors += 1
-
         began = time.perf_counter()
         tasks = []
         for i in range(int(seconds * rate)):
             delay = began + i / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one()))
+            tasks.append(asyncio.create_task(post(session, url, body, run)))
         await asyncio.gather(*tasks)
         run.seconds = time.perf_counter() - began
     return run

@@ -337,8 +337,11 @@ def _agent_container(inputs: Inputs, pairs: bool) -> dict[str, Any]:
 
 def router_digest(inputs: Inputs) -> str:
     """The config hash of the router pods running what these inputs build."""
-    config = router_config(inputs) + router_agent_config(inputs).to_json()
-    return hashlib.sha256(config.encode()).hexdigest()[:16]
+    return _digest(router_config(inputs), router_agent_config(inputs).to_json())
+
+
+def _digest(config: str, agent_json: str) -> str:
+    return hashlib.sha256((config + agent_json).encode()).hexdigest()[:16]
 
 
 def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
@@ -347,7 +350,7 @@ def router_objects(inputs: Inputs) -> list[dict[str, Any]]:
     config = router_config(inputs)
     agent_config = router_agent_config(inputs)
     agent_json = agent_config.to_json()
-    digest = router_digest(inputs)
+    digest = _digest(config, agent_json)  # the configs built once per pass
     config_map = {
         "apiVersion": "v1",
         "kind": "ConfigMap",
