@@ -113,6 +113,30 @@ def test_local_round_trip(tmp_path: Path) -> None:
     assert sorted(p.name for p in (tmp_path / "out").rglob("*")) == ["3.txt", "a.txt", "b", "c"]
 
 
+def test_local_writes_of_one_file_at_once_never_leave_it_half_written(tmp_path: Path) -> None:
+    # The workers of a local run all record the task's worker count in one file at once.
+    storage = Storage()
+    target = parse_location(str(tmp_path / "out" / "task.workers"))
+    body = b'{"workers": 3}' * 4096
+    seen: list[bytes | None] = []
+    start = threading.Barrier(4)
+
+    def write_and_read() -> None:
+        start.wait()
+        for _ in range(200):
+            storage.write(target, body)
+            seen.append(storage.read(target))
+
+    threads = [threading.Thread(target=write_and_read) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 800
+    assert all(data == body for data in seen)
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["task.workers"]
+
+
 def test_s3_round_trip_and_listing(s3: Any) -> None:
     s3.create_bucket(Bucket="data")
     storage = Storage()

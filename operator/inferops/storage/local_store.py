@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 from collections.abc import Iterator
@@ -19,10 +20,18 @@ def _write_file(path: str, data: bytes) -> None:
         handle.write(data)
 
 
+_WRITES = itertools.count()
+
+
 def _temporary(path: str) -> tuple[str, str]:
-    """(the temporary file a write goes to, the final path): readers never see half a file."""
+    """(the temporary file a write goes to, the final path): readers never see half a file.
+
+    Each write has its own temporary: workers of one run writing the same object at once
+    (the task's worker record) would otherwise truncate each other's temporary, and one
+    of them would rename an empty file into place."""
     directory, name = os.path.split(path.rstrip("/") or path)
-    return os.path.join(directory, f".{name}.tmp"), os.path.join(directory, name)
+    temporary = f".{name}.{os.getpid()}-{next(_WRITES)}.tmp"
+    return os.path.join(directory, temporary), os.path.join(directory, name)
 
 
 class LocalWriter:
