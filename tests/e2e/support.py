@@ -355,3 +355,13 @@ def fresh_buckets(store: NodeS3, *buckets: str) -> Any:
     for bucket in buckets:
         s3.create_bucket(Bucket=bucket)
     return s3
+
+
+def json_lines(s3: Any, bucket: str) -> list[tuple[str, str, dict[str, Any]]]:
+    """Every line of every object in the bucket, as (key, line, its JSON): what the agents
+    wrote."""
+    out = []
+    for item in s3.list_objects_v2(Bucket=bucket).get("Contents", []):
+        text = s3.get_object(Bucket=bucket, Key=item["Key"])["Body"].read().decode()
+        out += [(item["Key"], line, json.loads(line)) for line in text.splitlines()]
+    return out

@@ -29,6 +29,7 @@ from tests.e2e.support import (
     apply_objects,
     fresh_buckets,
     http_json,
+    json_lines,
     wait_phase,
 )
 
@@ -138,11 +139,7 @@ def read_event(response: http.client.HTTPResponse) -> bytes:
 
 
 def records(s3: Any) -> list[tuple[str, dict[str, Any]]]:
-    lines = []
-    for item in s3.list_objects_v2(Bucket=COLLECT).get("Contents", []):
-        body = s3.get_object(Bucket=COLLECT, Key=item["Key"])["Body"].read().decode()
-        lines += [(line, json.loads(line)) for line in body.splitlines()]
-    return lines
+    return [(line, record) for _, line, record in json_lines(s3, COLLECT)]
 
 
 def test_sse_streams_through_the_agent_and_records_are_redacted(

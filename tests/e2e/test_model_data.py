@@ -27,6 +27,7 @@ from tests.e2e.support import (
     apply_objects,
     fresh_buckets,
     http_json,
+    json_lines,
     wait_phase,
 )
 
@@ -81,11 +82,7 @@ def service() -> dict[str, Any]:
 
 
 def collected(s3: Any) -> list[dict[str, Any]]:
-    lines = []
-    for item in s3.list_objects_v2(Bucket=COLLECT).get("Contents", []):
-        body = s3.get_object(Bucket=COLLECT, Key=item["Key"])["Body"].read().decode()
-        lines += [dict(json.loads(line), key=item["Key"]) for line in body.splitlines()]
-    return lines
+    return [dict(record, key=key) for key, _, record in json_lines(s3, COLLECT)]
 
 
 def test_fetched_model_serves_and_the_agent_collects_requests(

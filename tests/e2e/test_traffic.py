@@ -23,6 +23,7 @@ from tests.e2e.support import (
     apply_examples,
     apply_objects,
     fresh_buckets,
+    json_lines,
     wait_phase,
 )
 
@@ -90,13 +91,8 @@ def total(metrics: list[dict[str, float]], name: str) -> float:
 def pairs(s3: Any) -> list[dict[str, Any]]:
     """The router agent's lines; the versions' own agents write beside them, under
     pairs/<service>/<application>_<version>/."""
-    out = []
-    for item in s3.list_objects_v2(Bucket=COLLECT).get("Contents", []):
-        if "/shadow-" not in item["Key"]:
-            continue
-        text = s3.get_object(Bucket=COLLECT, Key=item["Key"])["Body"].read().decode()
-        out += [dict(json.loads(line), key=item["Key"]) for line in text.splitlines()]
-    return out
+    lines = json_lines(s3, COLLECT)
+    return [dict(record, key=key) for key, _, record in lines if "/shadow-" in key]
 
 
 def test_pins_shadow_pairs_and_per_version_metrics_on_the_real_node(

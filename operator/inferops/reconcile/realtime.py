@@ -6,6 +6,7 @@ change, the timer) ends in the same two functions, which read the current state.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
@@ -56,6 +57,15 @@ ROUTE_MISSING = (
     "gateway.networking.k8s.io/v1 HTTPRoute: install the Gateway API CRDs (the operator "
     "retries every 30 s) or set router.mode to nginx"
 )
+
+
+class Kept(enum.Enum):
+    """status.rollout stays as it was: the children are kept as applied."""
+
+    KEEP = "keep"
+
+
+KEEP = Kept.KEEP
 
 
 def reconcile_realtime(
@@ -133,7 +143,7 @@ def _report(
     inputs: Inputs,
     conflict: str | None = None,
     *,
-    rollout: Decision | str | None = None,
+    rollout: Decision | Kept | None = None,
 ) -> Outcome:
     """Writes the status; `rollout` is this pass's rollout decision, None without a
     rollout, KEEP to leave status.rollout as it was (children kept as applied)."""
@@ -168,7 +178,7 @@ def _report(
         if rollout.event is not None:
             event = rollout.event
             notes = (Event(event.reason, event.message, warning=event.type == "Warning"),)
-    elif rollout == KEEP:
+    elif rollout is KEEP:
         status.rollout = previous_rollout(old)
     else:
         cleared = ("rollout",)
@@ -192,9 +202,6 @@ def _report(
         return replace(outcome, recheck=recheck)
     notes = (Event(phases.CATALOG_CHANGED, text, warning=True),)
     return replace(outcome, notes=notes, recheck=recheck)
-
-
-KEEP = "keep"
 
 
 def rollout_condition(
