@@ -5,8 +5,11 @@
    request (from /proc);
 2. shadow: client latency without a shadow versus with a shadow that takes 1 s to answer
    (mirrored through the agent), and versus the same shadow with paired capture, at a
-   steady request rate (open loop) and as fast as the machine goes (closed loop);
-3. sticky: 10,000 keys asked 5 times each through a 70/30 sticky split: keys answered by
+   steady request rate (open loop) and as fast as the machine goes (closed loop); and the
+   floor of nginx's own `mirror` (the copy answered inside nginx, no agent);
+3. shadow behind a model: the same at a steady rate, in front of an upstream that takes
+   5 ms, as a small model does;
+4. sticky: 10,000 keys asked 5 times each through a 70/30 sticky split: keys answered by
    more than one version, and the shares.
 
 Targets are measured in alternating rounds after a warm-up, so that a noisy machine
@@ -25,6 +28,8 @@ import asyncio
 import json
 import os
 import platform
+import re
+import signal
 import sys
 import tempfile
 import time
@@ -250,6 +255,9 @@ def shadow_part(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
                 [production, shadow], pairing=Pairing(output=f"file://{output}", sample_ratio=0.0)
             )
         ),
+        "mirror floor": answered_inside_nginx(
+            stack.enter_context(running_router([production, quick]))
+        ),
     }
     closed = measure(routers, args, "shadow, saturated")
     results = measure(routers, args, f"shadow, {args.rate:g} req/s", rate=args.rate)
@@ -280,21 +288,58 @@ def shadow_part(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
     }
 
 
+def answered_inside_nginx(router: Router) -> Router:
+    """The router with its mirror subrequests answered 204 by nginx itself: not a config
+    the operator writes, but the floor of what nginx's `mirror` costs, with no copy
+    handed to the agent."""
+    path = router.runtime_dir / "nginx.conf"
+    config = path.read_text(encoding="utf-8")
+    doctored = re.sub(r"proxy_pass http://inferops_mirror;", "return 204;", config)
+    if doctored == config:
+        raise RuntimeError("no mirror location in the router's config")
+    path.write_text(doctored, encoding="utf-8")
+    router.process.send_signal(signal.SIGHUP)
+    time.sleep(1.0)  # the old workers finish; the warm-up runs on the new ones
+    return router
+
+
+def model_part(args: argparse.Namespace, stack: ExitStack) -> dict[str, Any]:
+    """The 1 s shadow in front of production that takes 5 ms, at the steady rate: the
+    copy is handed over while production thinks."""
+    up = stack.enter_context(running_upstreams("model"))
+    slow = stack.enter_context(running_upstreams("slow-shadow"))
+    production = Backend("model", up["model"], 100, A)
+    shadow = Backend("slow-shadow", slow["slow-shadow"], 0, Z, shadow_percent=args.sample)
+    routers = {
+        "no shadow": stack.enter_context(running_router([production], agent=True)),
+        "shadow": stack.enter_context(running_router([production, shadow])),
+    }
+    results = measure(routers, args, f"model, {args.rate:g} req/s", rate=args.rate)
+    return {
+        "production_latency_s": 0.005,
+        "rate": args.rate,
+        "results": results,
+        "ratios": {"shadow": _versus(results["shadow"], results["no shadow"])},
+    }
+
+
+def _versus(r: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
+    return {
+        "p50": ratio(r["p50_ms"], base["p50_ms"]),
+        "p99": ratio(r["p99_ms"], base["p99_ms"]),
+        "rps": ratio(r["rps"], base["rps"]),
+    }
+
+
 def _ratios(results: dict[str, dict[str, Any]]) -> dict[str, dict[str, float | None]]:
     """Each against no shadow; and the 1 s shadow against the quick one: how much the
     shadow's own latency reaches the client."""
 
-    def versus(r: dict[str, Any], base: dict[str, Any]) -> dict[str, float | None]:
-        return {
-            "p50": ratio(r["p50_ms"], base["p50_ms"]),
-            "p99": ratio(r["p99_ms"], base["p99_ms"]),
-            "rps": ratio(r["rps"], base["rps"]),
-        }
-
     out = {
-        name: versus(r, results["no shadow"]) for name, r in results.items() if name != "no shadow"
+        name: _versus(r, results["no shadow"]) for name, r in results.items() if name != "no shadow"
     }
-    out["shadow vs quick shadow"] = versus(results["shadow"], results["quick shadow"])
+    out["shadow vs quick shadow"] = _versus(results["shadow"], results["quick shadow"])
+    out["shadow vs mirror floor"] = _versus(results["shadow"], results["mirror floor"])
     return out
 
 
@@ -353,8 +398,11 @@ def main(argv: list[str] | None = None) -> int:
     with ExitStack() as stack:
         document["shadow"] = shadow_part(args, stack)
     with ExitStack() as stack:
+        document["shadow_behind_model"] = model_part(args, stack)
+    with ExitStack() as stack:
         document["sticky"] = sticky_part(stack)
-    print(json.dumps({k: document[k] for k in ("metrics", "shadow", "sticky")}, indent=2))
+    parts = ("metrics", "shadow", "shadow_behind_model", "sticky")
+    print(json.dumps({k: document[k] for k in parts}, indent=2))
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

@@ -378,6 +378,8 @@ def _upstream_app(name: str) -> web.Application:
         }
         if name.startswith("slow"):  # a shadow that takes a second to answer
             await asyncio.sleep(1.0)
+        if name.startswith("model"):  # a small model's few milliseconds
+            await asyncio.sleep(0.005)
         headers = {
             UPSTREAM_HEADER: name,
             BODY_HEADER: str(len(body)),
