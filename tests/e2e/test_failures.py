@@ -3,6 +3,8 @@ for lack of memory, one asking for a GPU the node does not have, and a version t
 becomes ready. While Deploying, each service's Ready reason (the Reason column of
 `kubectl get`) and message name the cause; once timeoutMinutes (the minimum, 3) passes,
 each is Failed with the cause still in its message. The operator keeps running throughout.
+Then a service whose shadow cannot pull its image: it is Running, since the shadow answers
+no client, and its condition ShadowsReady names the cause.
 
 The node's containerd cannot reach any registry (realnode.py): the missing image fails to
 pull on the machine itself, and nothing leaves it."""
@@ -111,9 +113,59 @@ def objects() -> list[dict[str, Any]]:
     return items
 
 
-def ready(status: dict[str, Any]) -> dict[str, Any]:
-    found = [c for c in status.get("conditions") or () if c["type"] == "Ready"]
+SHADOWED = "fail-shadow"
+BAD_IMAGE = "ghcr.io/inferops/no-such-image:0.2.0"
+
+
+def shadowed_objects() -> list[dict[str, Any]]:
+    """Production 1.0.0 as in the example; its shadow 2.0.0 on an image that does not exist."""
+    example = yaml.safe_load((REPO / "examples" / "iris-application.yaml").read_text())
+    good, bad = (copy.deepcopy(v) for v in example["spec"]["versions"][:2])
+    bad["image"] = BAD_IMAGE
+    entry = {"application": SHADOWED, "specification": "cpu.2u4g", "computeNodes": 1}
+    return [
+        {
+            "apiVersion": example["apiVersion"],
+            "kind": "AIApplication",
+            "metadata": {"name": SHADOWED},
+            "spec": {"versions": [good, bad]},
+        },
+        {
+            "apiVersion": "serving.inferops.dev/v1alpha1",
+            "kind": "RealTimeService",
+            "metadata": {"name": SHADOWED},
+            "spec": {
+                "resourcePool": "public",
+                "versions": [
+                    {**entry, "version": "1.0.0", "trafficRatio": 100, "timeoutMinutes": 3},
+                    {**entry, "version": "2.0.0", "shadow": {"samplePercent": 10}},
+                ],
+            },
+        },
+    ]
+
+
+def ready(status: dict[str, Any], type_: str = "Ready") -> dict[str, Any]:
+    found = [c for c in status.get("conditions") or () if c["type"] == type_]
     return dict(found[0]) if found else {}
+
+
+def wait_shadowed(api: Any, ns: str) -> dict[str, Any]:
+    """The shadowed service's status once it is Running with its shadow's image refused."""
+
+    def now() -> dict[str, Any]:
+        return current_status(custom_object(api, ns, "realtimeservices", SHADOWED))
+
+    def settled() -> dict[str, Any] | None:
+        status = now()
+        shadows = ready(status, "ShadowsReady").get("reason")
+        return status if (status.get("phase"), shadows) == ("Running", "ImagePullBackOff") else None
+
+    try:
+        found: dict[str, Any] = wait_for(settled, timeout=180, interval=2, what="the shadow")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{now()}\n{pods_report(api, ns)}") from None
+    return found
 
 
 def operator_restarts(api: Any, operator: Operator) -> list[int]:
@@ -218,3 +270,23 @@ def test_failures_end_failed_naming_the_cause(
     finally:
         kubectl("delete", "-n", ns, "rts", *CASES, "--ignore-not-found")
         kubectl("delete", "-n", ns, "aiapp", *CASES, "--ignore-not-found")
+
+
+def test_a_shadow_that_cannot_start_leaves_the_service_running(
+    operator: Operator, kubectl: Kubectl, api_client: Any
+) -> None:
+    ns = operator.apps
+    apply_objects(kubectl, ns, shadowed_objects())
+    try:
+        status = wait_shadowed(api_client, ns)
+        print(kubectl("get", "rts", "-n", ns, SHADOWED, "-o", "wide"))
+        shadows = ready(status, "ShadowsReady")
+        assert shadows["status"] == "False"
+        said = f"shadow {SHADOWED}:2.0.0: 0/1 instances ready"
+        assert said in shadows["message"] and said in status["message"], status
+        assert f"image {BAD_IMAGE} cannot be pulled" in shadows["message"], shadows
+        assert ready(status)["status"] == "True"  # production serves
+        assert status["ready"] == "1/1"
+    finally:
+        kubectl("delete", "-n", ns, "rts", SHADOWED, "--ignore-not-found", "--wait=true")
+        kubectl("delete", "-n", ns, "aiapp", SHADOWED, "--ignore-not-found", "--wait=true")

@@ -108,6 +108,10 @@ def test_pins_shadow_pairs_and_per_version_metrics_on_the_real_node(
     apply_objects(kubectl, ns, [service()])
     try:
         wait_phase(api_client, ns, "realtimeservices", SERVICE, ("Running",))
+        # Running follows production alone; the shadow has its own condition.
+        kubectl(
+            "wait", "-n", ns, f"rts/{SERVICE}", "--for=condition=ShadowsReady", "--timeout=180s"
+        )
         core = client.CoreV1Api(api_client)
         routers = core.list_namespaced_pod(
             ns, label_selector=f"serving.inferops.dev/owner-name={SERVICE},{COMPONENT}=router"

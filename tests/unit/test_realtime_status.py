@@ -308,3 +308,129 @@ def test_the_traffic_column_shows_a_shadow_with_its_sample() -> None:
         }
     )
     assert traffic_summary(spec) == "iris:1.0.0=100,iris:2.0.0=shadow10%"
+
+
+SHADOWED = RealTimeServiceSpec.model_validate(
+    rts(version("1.0.0", 100), version("2.0.0", 0, shadow={"samplePercent": 10}))["spec"]
+)
+
+
+def shadow_pod(state: dict[str, Any]) -> dict[str, Any]:
+    labels = {"serving.inferops.dev/application": "iris", "serving.inferops.dev/version": "2.0.0"}
+    return {
+        "metadata": {"name": "shadow-pod", "labels": labels},
+        "status": {"containerStatuses": [{"name": "model", "image": "nope:2", "state": state}]},
+    }
+
+
+SHADOW_CRASHING = shadow_pod({"waiting": {"reason": "CrashLoopBackOff"}})
+SHADOW_PULLING = shadow_pod({"waiting": {"reason": "ErrImagePull"}})
+
+
+@pytest.mark.parametrize(
+    ("deps", "pods", "old", "phase", "shadows", "detail"),
+    [
+        # A shadow answers no client: production ready is Running, whatever the shadow does.
+        ([deployment("1.0.0", 1, 1), deployment("2.0.0", 1, 1)], [], None, "Running", "Ready", ""),
+        (
+            [deployment("1.0.0", 1, 1), deployment("2.0.0", 1, 0)],
+            [SHADOW_PULLING],
+            None,
+            "Running",
+            "ImagePullBackOff",
+            "shadow iris:2.0.0: 0/1 instances ready; shadow-pod/model: image nope:2 cannot be pulled",
+        ),
+        (
+            [deployment("1.0.0", 1, 1), deployment("2.0.0", 1, 0)],
+            [SHADOW_CRASHING],
+            RUNNING,
+            "Running",
+            "CrashLoop",
+            "shadow iris:2.0.0: 0/1 instances ready; shadow-pod",
+        ),
+        (  # its deadline passed: still not the service's failure
+            [deployment("1.0.0", 1, 1), deployment("2.0.0", 1, 0, deadline=True)],
+            [],
+            None,
+            "Running",
+            "NodesNotReady",
+            "shadow iris:2.0.0: 0/1 instances ready",
+        ),
+        # Production is what the phase follows.
+        (
+            [deployment("1.0.0", 1, 0), deployment("2.0.0", 1, 1)],
+            [],
+            None,
+            "Deploying",
+            "Ready",
+            "",
+        ),
+        (
+            [deployment("1.0.0", 1, 0), deployment("2.0.0", 1, 1)],
+            [],
+            RUNNING,
+            "Abnormal",
+            "Ready",
+            "",
+        ),
+    ],
+)
+def test_shadows_have_their_own_condition_and_never_set_the_phase(
+    deps: list[Any], pods: list[Any], old: Any, phase: str, shadows: str, detail: str
+) -> None:
+    status = realtime_status(
+        SHADOWED,
+        generation=1,
+        old=old,
+        observed=Observed(deps, ROUTER_OK, pods),
+        url="u",
+        now=NOW,
+    )
+    assert status["phase"] == phase
+    conditions = {c["type"]: c for c in status["conditions"]}
+    shadow = conditions["ShadowsReady"]
+    assert (shadow["status"], shadow["reason"]) == (
+        "True" if shadows == "Ready" else "False",
+        shadows,
+    )
+    assert status["ready"] == f"{deps[0]['status']['readyReplicas']}/1"  # production's nodes
+    if shadows == "Ready":
+        assert shadow["message"] == "every shadow version is ready"
+        assert "shadow" not in status["message"]
+    else:
+        assert shadow["message"].startswith(detail), shadow["message"]
+        assert status["message"].startswith(f"1/1 instances ready; {detail}"), status["message"]
+        assert conditions["Ready"]["status"] == "True"  # production serves
+
+
+def test_stopping_waits_for_the_shadow_and_a_removed_shadow_leaves_no_condition() -> None:
+    stopped = SHADOWED.model_copy(update={"stopped": True})
+    status = realtime_status(
+        stopped,
+        generation=2,
+        old=None,
+        observed=Observed([deployment("1.0.0", 0, 0), deployment("2.0.0", 0, 1)], ROUTER_OK, []),
+        url="u",
+        now=NOW,
+    )
+    assert (status["phase"], status["message"]) == ("Stopped", "stopping")
+    assert "ShadowsReady" not in {c["type"] for c in status["conditions"]}
+    shadowed = realtime_status(
+        SHADOWED,
+        generation=1,
+        old=None,
+        observed=Observed([deployment("1.0.0", 1, 1), deployment("2.0.0", 1, 1)], ROUTER_OK, []),
+        url="u",
+        now=NOW,
+    )
+    plain = RealTimeServiceSpec.model_validate(rts(version("1.0.0", 100))["spec"])
+    later = realtime_status(
+        plain,
+        generation=2,
+        old=shadowed,
+        observed=Observed([deployment("1.0.0", 1, 1)], ROUTER_OK, []),
+        url="u",
+        now=NOW,
+    )
+    assert later["phase"] == "Running"
+    assert "ShadowsReady" not in {c["type"] for c in later["conditions"]}

@@ -61,6 +61,8 @@ SECRET_NOT_USABLE: Final = "SecretNotUsable"
 # the condition CatalogConflict is True with reason CatalogChanged while it lasts.
 CATALOG_CONFLICT: Final = "CatalogConflict"
 CATALOG_CHANGED: Final = "CatalogChanged"
+# Shadow versions answer no client: their readiness is this condition's, not the phase's.
+SHADOWS_READY: Final = "ShadowsReady"
 
 # Failed for the spec, a quota or a missing API rather than the workload: nothing is
 # applied for that generation, and only the cluster or a new spec can lift it.

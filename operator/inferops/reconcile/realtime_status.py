@@ -4,6 +4,10 @@ Pure: Deployments and pods in, the status model out. Phases: Deploying until eve
 has its ready nodes and the router is ready, then Running; Abnormal when a running service
 loses ready nodes or its pods crash-loop; Failed when timeoutMinutes passes without
 readiness (or on a blocking reason, see `blocked_status`); Stopped when stopped.
+
+Shadow versions answer no client, so they take no part in the phase (a broken shadow must
+not fail, or mark Degraded in Argo CD, a service whose production serves): their
+readiness is the condition ShadowsReady, and the message says what keeps one from it.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from inferops.api.realtime import (
     ServiceVersionStatus,
 )
 from inferops.reconcile.causes import Cause, pod_causes, summary
-from inferops.reconcile.conditions import rollout_start
+from inferops.reconcile.conditions import format_time, rollout_start, set_condition
 from inferops.reconcile.lifecycle import Rule, Verdict, always, decide, mark, with_detail
 from inferops.reconcile.workload_health import (
     deadline_exceeded,
@@ -48,8 +52,9 @@ class Facts:
     """What the phase is decided on."""
 
     stopped: bool
-    ready_nodes: int
+    ready_nodes: int  # of the versions that answer clients (shadows apart)
     desired_nodes: int
+    draining_nodes: int  # still ready once stopped, shadows included
     all_ready: bool
     router_ok: bool
     was_running: bool  # Running or Abnormal for this generation
@@ -73,8 +78,8 @@ class Facts:
 
 
 def _stopped(f: Facts) -> Verdict[RealTimePhase]:
-    message = "stopped: scaled to zero" if f.ready_nodes == 0 else "stopping"
-    draining = f.ready_nodes > 0
+    message = "stopped: scaled to zero" if f.draining_nodes == 0 else "stopping"
+    draining = f.draining_nodes > 0
     return Verdict(
         phases.STOPPED,
         phases.STOPPED,
@@ -142,6 +147,46 @@ def version_statuses(
     return found
 
 
+def _version_of(obj: Obj) -> tuple[Any, Any]:
+    labels = obj["metadata"].get("labels") or {}
+    return labels.get(LABEL_APPLICATION), labels.get(LABEL_VERSION)
+
+
+def _shadows_condition(
+    spec: RealTimeServiceSpec,
+    versions: Sequence[ServiceVersionStatus],
+    observed: Observed,
+    *,
+    now: datetime.datetime,
+    timeout_minutes: int,
+) -> tuple[bool, str, str]:
+    """(every shadow ready, the reason, what keeps those that are not)."""
+    waiting = []
+    reasons = []
+    for entry, status in zip(spec.versions, versions, strict=True):
+        if entry.shadow is None:
+            continue
+        mine = (entry.application, entry.version)
+        deployments = [d for d in observed.model_deployments if _version_of(d) == mine]
+        if status.ready_nodes >= status.desired_nodes and all(rolled_out(d) for d in deployments):
+            continue
+        causes = pod_causes(
+            [p for p in observed.pods if _version_of(p) == mine],
+            now=now,
+            timeout_minutes=timeout_minutes,
+            pool=spec.resource_pool,
+        )
+        text = (
+            f"shadow {entry.application}:{entry.version}: "
+            f"{status.ready_nodes}/{status.desired_nodes} instances ready"
+        )
+        waiting.append(with_detail(text, summary(causes)))
+        reasons.append(causes[0].reason if causes else phases.NODES_NOT_READY)
+    if not waiting:
+        return True, phases.READY, "every shadow version is ready"
+    return False, reasons[0], "; ".join(waiting)
+
+
 def traffic_summary(spec: RealTimeServiceSpec) -> str:
     """`iris:1.0.0=70,iris:2.0.0=30`; a shadow shows its sample: `iris:3.0.0=shadow10%`."""
     return ",".join(
@@ -167,30 +212,51 @@ def realtime_status(
     )
     started = rollout_start(old.get("conditions"), generation)
     timeout = datetime.timedelta(minutes=max(v.timeout_minutes for v in spec.versions))
+    minutes = int(timeout.total_seconds() // 60)
+    shadows = {(v.application, v.version) for v in spec.versions if v.shadow}
+    serving = [s for v, s in zip(spec.versions, versions, strict=True) if not v.shadow]
+    deployments = [d for d in observed.model_deployments if _version_of(d) not in shadows]
     facts = Facts(
         stopped=spec.stopped,
-        ready_nodes=sum(v.ready_nodes for v in versions),
-        desired_nodes=sum(v.desired_nodes for v in versions),
-        all_ready=all(v.ready_nodes >= v.desired_nodes for v in versions)
-        and all(rolled_out(d) for d in observed.model_deployments)
+        ready_nodes=sum(v.ready_nodes for v in serving),
+        desired_nodes=sum(v.desired_nodes for v in serving),
+        draining_nodes=sum(v.ready_nodes for v in versions),
+        all_ready=all(v.ready_nodes >= v.desired_nodes for v in serving)
+        and all(rolled_out(d) for d in deployments)
         and router_ok,
         router_ok=router_ok,
         was_running=old.get("phase") in (phases.RUNNING, phases.ABNORMAL)
         and old.get("observedGeneration") == generation,
         was_phase_running=old.get("phase") == phases.RUNNING,
         timed_out=now - (started or now) > timeout
-        or any(deadline_exceeded(d) for d in observed.model_deployments),
-        timeout_minutes=int(timeout.total_seconds() // 60),
+        or any(deadline_exceeded(d) for d in deployments),
+        timeout_minutes=minutes,
         causes=tuple(
             pod_causes(
-                observed.pods,
+                [p for p in observed.pods if _version_of(p) not in shadows],
                 now=now,
-                timeout_minutes=int(timeout.total_seconds() // 60),
+                timeout_minutes=minutes,
                 pool=spec.resource_pool,
             )
         ),
     )
     verdict = decide(RULES, facts)
+    conditions = [c for c in old.get("conditions") or () if c.get("type") != phases.SHADOWS_READY]
+    message = verdict.message
+    if shadows and not spec.stopped:
+        ready, reason, said = _shadows_condition(
+            spec, versions, observed, now=now, timeout_minutes=minutes
+        )
+        conditions = set_condition(
+            old.get("conditions"),
+            phases.SHADOWS_READY,
+            ready,
+            reason=reason,
+            message=said,
+            generation=generation,
+            timestamp=format_time(now),
+        )
+        message = message if ready else with_detail(message, said)
     return RealTimeServiceStatus(
         phase=verdict.phase,
         url=url,
@@ -198,12 +264,12 @@ def realtime_status(
         ready=f"{facts.ready_nodes}/{facts.desired_nodes}",
         versions=versions,
         conditions=mark(
-            old.get("conditions"),
+            conditions,
             verdict,
             generation=generation,
             now=now,
             new_rollout=started is None,
         ),
         observed_generation=generation,
-        message=verdict.message,
+        message=message,
     )
