@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferops.api import phases
-from inferops.api.names import LABEL_APPLICATION, LABEL_VERSION
 from inferops.api.realtime import (
     RealTimePhase,
     RealTimeServiceSpec,
@@ -33,6 +32,7 @@ from inferops.reconcile.workload_health import (
     ready_replicas,
     rolled_out,
 )
+from inferops.resources.labels import version_of
 
 Obj = Mapping[str, Any]
 
@@ -129,12 +129,7 @@ def version_statuses(
 ) -> list[ServiceVersionStatus]:
     found = []
     for entry in spec.versions:
-        mine = [
-            d
-            for d in deployments
-            if d["metadata"]["labels"].get(LABEL_APPLICATION) == entry.application
-            and d["metadata"]["labels"].get(LABEL_VERSION) == entry.version
-        ]
+        mine = [d for d in deployments if version_of(d) == (entry.application, entry.version)]
         found.append(
             ServiceVersionStatus(
                 application=entry.application,
@@ -145,11 +140,6 @@ def version_statuses(
             )
         )
     return found
-
-
-def _version_of(obj: Obj) -> tuple[Any, Any]:
-    labels = obj["metadata"].get("labels") or {}
-    return labels.get(LABEL_APPLICATION), labels.get(LABEL_VERSION)
 
 
 def _shadows_condition(
@@ -167,11 +157,11 @@ def _shadows_condition(
         if entry.shadow is None:
             continue
         mine = (entry.application, entry.version)
-        deployments = [d for d in observed.model_deployments if _version_of(d) == mine]
+        deployments = [d for d in observed.model_deployments if version_of(d) == mine]
         if status.ready_nodes >= status.desired_nodes and all(rolled_out(d) for d in deployments):
             continue
         causes = pod_causes(
-            [p for p in observed.pods if _version_of(p) == mine],
+            [p for p in observed.pods if version_of(p) == mine],
             now=now,
             timeout_minutes=timeout_minutes,
             pool=spec.resource_pool,
@@ -215,7 +205,7 @@ def realtime_status(
     minutes = int(timeout.total_seconds() // 60)
     shadows = {(v.application, v.version) for v in spec.versions if v.shadow}
     serving = [s for v, s in zip(spec.versions, versions, strict=True) if not v.shadow]
-    deployments = [d for d in observed.model_deployments if _version_of(d) not in shadows]
+    deployments = [d for d in observed.model_deployments if version_of(d) not in shadows]
     facts = Facts(
         stopped=spec.stopped,
         ready_nodes=sum(v.ready_nodes for v in serving),
@@ -233,7 +223,7 @@ def realtime_status(
         timeout_minutes=minutes,
         causes=tuple(
             pod_causes(
-                [p for p in observed.pods if _version_of(p) not in shadows],
+                [p for p in observed.pods if version_of(p) not in shadows],
                 now=now,
                 timeout_minutes=minutes,
                 pool=spec.resource_pool,

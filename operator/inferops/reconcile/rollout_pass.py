@@ -13,7 +13,6 @@ from typing import Any
 from pydantic import ValidationError
 
 from inferops.api.catalog import Catalog
-from inferops.api.names import LABEL_APPLICATION, LABEL_VERSION
 from inferops.api.realtime import RealTimeServiceSpec, Shadow
 from inferops.api.rollout import RolloutStatus
 from inferops.reconcile.prometheus import HttpPrometheus, QuerySource, fill
@@ -30,6 +29,7 @@ from inferops.reconcile.rollout import (
 from inferops.reconcile.router_metrics import MetricsSource, read_step
 from inferops.reconcile.workload_health import rolled_out
 from inferops.resources.desired import Service, realtime_inputs
+from inferops.resources.labels import version_of
 from inferops.resources.realtime import router_digest
 
 
@@ -125,15 +125,7 @@ def candidate_ready(spec: RealTimeServiceSpec, deployments: Sequence[Mapping[str
     """Every Deployment of the rollout's version exists and is rolled out."""
     if spec.rollout is None:
         return True
-    mine = [
-        d
-        for d in deployments
-        if label(
-            str((d.get("metadata") or {}).get("labels", {}).get(LABEL_APPLICATION)),
-            str((d.get("metadata") or {}).get("labels", {}).get(LABEL_VERSION)),
-        )
-        == spec.rollout.version
-    ]
+    mine = [d for d in deployments if label(*map(str, version_of(d))) == spec.rollout.version]
     return bool(mine) and all(rolled_out(d) for d in mine)
 
 

@@ -51,6 +51,13 @@ def version_labels(
     return labels
 
 
+def version_of(obj: Mapping[str, Any]) -> tuple[str | None, str | None]:
+    """(application, version) of a model child, from its version_labels; (None, None) for
+    the router and anything unlabelled."""
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return labels.get(LABEL_APPLICATION), labels.get(LABEL_VERSION)
+
+
 def owner_reference(owner: Mapping[str, Any]) -> dict[str, Any]:
     """A controller reference to the custom resource, so deleting it collects the child."""
     return {
